@@ -1,0 +1,595 @@
+//! The Redis Streams backend: one stream per priority lane per queue, one consumer group, a delayed
+//! sorted set moved onto the streams by a script, leases through the pending-entries list, and an
+//! events stream every gateway reads in full.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_redis::{Config as PoolConfig, Pool, Runtime};
+use futures::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::{AsyncConnectionConfig, AsyncTypedCommands, Script};
+use sentinel_domain::{DeadLetterReason, JobEvent, Priority, QueueName};
+
+use crate::keys::WORKER_GROUP;
+use crate::{
+    Bus, BusError, BusOptions, Consumer, DeadLetter, Delivery, EventStream, KeySpace, Message, PriorityRotation,
+    StreamStats,
+};
+
+/// Field name of the message body inside a stream entry.
+const BODY: &str = "m";
+/// How often a consumer moves due delayed messages; also caps a blocking read so delays stay precise.
+const PROMOTE_EVERY: Duration = Duration::from_millis(250);
+/// Upper bound on delayed messages moved per script call (keeps each call short).
+const PROMOTE_BATCH: usize = 512;
+
+/// Redis Streams bus. Cheap to clone; clones share the pool and scripts.
+#[derive(Clone)]
+pub struct RedisBus {
+    client: redis::Client,
+    pool: Pool,
+    keys: KeySpace,
+    options: BusOptions,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    ack: Script,
+    retry: Script,
+    dead: Script,
+    renew: Script,
+    promote: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            // Ack and delete together: acked entries leave memory at once, so the stream only ever holds
+            // waiting and in-flight messages (history lives in the database).
+            ack: Script::new(
+                "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) return redis.call('XDEL', KEYS[1], ARGV[2])",
+            ),
+            retry: Script::new(
+                r"redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+                  redis.call('XDEL', KEYS[1], ARGV[2])
+                  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+                  return 1",
+            ),
+            dead: Script::new(
+                r"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[4], 'reason', ARGV[5], 'detail', ARGV[6], 'at', ARGV[7])
+                  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+                  redis.call('XDEL', KEYS[1], ARGV[2])
+                  return 1",
+            ),
+            // Renew only a lease we still hold: a paused worker that wakes up must not steal back a
+            // message another consumer has reclaimed.
+            renew: Script::new(
+                r"local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+                  if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+                  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
+                  return 1",
+            ),
+            // KEYS: delayed, high, normal, low. Members are "<lane>|<json>".
+            promote: Script::new(
+                r"local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+                  for _, member in ipairs(due) do
+                    local lane = tonumber(string.sub(member, 1, 1))
+                    redis.call('XADD', KEYS[2 + lane], '*', 'm', string.sub(member, 3))
+                    redis.call('ZREM', KEYS[1], member)
+                  end
+                  local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+                  if nxt[2] then return {#due, nxt[2]} end
+                  return {#due, '-1'}",
+            ),
+        }
+    }
+}
+
+fn delayed_member(message: &Message) -> Result<String, BusError> {
+    Ok(format!("{}|{}", message.priority.index(), serde_json::to_string(message)?))
+}
+
+fn is_code(err: &redis::RedisError, code: &str) -> bool {
+    err.code() == Some(code)
+}
+
+impl RedisBus {
+    /// Connects a pool of `pool_size` connections. Nothing is sent to Redis until first use, so a
+    /// service can start while Redis is still coming up.
+    pub fn connect(url: &str, prefix: &str, pool_size: usize, options: BusOptions) -> Result<Self, BusError> {
+        let client = redis::Client::open(url)?;
+        let mut cfg = PoolConfig::from_url(url);
+        cfg.pool = Some(deadpool_redis::PoolConfig::new(pool_size));
+        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| BusError::Pool(e.to_string()))?;
+        Ok(Self { client, pool, keys: KeySpace::new(prefix), options, scripts: Arc::new(Scripts::new()) })
+    }
+
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, BusError> {
+        self.pool.get().await.map_err(|e| BusError::Pool(e.to_string()))
+    }
+
+    /// A connection of its own for blocking reads: a `BLOCK` on the shared multiplexed connections would
+    /// stall every other command, and the default 500 ms response timeout would cut every `BLOCK` short.
+    async fn blocking_conn(&self) -> Result<MultiplexedConnection, BusError> {
+        let cfg = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(self.options.block + Duration::from_secs(5)));
+        Ok(self.client.get_multiplexed_async_connection_with_config(&cfg).await?)
+    }
+
+    /// Removes every key of this deployment's prefix. For tests and `sentinel bench`.
+    pub async fn purge(&self) -> Result<u64, BusError> {
+        let mut conn = self.conn().await?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg(self.keys.pattern()).query_async(&mut conn).await?;
+        let n = keys.len() as u64;
+        for chunk in keys.chunks(256) {
+            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, queue: &QueueName, messages: &[Message]) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for m in messages {
+            pipe.cmd("XADD")
+                .arg(self.keys.lane(queue, m.priority))
+                .arg("*")
+                .arg(BODY)
+                .arg(serde_json::to_string(m)?)
+                .ignore();
+        }
+        let mut conn = self.conn().await?;
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn publish_at(&self, queue: &QueueName, message: &Message, due: DateTime<Utc>) -> Result<(), BusError> {
+        if due <= Utc::now() {
+            return self.publish(queue, std::slice::from_ref(message)).await;
+        }
+        let mut conn = self.conn().await?;
+        conn.zadd(self.keys.delayed(queue), delayed_member(message)?, due.timestamp_millis()).await?;
+        Ok(())
+    }
+
+    async fn consumer(&self, queue: &QueueName, consumer: &str) -> Result<Box<dyn Consumer>, BusError> {
+        Ok(Box::new(RedisConsumer {
+            bus: self.clone(),
+            queue: queue.clone(),
+            name: consumer.to_owned(),
+            lanes: self.keys.lanes(queue),
+            conn: None,
+            rotation: PriorityRotation::default(),
+            next_reclaim: Instant::now(),
+            next_promote: Instant::now(),
+        }))
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), BusError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .scripts
+            .ack
+            .key(self.keys.lane(&delivery.queue, delivery.priority))
+            .arg(WORKER_GROUP)
+            .arg(&delivery.entry_id)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn renew(&self, delivery: &Delivery) -> Result<bool, BusError> {
+        let mut conn = self.conn().await?;
+        let held: i64 = self
+            .scripts
+            .renew
+            .key(self.keys.lane(&delivery.queue, delivery.priority))
+            .arg(WORKER_GROUP)
+            .arg(&delivery.entry_id)
+            .arg(&delivery.consumer)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn retry_at(&self, delivery: &Delivery, next: &Message, due: DateTime<Utc>) -> Result<(), BusError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .scripts
+            .retry
+            .key(self.keys.lane(&delivery.queue, delivery.priority))
+            .key(self.keys.delayed(&delivery.queue))
+            .arg(WORKER_GROUP)
+            .arg(&delivery.entry_id)
+            .arg(due.timestamp_millis())
+            .arg(delayed_member(next)?)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: DeadLetterReason, detail: &str) -> Result<(), BusError> {
+        let mut conn = self.conn().await?;
+        let _: i64 = self
+            .scripts
+            .dead
+            .key(self.keys.lane(&delivery.queue, delivery.priority))
+            .key(self.keys.dead(&delivery.queue))
+            .arg(WORKER_GROUP)
+            .arg(&delivery.entry_id)
+            .arg(self.options.dead_letter_cap)
+            .arg(serde_json::to_string(&delivery.message)?)
+            .arg(reason.as_str())
+            .arg(detail)
+            .arg(Utc::now().to_rfc3339())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, queue: &QueueName, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
+        let mut conn = self.conn().await?;
+        let reply: StreamClaimReply = redis::cmd("XREVRANGE")
+            .arg(self.keys.dead(queue))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::with_capacity(reply.ids.len());
+        for entry in reply.ids {
+            let Some(body) = entry.get::<String>(BODY) else { continue };
+            let reason = match entry.get::<String>("reason").as_deref() {
+                Some("worker_crash") => DeadLetterReason::WorkerCrash,
+                _ => DeadLetterReason::HandlerError,
+            };
+            out.push(DeadLetter {
+                message: serde_json::from_str(&body)?,
+                reason,
+                detail: entry.get::<String>("detail").unwrap_or_default(),
+                at: entry
+                    .get::<String>("at")
+                    .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+                    .map(|d| d.with_timezone(&Utc))
+                    .unwrap_or_else(Utc::now),
+                entry_id: entry.id,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn remove_dead_letter(&self, queue: &QueueName, entry_id: &str) -> Result<bool, BusError> {
+        let mut conn = self.conn().await?;
+        let n = conn.xdel(self.keys.dead(queue), &[entry_id]).await?;
+        Ok(n > 0)
+    }
+
+    async fn publish_event(&self, event: &JobEvent) -> Result<(), BusError> {
+        let mut conn = self.conn().await?;
+        let _: () = redis::cmd("XADD")
+            .arg(self.keys.events())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.options.events_cap)
+            .arg("*")
+            .arg(BODY)
+            .arg(serde_json::to_string(event)?)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe_events(&self) -> Result<EventStream, BusError> {
+        // Start after the newest event that exists now, so nothing published after this call is missed.
+        let mut conn = self.conn().await?;
+        let newest: StreamClaimReply = redis::cmd("XREVRANGE")
+            .arg(self.keys.events())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        drop(conn);
+        let mut last_id = newest.ids.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".to_owned());
+        let (tx, rx) = tokio::sync::mpsc::channel::<JobEvent>(4096);
+        let bus = self.clone();
+        tokio::spawn(async move {
+            let key = bus.keys.events();
+            let mut conn: Option<MultiplexedConnection> = None;
+            let mut backoff = Duration::from_millis(100);
+            while !tx.is_closed() {
+                if conn.is_none() {
+                    match bus.blocking_conn().await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "events stream: reconnecting to redis");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let opts = StreamReadOptions::default().count(1000).block(bus.options.block.as_millis() as usize);
+                match c.xread_options(&[&key], &[&last_id], &opts).await {
+                    Ok(reply) => {
+                        backoff = Duration::from_millis(100);
+                        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                            last_id = entry.id.clone();
+                            let Some(body) = entry.get::<String>(BODY) else { continue };
+                            match serde_json::from_str::<JobEvent>(&body) {
+                                Ok(event) => {
+                                    if tx.send(event).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "events stream: unreadable event skipped"),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "events stream: read failed; reconnecting");
+                        conn = None;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed()))
+    }
+
+    async fn stats(&self, queue: &QueueName) -> Result<Vec<StreamStats>, BusError> {
+        let mut conn = self.conn().await?;
+        let delayed: u64 = redis::cmd("ZCARD").arg(self.keys.delayed(queue)).query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(3);
+        for p in Priority::ALL {
+            let lane = self.keys.lane(queue, p);
+            let length: u64 = redis::cmd("XLEN").arg(&lane).query_async(&mut conn).await?;
+            let summary: Result<(u64, Option<String>, Option<String>, redis::Value), _> =
+                redis::cmd("XPENDING").arg(&lane).arg(WORKER_GROUP).query_async(&mut conn).await;
+            let (pending, oldest) = match summary {
+                Ok((count, min_id, _, _)) => (count, min_id),
+                Err(e) if is_code(&e, "NOGROUP") => (0, None),
+                Err(e) => return Err(e.into()),
+            };
+            let oldest_pending_age = oldest.and_then(|id| {
+                let ms: i64 = id.split('-').next()?.parse().ok()?;
+                Some(Duration::from_millis((Utc::now().timestamp_millis() - ms).max(0) as u64))
+            });
+            out.push(StreamStats {
+                stream: format!("{queue}:{p}"),
+                length,
+                pending,
+                oldest_pending_age,
+                delayed: if p == Priority::Normal { delayed } else { 0 },
+            });
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        let mut conn = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+struct RedisConsumer {
+    bus: RedisBus,
+    queue: QueueName,
+    name: String,
+    lanes: [String; 3],
+    /// The blocking connection; `None` after an error, so the next call reconnects (and recreates the
+    /// consumer group, which a restarted Redis without persistence has forgotten).
+    conn: Option<MultiplexedConnection>,
+    rotation: PriorityRotation,
+    next_reclaim: Instant,
+    next_promote: Instant,
+}
+
+impl RedisConsumer {
+    async fn ensure_conn(&mut self) -> Result<&mut MultiplexedConnection, BusError> {
+        if self.conn.is_none() {
+            let mut conn = self.bus.blocking_conn().await?;
+            for lane in &self.lanes {
+                let created: Result<(), _> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(lane)
+                    .arg(WORKER_GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut conn)
+                    .await;
+                match created {
+                    Ok(()) => {}
+                    Err(e) if is_code(&e, "BUSYGROUP") => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.conn = Some(conn);
+        }
+        self.conn.as_mut().ok_or(BusError::Closed)
+    }
+
+    fn to_delivery(&self, lane: Priority, entry: StreamId, delivery_count: u32) -> Option<Delivery> {
+        let body = entry.get::<String>(BODY)?;
+        match serde_json::from_str::<Message>(&body) {
+            Ok(message) => Some(Delivery {
+                queue: self.queue.clone(),
+                priority: lane,
+                entry_id: entry.id,
+                consumer: self.name.clone(),
+                delivery_count,
+                message,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, entry = %entry.id, "unreadable bus message skipped");
+                None
+            }
+        }
+    }
+
+    /// Claims deliveries whose lease lapsed (their consumer died or froze).
+    async fn reclaim(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let min_idle = self.bus.options.visibility_timeout.as_millis() as u64;
+        let mut out = Vec::new();
+        let lanes = self.lanes.clone();
+        let mut conn = self.bus.conn().await?;
+        for (i, lane) in lanes.iter().enumerate() {
+            if out.len() >= max {
+                break;
+            }
+            let idle: Vec<(String, String, u64, u64)> = match redis::cmd("XPENDING")
+                .arg(lane)
+                .arg(WORKER_GROUP)
+                .arg("IDLE")
+                .arg(min_idle)
+                .arg("-")
+                .arg("+")
+                .arg(max - out.len())
+                .query_async(&mut conn)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) if is_code(&e, "NOGROUP") => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if idle.is_empty() {
+                continue;
+            }
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(lane).arg(WORKER_GROUP).arg(&self.name).arg(min_idle);
+            for (id, ..) in &idle {
+                cmd.arg(id);
+            }
+            let claimed: StreamClaimReply = cmd.query_async(&mut conn).await?;
+            let priority = Priority::from_index(i).unwrap_or_default();
+            for entry in claimed.ids {
+                let count = idle.iter().find(|(id, ..)| *id == entry.id).map_or(1, |(.., n)| *n as u32 + 1);
+                if let Some(d) = self.to_delivery(priority, entry, count) {
+                    tracing::info!(job_id = %d.message.job_id, delivery_count = d.delivery_count, "reclaimed abandoned delivery");
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves due delayed messages onto the lanes; returns the time until the next one is due.
+    async fn promote(&mut self) -> Result<Option<Duration>, BusError> {
+        let mut conn = self.bus.conn().await?;
+        let now = Utc::now().timestamp_millis();
+        let (_, next): (i64, String) = self
+            .bus
+            .scripts
+            .promote
+            .key(self.bus.keys.delayed(&self.queue))
+            .key(&self.lanes[0])
+            .key(&self.lanes[1])
+            .key(&self.lanes[2])
+            .arg(now)
+            .arg(PROMOTE_BATCH)
+            .invoke_async(&mut conn)
+            .await?;
+        let next: f64 = next.parse().unwrap_or(-1.0);
+        Ok((next >= 0.0).then(|| Duration::from_millis((next as i64 - now).max(0) as u64)))
+    }
+
+    async fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let now = Instant::now();
+        if now >= self.next_reclaim {
+            // Scan for abandoned leases a few times per visibility timeout.
+            self.next_reclaim = now + (self.bus.options.visibility_timeout / 4).min(Duration::from_secs(5));
+            let reclaimed = self.reclaim(max).await?;
+            if !reclaimed.is_empty() {
+                return Ok(reclaimed);
+            }
+        }
+        let mut wait = wait.min(self.next_reclaim.saturating_duration_since(now));
+        if now >= self.next_promote {
+            self.next_promote = now + PROMOTE_EVERY;
+            if let Some(due_in) = self.promote().await? {
+                wait = wait.min(due_in);
+            }
+        }
+        wait = wait.min(self.next_promote.saturating_duration_since(now)).min(self.bus.options.block);
+
+        let order = self.rotation.next_order();
+        let name = self.name.clone();
+        let lanes = self.lanes.clone();
+        let conn = self.ensure_conn().await?;
+        let mut batches: Vec<(Priority, StreamReadReply)> = Vec::new();
+        let mut got = 0;
+        for p in order {
+            let remaining = max - got;
+            if remaining == 0 {
+                break;
+            }
+            let opts = StreamReadOptions::default().group(WORKER_GROUP, &name).count(remaining);
+            if let Some(reply) = conn.xread_options(&[&lanes[p.index()]], &[">"], &opts).await? {
+                got += reply.keys.iter().map(|k| k.ids.len()).sum::<usize>();
+                batches.push((p, reply));
+            }
+        }
+        if got == 0 && !wait.is_zero() {
+            // Nothing ready: block on all lanes at once. If several lanes fill at the same moment Redis
+            // may return one entry from each, so at most two more than asked for.
+            let opts = StreamReadOptions::default()
+                .group(WORKER_GROUP, &name)
+                .count(1)
+                .block(wait.as_millis().max(1) as usize);
+            if let Some(reply) = conn.xread_options(&lanes, &[">", ">", ">"], &opts).await? {
+                for key in reply.keys {
+                    let p = Priority::ALL.into_iter().find(|p| lanes[p.index()] == key.key).unwrap_or_default();
+                    batches.push((p, StreamReadReply { keys: vec![key] }));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(got);
+        for (p, reply) in batches {
+            for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                if let Some(d) = self.to_delivery(p, entry, 1) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Consumer for RedisConsumer {
+    async fn receive(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let max = max.max(1);
+        match self.read(max, wait).await {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                if let BusError::Redis(re) = &e
+                    && is_code(re, "NOGROUP")
+                {
+                    tracing::warn!(queue = %self.queue, "consumer group vanished (redis restarted?); recreating");
+                }
+                // Drop the connection: the next call reconnects and recreates the group if needed.
+                self.conn = None;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The one layered settings loader every Sentinel binary uses: built-in defaults, then an optional TOML
+//! file, then `SENTINEL_<SECTION>__<KEY>` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Environment variable naming an optional settings file.
+pub const CONFIG_FILE_ENV: &str = "SENTINEL_CONFIG";
+
+/// Why settings could not be loaded. The message names the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("invalid configuration: `{key}` {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+/// Every setting of every binary. Unknown keys are rejected so a typo never goes unnoticed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the embedded mode keeps its SQLite file and generated secrets.
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub bus: BusSettings,
+    pub http: HttpSettings,
+    pub worker: WorkerSettings,
+    pub relay: RelaySettings,
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://path?mode=rwc`. Secret because it may carry a password.
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// Apply pending migrations at start-up instead of refusing to start on an old schema.
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BusBackend {
+    /// Redis Streams: the distributed mode.
+    Redis,
+    /// In-process: the embedded mode, one process only.
+    Memory,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSettings {
+    pub backend: BusBackend,
+    pub redis_url: SecretString,
+    /// Namespace for every key, so two deployments can share one Redis.
+    pub prefix: String,
+    /// How long a delivered message may go without a lease renewal before another worker reclaims it.
+    pub visibility_timeout_ms: u64,
+    /// Deliveries (first one plus reclaims after crashes) before a message is dead-lettered.
+    pub max_deliveries: u32,
+    /// Longest single blocking read; bounds shutdown and reconnect latency.
+    pub block_ms: u64,
+    /// Pool size for non-blocking commands.
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Serve `/metrics` without authentication (Prometheus scrapes it).
+    pub public_metrics: bool,
+    /// Largest accepted JSON body, in bytes.
+    pub max_body_bytes: usize,
+    /// Bearer token that guards the API until user accounts and API keys exist. Required by the
+    /// gateway; `sentinel up` generates one in its data directory.
+    pub api_token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Jobs one worker process runs at once.
+    pub concurrency: usize,
+    /// On SIGTERM, how long in-flight jobs get to finish before the rest is left for reclaim.
+    pub shutdown_grace_ms: u64,
+    /// After a cancel, how long a handler's subprocesses get between SIGTERM and SIGKILL.
+    pub cancel_grace_ms: u64,
+    /// Registers the test-only `fault.*` job kinds. Never enable in production.
+    pub fault_injection: bool,
+    /// Finished jobs (and their event logs) are deleted after this many days.
+    pub retention_days: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySettings {
+    /// How often the outbox relay looks for committed but unpublished jobs.
+    pub interval_ms: u64,
+    /// A job row must be this old before the relay publishes it (the enqueuer usually does it first).
+    pub grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub log_format: LogFormat,
+    /// `tracing` env-filter directives, e.g. `info,sentinel_bus=debug`.
+    pub log_level: String,
+    /// OTLP/HTTP endpoint (e.g. `http://otel-collector:4318`); traces are exported only when set.
+    pub otlp_endpoint: Option<String>,
+}
+
+const DEFAULTS: &str = r#"
+data_dir = "./data"
+
+[database]
+url = "sqlite://sentinel.sqlite?mode=rwc"
+max_connections = 16
+auto_migrate = false
+
+[bus]
+backend = "redis"
+redis_url = "redis://127.0.0.1:6379"
+prefix = "sentinel"
+visibility_timeout_ms = 30000
+max_deliveries = 3
+block_ms = 2000
+pool_size = 16
+
+[http]
+listen = "127.0.0.1:8080"
+public_metrics = true
+max_body_bytes = 1048576
+
+[worker]
+concurrency = 16
+shutdown_grace_ms = 20000
+cancel_grace_ms = 5000
+fault_injection = false
+retention_days = 30
+
+[relay]
+interval_ms = 1000
+grace_ms = 2000
+
+[telemetry]
+log_format = "auto"
+log_level = "info"
+"#;
+
+impl Settings {
+    /// Loads defaults, then the file named by `SENTINEL_CONFIG` if set, then the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_for(&[], &[])
+    }
+
+    /// Like [`Settings::load`] with per-binary defaults (e.g. each service's own port) that the file and
+    /// the environment can still override, and final overrides (command-line flags) that win over all.
+    pub fn load_for(defaults: &[(&str, &str)], overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        let file = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
+        Self::load_layers(defaults, file, overrides)
+    }
+
+    /// Like [`Settings::load`], with an explicit file and final overrides (`key`, `value`) that win over
+    /// everything — this is how command-line flags such as `--listen` are applied.
+    pub fn load_from(file: Option<PathBuf>, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        Self::load_layers(&[], file, overrides)
+    }
+
+    fn load_layers(
+        defaults: &[(&str, &str)],
+        file: Option<PathBuf>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if !defaults.is_empty() {
+            let mut own = Config::builder();
+            for (key, value) in defaults {
+                own = own.set_override(*key, *value)?;
+            }
+            builder = builder.add_source(own.build()?);
+        }
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    key: CONFIG_FILE_ENV,
+                    reason: format!("names {} which does not exist", path.display()),
+                });
+            }
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        // Only nested keys (SENTINEL_SECTION__KEY) and SENTINEL_DATA_DIR are settings; other SENTINEL_*
+        // variables (SENTINEL_CONFIG, test helpers' SENTINEL_TEST_*) are not, and must not trip
+        // `deny_unknown_fields`.
+        let env: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| k.strip_prefix("SENTINEL_").is_some_and(|rest| rest.contains("__") || rest == "DATA_DIR"))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("SENTINEL")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .ignore_empty(true)
+                .source(Some(env)),
+        );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.as_str())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
+        use secrecy::ExposeSecret;
+        let url = self.database.url.expose_secret();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+            return invalid("database.url", "must start with postgres://, postgresql:// or sqlite:");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.bus.backend == BusBackend::Redis {
+            let r = self.bus.redis_url.expose_secret();
+            if !(r.starts_with("redis://") || r.starts_with("rediss://") || r.starts_with("unix:")) {
+                return invalid("bus.redis_url", "must start with redis://, rediss:// or unix:");
+            }
+        }
+        if self.bus.prefix.is_empty() || self.bus.prefix.contains(['{', '}', ' ']) {
+            return invalid("bus.prefix", "must be non-empty without braces or spaces");
+        }
+        if self.bus.visibility_timeout_ms < 1000 {
+            return invalid("bus.visibility_timeout_ms", "must be at least 1000");
+        }
+        if self.bus.max_deliveries == 0 {
+            return invalid("bus.max_deliveries", "must be at least 1");
+        }
+        if self.bus.block_ms == 0 || self.bus.block_ms >= self.bus.visibility_timeout_ms {
+            return invalid("bus.block_ms", "must be above 0 and below bus.visibility_timeout_ms");
+        }
+        if self.bus.pool_size == 0 {
+            return invalid("bus.pool_size", "must be at least 1");
+        }
+        if self.worker.concurrency == 0 {
+            return invalid("worker.concurrency", "must be at least 1");
+        }
+        if self.relay.interval_ms == 0 {
+            return invalid("relay.interval_ms", "must be at least 1");
+        }
+        if let Some(token) = &self.http.api_token
+            && token.expose_secret().len() < 16
+        {
+            return invalid("http.api_token", "must be at least 16 characters");
+        }
+        if self.http.max_body_bytes < 1024 {
+            return invalid("http.max_body_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+}
+
+impl BusSettings {
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_millis(self.visibility_timeout_ms)
+    }
+    pub fn block(&self) -> Duration {
+        Duration::from_millis(self.block_ms)
+    }
+}
+
+impl WorkerSettings {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn cancel_grace(&self) -> Duration {
+        Duration::from_millis(self.cancel_grace_ms)
+    }
+}
+
+impl RelaySettings {
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let o: Vec<(&str, String)> = overrides.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        Settings::load_from(None, &o)
+    }
+
+    #[test]
+    fn defaults_load() {
+        let s = load(&[]).expect("defaults are valid");
+        assert_eq!(s.http.listen.port(), 8080);
+        assert_eq!(s.bus.backend, BusBackend::Redis);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = load(&[("http.listen", "not-an-address")]).expect_err("must fail").to_string();
+        assert!(err.contains("http.listen"), "{err}");
+        let err = load(&[("database.url", "mysql://x")]).expect_err("must fail").to_string();
+        assert!(err.contains("database.url"), "{err}");
+        let err = load(&[("worker.concurrency", "0")]).expect_err("must fail").to_string();
+        assert!(err.contains("worker.concurrency"), "{err}");
+    }
+
+    #[test]
+    fn binary_defaults_sit_between_built_ins_and_overrides() {
+        let s = Settings::load_for(&[("http.listen", "127.0.0.1:9101")], &[]).expect("valid");
+        assert_eq!(s.http.listen.port(), 9101);
+        let s = Settings::load_for(&[("http.listen", "127.0.0.1:9101")], &[("http.listen", "127.0.0.1:1".to_owned())])
+            .expect("valid");
+        assert_eq!(s.http.listen.port(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = load(&[("http.lisen", "127.0.0.1:1")]).expect_err("must fail").to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let s = load(&[("database.url", "postgres://u:hunter2@h/db")]).expect("valid");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn missing_config_file_is_named() {
+        let err = Settings::load_from(Some("/nonexistent/s.toml".into()), &[]).expect_err("must fail");
+        assert!(err.to_string().contains("SENTINEL_CONFIG"));
+    }
+}

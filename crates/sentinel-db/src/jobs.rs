@@ -1,0 +1,548 @@
+//! The job store: enqueue with an outbox flag, fenced state changes by lease epoch, and the numbered
+//! per-job event log every change writes to in the same transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use sentinel_domain::{
+    DeadLetterReason, JobEvent, JobEventKind, JobId, JobKind, JobState, Priority, Progress, QueueName, RetryPolicy,
+};
+use uuid::Uuid;
+
+use crate::DbError;
+use crate::entity::{job_events, jobs};
+
+/// A job to create.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub queue: QueueName,
+    pub priority: Priority,
+    pub payload: serde_json::Value,
+    pub retry: RetryPolicy,
+    /// When the job becomes due; `None` means now.
+    pub run_at: Option<DateTime<Utc>>,
+    pub trace_context: BTreeMap<String, String>,
+    pub requested_by: Option<String>,
+}
+
+/// A job as read from the table, with typed fields.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub kind: JobKind,
+    pub queue: QueueName,
+    pub priority: Priority,
+    pub payload: serde_json::Value,
+    pub state: JobState,
+    pub attempt: u32,
+    pub retry: RetryPolicy,
+    pub epoch: i64,
+    pub progress: Option<Progress>,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub trace_context: BTreeMap<String, String>,
+    pub requested_by: Option<String>,
+    pub event_seq: i64,
+    pub cancel_requested: bool,
+    pub published: bool,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<jobs::Model> for JobRecord {
+    type Error = DbError;
+    fn try_from(m: jobs::Model) -> Result<Self, DbError> {
+        let corrupt = |what: &str, e: &dyn std::fmt::Display| DbError::Corrupt(format!("job {}: {what}: {e}", m.id));
+        let progress = match (m.progress_step, m.progress_total) {
+            (Some(step), Some(total)) => Some(Progress {
+                step: Ord::max(step, 0) as u64,
+                total: Ord::max(total, 0) as u64,
+                info: m.progress_info.clone(),
+            }),
+            _ => None,
+        };
+        let trace_context = match &m.trace_context {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt("trace_context", &e))?,
+            None => BTreeMap::new(),
+        };
+        Ok(JobRecord {
+            id: JobId::from_uuid(m.id),
+            kind: JobKind::parse(&m.kind).map_err(|e| corrupt("kind", &e))?,
+            queue: QueueName::parse(&m.queue).map_err(|e| corrupt("queue", &e))?,
+            priority: m.priority.parse().map_err(|e| corrupt("priority", &e))?,
+            state: m.state.parse().map_err(|e| corrupt("state", &e))?,
+            attempt: Ord::max(m.attempt, 0) as u32,
+            retry: RetryPolicy {
+                max_attempts: Ord::max(m.max_attempts, 1) as u32,
+                backoff_base_ms: Ord::max(m.backoff_base_ms, 0) as u64,
+                backoff_max_ms: Ord::max(m.backoff_max_ms, 0) as u64,
+            },
+            epoch: m.epoch,
+            progress,
+            payload: m.payload,
+            result: m.result,
+            error: m.error,
+            trace_context,
+            requested_by: m.requested_by,
+            event_seq: m.event_seq,
+            cancel_requested: m.cancel_requested,
+            published: m.published,
+            run_at: m.run_at,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+/// What happened when a worker tried to start an attempt.
+#[derive(Debug)]
+pub enum StartOutcome {
+    /// The attempt holds the lease with `job.epoch`.
+    Started(Box<JobRecord>, JobEvent),
+    /// The message is stale or the job is finished or cancelled: drop the message.
+    Skip { state: Option<JobState>, why: &'static str },
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Succeeded(serde_json::Value),
+    Failed(String),
+    Cancelled,
+}
+
+/// Result of a cancel request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// It was queued and is now cancelled.
+    Cancelled(JobEvent),
+    /// It is running; its worker has been asked to stop.
+    Requested(JobEvent),
+    /// It had already finished in this state.
+    AlreadyFinished(JobState),
+    NotFound,
+}
+
+/// Repository of jobs and their events.
+#[derive(Clone, Debug)]
+pub struct JobStore {
+    conn: DatabaseConnection,
+}
+
+fn event(job: &JobRecord, seq: i64, at: DateTime<Utc>, body: JobEventKind) -> JobEvent {
+    JobEvent { job_id: job.id, kind: job.kind.clone(), seq, at, body }
+}
+
+async fn insert_event(txn: &DatabaseTransaction, ev: &JobEvent) -> Result<(), DbError> {
+    let data = serde_json::to_value(&ev.body).map_err(|e| DbError::Corrupt(e.to_string()))?;
+    job_events::ActiveModel {
+        job_id: Set(ev.job_id.as_uuid()),
+        seq: Set(ev.seq),
+        event_type: Set(ev.body.name().to_owned()),
+        data: Set(data),
+        at: Set(ev.at),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    Ok(())
+}
+
+async fn load(txn: &DatabaseTransaction, id: Uuid) -> Result<JobRecord, DbError> {
+    jobs::Entity::find_by_id(id).one(txn).await?.ok_or_else(|| DbError::NotFound(id.to_string()))?.try_into()
+}
+
+fn fenced(id: JobId, epoch: i64) -> Condition {
+    Condition::all()
+        .add(jobs::Column::Id.eq(id.as_uuid()))
+        .add(jobs::Column::Epoch.eq(epoch))
+        .add(jobs::Column::State.eq(JobState::Running.as_str()))
+}
+
+impl JobStore {
+    pub fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Commits a new queued job and its `queued` event. The row is unpublished until
+    /// [`JobStore::mark_published`]; the outbox relay publishes rows that stay unpublished.
+    pub async fn insert(&self, new: NewJob) -> Result<(JobRecord, JobEvent), DbError> {
+        let now = Utc::now();
+        let trace = if new.trace_context.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_value(&new.trace_context).map_err(|e| DbError::Corrupt(e.to_string()))?)
+        };
+        let txn = self.conn.begin().await?;
+        let model = jobs::ActiveModel {
+            id: Set(new.id.as_uuid()),
+            kind: Set(new.kind.to_string()),
+            queue: Set(new.queue.to_string()),
+            priority: Set(new.priority.as_str().to_owned()),
+            payload: Set(new.payload),
+            state: Set(JobState::Queued.as_str().to_owned()),
+            attempt: Set(1),
+            max_attempts: Set(Ord::max(new.retry.max_attempts, 1) as i32),
+            backoff_base_ms: Set(new.retry.backoff_base_ms as i64),
+            backoff_max_ms: Set(new.retry.backoff_max_ms as i64),
+            epoch: Set(0),
+            progress_step: Set(None),
+            progress_total: Set(None),
+            progress_info: Set(None),
+            result: Set(None),
+            error: Set(None),
+            trace_context: Set(trace),
+            requested_by: Set(new.requested_by),
+            event_seq: Set(1),
+            cancel_requested: Set(false),
+            published: Set(false),
+            run_at: Set(new.run_at.unwrap_or(now)),
+            created_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        let job: JobRecord = model.try_into()?;
+        let ev = event(&job, 1, now, JobEventKind::Queued);
+        insert_event(&txn, &ev).await?;
+        txn.commit().await?;
+        Ok((job, ev))
+    }
+
+    /// Records that these jobs' messages are on the bus.
+    pub async fn mark_published(&self, ids: &[JobId]) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::Published, Expr::value(true))
+            .filter(jobs::Column::Id.is_in(ids.iter().map(|i| i.as_uuid())))
+            .exec(&self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Queued jobs whose message was never published and that were last touched before `before`.
+    pub async fn unpublished(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<JobRecord>, DbError> {
+        jobs::Entity::find()
+            .filter(jobs::Column::Published.eq(false))
+            .filter(jobs::Column::State.eq(JobState::Queued.as_str()))
+            .filter(jobs::Column::UpdatedAt.lt(before))
+            .order_by_asc(jobs::Column::UpdatedAt)
+            .limit(limit)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(JobRecord::try_from)
+            .collect()
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<Option<JobRecord>, DbError> {
+        jobs::Entity::find_by_id(id.as_uuid()).one(&self.conn).await?.map(JobRecord::try_from).transpose()
+    }
+
+    /// Starts (or, for a redelivery after a lapsed lease, takes over) attempt `attempt` of a job: bumps the
+    /// lease epoch so any older attempt's writes are refused from now on.
+    pub async fn start(&self, id: JobId, attempt: u32, redelivery: bool) -> Result<StartOutcome, DbError> {
+        let now = Utc::now();
+        let txn = self.conn.begin().await?;
+        let mut startable = Condition::any().add(jobs::Column::State.eq(JobState::Queued.as_str()));
+        if redelivery {
+            startable = startable.add(jobs::Column::State.eq(JobState::Running.as_str()));
+        }
+        let updated = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Running.as_str()))
+            .col_expr(jobs::Column::Epoch, Expr::col(jobs::Column::Epoch).add(1))
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+            .col_expr(jobs::Column::StartedAt, Expr::value(now))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(jobs::Column::Id.eq(id.as_uuid()))
+            .filter(jobs::Column::Attempt.eq(attempt as i32))
+            .filter(jobs::Column::CancelRequested.eq(false))
+            .filter(startable)
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(match self.get(id).await? {
+                None => StartOutcome::Skip { state: None, why: "job does not exist" },
+                Some(job) if job.cancel_requested && !job.state.is_terminal() => {
+                    // A cancel raced this start: finish the cancellation now that the job is ours to drop.
+                    self.finish_unfenced(id, JobState::Cancelled, None).await?;
+                    StartOutcome::Skip { state: Some(JobState::Cancelled), why: "cancel requested" }
+                }
+                Some(job) if job.attempt != attempt => {
+                    StartOutcome::Skip { state: Some(job.state), why: "stale attempt" }
+                }
+                Some(job) => StartOutcome::Skip { state: Some(job.state), why: "not startable" },
+            });
+        }
+        let job = load(&txn, id.as_uuid()).await?;
+        let ev = event(&job, job.event_seq, now, JobEventKind::Started { attempt: job.attempt, epoch: job.epoch });
+        insert_event(&txn, &ev).await?;
+        txn.commit().await?;
+        Ok(StartOutcome::Started(Box::new(job), ev))
+    }
+
+    /// Appends a progress report or log line, fenced by lease epoch.
+    pub async fn append(&self, id: JobId, epoch: i64, body: JobEventKind) -> Result<JobEvent, DbError> {
+        let now = Utc::now();
+        let txn = self.conn.begin().await?;
+        let mut update = jobs::Entity::update_many()
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now));
+        if let JobEventKind::Progress(p) = &body {
+            update = update
+                .col_expr(jobs::Column::ProgressStep, Expr::value(p.step as i64))
+                .col_expr(jobs::Column::ProgressTotal, Expr::value(p.total as i64))
+                .col_expr(jobs::Column::ProgressInfo, Expr::value(p.info.clone()));
+        }
+        let res = update.filter(fenced(id, epoch)).exec(&txn).await?;
+        if res.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(DbError::Fenced { job_id: id.to_string(), epoch });
+        }
+        let job = load(&txn, id.as_uuid()).await?;
+        let ev = event(&job, job.event_seq, now, body);
+        insert_event(&txn, &ev).await?;
+        txn.commit().await?;
+        Ok(ev)
+    }
+
+    /// Ends an attempt, fenced by lease epoch: a stale attempt's outcome is refused.
+    pub async fn finish(&self, id: JobId, epoch: i64, outcome: Finish) -> Result<(JobRecord, JobEvent), DbError> {
+        let now = Utc::now();
+        let (state, result, error) = match outcome {
+            Finish::Succeeded(v) => (JobState::Succeeded, Some(v), None),
+            Finish::Failed(e) => (JobState::Failed, None, Some(e)),
+            Finish::Cancelled => (JobState::Cancelled, None, None),
+        };
+        let txn = self.conn.begin().await?;
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(state.as_str()))
+            .col_expr(jobs::Column::Result, Expr::value(result))
+            .col_expr(jobs::Column::Error, Expr::value(error.clone()))
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(fenced(id, epoch))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(DbError::Fenced { job_id: id.to_string(), epoch });
+        }
+        let job = load(&txn, id.as_uuid()).await?;
+        let ev = event(&job, job.event_seq, now, JobEventKind::Finished { state, error });
+        insert_event(&txn, &ev).await?;
+        txn.commit().await?;
+        Ok((job, ev))
+    }
+
+    /// Sends a failed attempt back to `queued` for attempt + 1 at `run_at`, fenced by lease epoch. The
+    /// row is left unpublished until the caller has scheduled the next message, so a crash in between
+    /// is repaired by the outbox relay.
+    pub async fn retry(
+        &self,
+        id: JobId,
+        epoch: i64,
+        error: &str,
+        run_at: DateTime<Utc>,
+    ) -> Result<(JobRecord, JobEvent), DbError> {
+        let now = Utc::now();
+        let txn = self.conn.begin().await?;
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
+            .col_expr(jobs::Column::Attempt, Expr::col(jobs::Column::Attempt).add(1))
+            .col_expr(jobs::Column::Error, Expr::value(error.to_owned()))
+            .col_expr(jobs::Column::RunAt, Expr::value(run_at))
+            .col_expr(jobs::Column::Published, Expr::value(false))
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(fenced(id, epoch))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(DbError::Fenced { job_id: id.to_string(), epoch });
+        }
+        let job = load(&txn, id.as_uuid()).await?;
+        let body = JobEventKind::Retrying { attempt: job.attempt, error: error.to_owned(), run_at };
+        let ev = event(&job, job.event_seq, now, body);
+        insert_event(&txn, &ev).await?;
+        txn.commit().await?;
+        Ok((job, ev))
+    }
+
+    /// Fails a job whose message went to the dead-letter stream. Not fenced: the attempt that would
+    /// hold the lease is the one that crashed.
+    pub async fn dead_lettered(
+        &self,
+        id: JobId,
+        reason: DeadLetterReason,
+        error: &str,
+    ) -> Result<Option<JobEvent>, DbError> {
+        let now = Utc::now();
+        let txn = self.conn.begin().await?;
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Failed.as_str()))
+            .col_expr(jobs::Column::Error, Expr::value(error.to_owned()))
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(jobs::Column::Id.eq(id.as_uuid()))
+            .filter(jobs::Column::State.is_in(JobState::STARTABLE.map(|s| s.as_str())))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let job = load(&txn, id.as_uuid()).await?;
+        let ev = event(&job, job.event_seq, now, JobEventKind::DeadLettered { reason, error: error.to_owned() });
+        insert_event(&txn, &ev).await?;
+        txn.commit().await?;
+        Ok(Some(ev))
+    }
+
+    async fn finish_unfenced(
+        &self,
+        id: JobId,
+        state: JobState,
+        error: Option<String>,
+    ) -> Result<Option<JobEvent>, DbError> {
+        let now = Utc::now();
+        let txn = self.conn.begin().await?;
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(state.as_str()))
+            .col_expr(jobs::Column::Error, Expr::value(error.clone()))
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(now))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(jobs::Column::Id.eq(id.as_uuid()))
+            .filter(jobs::Column::State.is_in(JobState::STARTABLE.map(|s| s.as_str())))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let job = load(&txn, id.as_uuid()).await?;
+        let ev = event(&job, job.event_seq, now, JobEventKind::Finished { state, error });
+        insert_event(&txn, &ev).await?;
+        txn.commit().await?;
+        Ok(Some(ev))
+    }
+
+    /// Cancels a queued job at once, or flags a running one so its worker stops it.
+    pub async fn request_cancel(&self, id: JobId) -> Result<CancelOutcome, DbError> {
+        let Some(job) = self.get(id).await? else { return Ok(CancelOutcome::NotFound) };
+        match job.state {
+            JobState::Queued => match self.finish_unfenced(id, JobState::Cancelled, None).await? {
+                Some(ev) => Ok(CancelOutcome::Cancelled(ev)),
+                // It started in the meantime: flag it instead.
+                None => Box::pin(self.request_cancel(id)).await,
+            },
+            JobState::Running => {
+                let now = Utc::now();
+                let txn = self.conn.begin().await?;
+                let res = jobs::Entity::update_many()
+                    .col_expr(jobs::Column::CancelRequested, Expr::value(true))
+                    .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+                    .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+                    .filter(jobs::Column::Id.eq(id.as_uuid()))
+                    .filter(jobs::Column::State.eq(JobState::Running.as_str()))
+                    .exec(&txn)
+                    .await?;
+                if res.rows_affected == 0 {
+                    txn.rollback().await?;
+                    return Box::pin(self.request_cancel(id)).await;
+                }
+                let job = load(&txn, id.as_uuid()).await?;
+                let ev = event(&job, job.event_seq, now, JobEventKind::CancelRequested);
+                insert_event(&txn, &ev).await?;
+                txn.commit().await?;
+                Ok(CancelOutcome::Requested(ev))
+            }
+            state => Ok(CancelOutcome::AlreadyFinished(state)),
+        }
+    }
+
+    /// Whether a cancel was requested for the attempt holding `epoch` (a fallback to the live event).
+    pub async fn cancel_requested(&self, id: JobId, epoch: i64) -> Result<bool, DbError> {
+        Ok(jobs::Entity::find()
+            .filter(jobs::Column::Id.eq(id.as_uuid()))
+            .filter(jobs::Column::Epoch.eq(epoch))
+            .filter(jobs::Column::CancelRequested.eq(true))
+            .count(&self.conn)
+            .await?
+            > 0)
+    }
+
+    /// Number of jobs in each state (states with none are included with 0).
+    pub async fn counts(&self) -> Result<Vec<(JobState, u64)>, DbError> {
+        let rows: Vec<(String, i64)> = jobs::Entity::find()
+            .select_only()
+            .column(jobs::Column::State)
+            .column_as(jobs::Column::Id.count(), "n")
+            .group_by(jobs::Column::State)
+            .into_tuple()
+            .all(&self.conn)
+            .await?;
+        Ok(JobState::ALL
+            .into_iter()
+            .map(|s| (s, rows.iter().find(|(name, _)| name == s.as_str()).map_or(0, |(_, n)| *n as u64)))
+            .collect())
+    }
+
+    /// The job's events after `after_seq`, oldest first.
+    pub async fn events(&self, id: JobId, after_seq: i64, limit: u64) -> Result<Vec<JobEvent>, DbError> {
+        let Some(job) = self.get(id).await? else { return Err(DbError::NotFound(id.to_string())) };
+        job_events::Entity::find()
+            .filter(job_events::Column::JobId.eq(id.as_uuid()))
+            .filter(job_events::Column::Seq.gt(after_seq))
+            .order_by_asc(job_events::Column::Seq)
+            .limit(limit)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|m| {
+                let body: JobEventKind = serde_json::from_value(m.data).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                Ok(JobEvent { job_id: id, kind: job.kind.clone(), seq: m.seq, at: m.at, body })
+            })
+            .collect()
+    }
+
+    /// After an embedded restart the in-process bus is empty: every unfinished job goes back to
+    /// `queued` and unpublished, so the relay publishes it again. Returns how many.
+    pub async fn requeue_unfinished(&self) -> Result<u64, DbError> {
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
+            .col_expr(jobs::Column::Published, Expr::value(false))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(DateTime::<Utc>::MIN_UTC))
+            .filter(jobs::Column::State.is_in(JobState::STARTABLE.map(|s| s.as_str())))
+            .exec(&self.conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Deletes finished jobs (and, by cascade, their events) that finished before `cutoff`.
+    pub async fn delete_finished_before(&self, cutoff: DateTime<Utc>) -> Result<u64, DbError> {
+        let res = jobs::Entity::delete_many().filter(jobs::Column::FinishedAt.lt(cutoff)).exec(&self.conn).await?;
+        Ok(res.rows_affected)
+    }
+}

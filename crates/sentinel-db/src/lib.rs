@@ -1,0 +1,98 @@
+//! Persistence for Sentinel: one sea-orm code path over PostgreSQL (distributed) and SQLite (embedded),
+//! migrations, and the job store with its fenced writes.
+
+pub mod entity;
+mod jobs;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend};
+use sentinel_migrations::{Migrator, MigratorTrait};
+
+pub use jobs::{CancelOutcome, Finish, JobRecord, JobStore, NewJob, StartOutcome};
+
+/// Errors from the persistence layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error(
+        "the database schema is out of date ({pending} pending migration(s): {names}); run `sentinel migrate` \
+         or set SENTINEL_DATABASE__AUTO_MIGRATE=true"
+    )]
+    SchemaOutdated { pending: usize, names: String },
+    /// A write from an attempt whose lease epoch is no longer current (another attempt took over).
+    #[error("job {job_id}: write from a stale attempt (epoch {epoch}) refused")]
+    Fenced { job_id: String, epoch: i64 },
+    #[error("job {0} not found")]
+    NotFound(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A pool of connections to the Sentinel database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    conn: DatabaseConnection,
+}
+
+impl Database {
+    /// Opens a pool. SQLite files are put in WAL mode so readers never block the writer.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(max_connections)
+            .min_connections(0)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false);
+        opts.map_sqlx_sqlite_opts(|o| {
+            use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(15))
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+        let conn = sea_orm::Database::connect(opts).await?;
+        Ok(Self { conn })
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Applies every pending migration; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize, DbError> {
+        let pending = Migrator::get_pending_migrations(&self.conn).await?.len();
+        Migrator::up(&self.conn, None).await?;
+        Ok(pending)
+    }
+
+    /// Refuses to run on an out-of-date schema unless `auto_migrate` is set, in which case it migrates.
+    pub async fn ensure_schema(&self, auto_migrate: bool) -> Result<(), DbError> {
+        let pending = Migrator::get_pending_migrations_read_only(&self.conn).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if auto_migrate {
+            self.migrate().await?;
+            return Ok(());
+        }
+        let names = pending.iter().map(|m| m.name().to_owned()).collect::<Vec<_>>().join(", ");
+        Err(DbError::SchemaOutdated { pending: pending.len(), names })
+    }
+
+    /// Readiness probe.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.conn.ping().await?;
+        Ok(())
+    }
+
+    pub fn jobs(&self) -> JobStore {
+        JobStore::new(self.conn.clone())
+    }
+}

@@ -1,0 +1,73 @@
+//! Handlers of the built-in kinds: the seed's demo task and the test-only fault kinds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sentinel_domain::{JobKind, builtin};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{JobContext, JobError, JobHandler};
+
+/// `demo.sleep {"seconds": N}`: sleeps N seconds, reporting progress every second.
+pub struct DemoSleep;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SleepPayload {
+    seconds: u64,
+}
+
+#[async_trait]
+impl JobHandler for DemoSleep {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let SleepPayload { seconds } = ctx.payload()?;
+        for step in 1..=seconds {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = ctx.cancelled() => return Err(JobError::Cancelled),
+            }
+            ctx.progress(step, seconds, Some(format!("slept {step}/{seconds} s"))).await?;
+        }
+        Ok(json!({ "slept_seconds": seconds }))
+    }
+}
+
+/// `fault.crash`: aborts the whole worker process, to test crash recovery and quarantine.
+pub struct FaultCrash;
+
+#[async_trait]
+impl JobHandler for FaultCrash {
+    async fn run(&self, _ctx: &JobContext) -> Result<Value, JobError> {
+        tracing::error!("fault.crash: aborting this worker process on purpose");
+        std::process::abort();
+    }
+}
+
+/// `fault.fail`: fails with a retryable error on every attempt.
+pub struct FaultFail;
+
+#[async_trait]
+impl JobHandler for FaultFail {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        Err(JobError::Retryable(format!("fault.fail: attempt {} failed on purpose", ctx.job().attempt)))
+    }
+}
+
+/// Handlers for the built-in kinds every worker runs; fault kinds only when enabled.
+pub fn builtin_handlers(fault_injection: bool) -> HashMap<JobKind, Arc<dyn JobHandler>> {
+    let mut map: HashMap<JobKind, Arc<dyn JobHandler>> = HashMap::new();
+    let mut add = |name: &str, h: Arc<dyn JobHandler>| {
+        if let Ok(kind) = JobKind::parse(name) {
+            map.insert(kind, h);
+        }
+    };
+    add(builtin::DEMO_SLEEP, Arc::new(DemoSleep));
+    if fault_injection {
+        add(builtin::FAULT_CRASH, Arc::new(FaultCrash));
+        add(builtin::FAULT_FAIL, Arc::new(FaultFail));
+    }
+    map
+}

@@ -1,0 +1,127 @@
+//! The catalog of job kinds: which queue each kind travels on and how its payload is validated. The
+//! gateway validates against it; workers register handlers for the kinds they run.
+
+use std::collections::BTreeMap;
+
+use sentinel_domain::{JobKind, QueueName, builtin};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One invalid field of a payload, with the reason (becomes one entry of a 422 response).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// A kind of job the system knows.
+#[derive(Debug, Clone)]
+pub struct KindSpec {
+    pub kind: JobKind,
+    pub queue: QueueName,
+    pub description: &'static str,
+    pub validate: fn(&Value) -> Result<(), Vec<FieldError>>,
+}
+
+/// Every registered kind, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    kinds: BTreeMap<JobKind, KindSpec>,
+}
+
+fn parse(kind: &str, queue: &str) -> (JobKind, QueueName) {
+    // Built-in names are compile-time constants checked by the catalog's own test.
+    (
+        JobKind::parse(kind).unwrap_or_else(|e| panic!("built-in kind {kind}: {e}")),
+        QueueName::parse(queue).unwrap_or_else(|e| panic!("built-in queue {queue}: {e}")),
+    )
+}
+
+fn validate_demo_sleep(payload: &Value) -> Result<(), Vec<FieldError>> {
+    let Some(obj) = payload.as_object() else {
+        return Err(vec![FieldError::new("payload", "must be a JSON object such as {\"seconds\": 5}")]);
+    };
+    let mut errors = Vec::new();
+    match obj.get("seconds") {
+        None => errors.push(FieldError::new("payload.seconds", "is required")),
+        Some(v) => match v.as_u64() {
+            Some(s) if s <= 86_400 => {}
+            _ => errors.push(FieldError::new("payload.seconds", "must be an integer from 0 to 86400")),
+        },
+    }
+    for key in obj.keys().filter(|k| k.as_str() != "seconds") {
+        errors.push(FieldError::new(format!("payload.{key}"), "is not a field of demo.sleep"));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn accept_any(_: &Value) -> Result<(), Vec<FieldError>> {
+    Ok(())
+}
+
+impl Catalog {
+    /// The built-in kinds; the `fault.*` kinds only when fault injection is enabled (tests).
+    pub fn builtin(fault_injection: bool) -> Self {
+        let mut c = Self::default();
+        let (kind, queue) = parse(builtin::DEMO_SLEEP, builtin::DEFAULT_QUEUE);
+        c.register(KindSpec {
+            kind,
+            queue,
+            description: "Sleeps `seconds` seconds, reporting progress every second (the seed's demo task).",
+            validate: validate_demo_sleep,
+        });
+        if fault_injection {
+            for (name, description) in [
+                (builtin::FAULT_CRASH, "Test only: aborts the worker process that runs it."),
+                (builtin::FAULT_FAIL, "Test only: fails with a handler error on every attempt."),
+            ] {
+                let (kind, queue) = parse(name, builtin::DEFAULT_QUEUE);
+                c.register(KindSpec { kind, queue, description, validate: accept_any });
+            }
+        }
+        c
+    }
+
+    pub fn register(&mut self, spec: KindSpec) {
+        self.kinds.insert(spec.kind.clone(), spec);
+    }
+
+    pub fn get(&self, kind: &JobKind) -> Option<&KindSpec> {
+        self.kinds.get(kind)
+    }
+
+    pub fn kinds(&self) -> impl Iterator<Item = &KindSpec> {
+        self.kinds.values()
+    }
+
+    /// Every queue some kind travels on.
+    pub fn queues(&self) -> Vec<QueueName> {
+        let mut q: Vec<QueueName> = self.kinds.values().map(|k| k.queue.clone()).collect();
+        q.sort();
+        q.dedup();
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builtin_catalog_builds_and_validates_demo_payloads() {
+        let c = Catalog::builtin(true);
+        let spec = c.get(&JobKind::parse(builtin::DEMO_SLEEP).expect("valid")).expect("registered");
+        assert!((spec.validate)(&json!({"seconds": 3})).is_ok());
+        let errs = (spec.validate)(&json!({"seconds": "x", "extra": 1})).expect_err("invalid");
+        assert_eq!(errs.len(), 2);
+        assert!((spec.validate)(&json!([])).is_err());
+        assert!(Catalog::builtin(false).get(&JobKind::parse(builtin::FAULT_CRASH).expect("valid")).is_none());
+    }
+}

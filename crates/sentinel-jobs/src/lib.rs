@@ -1,0 +1,23 @@
+//! The job spine: enqueue (database row + bus message, repaired by an outbox relay), the catalog of job
+//! kinds, and the worker runtime that runs handlers with leases, fencing, retries, cancel and dead letters.
+
+mod builtin;
+mod catalog;
+mod context;
+mod enqueue;
+mod relay;
+pub mod service;
+mod spine;
+mod worker;
+
+pub use builtin::{DemoSleep, FaultCrash, FaultFail, builtin_handlers};
+pub use catalog::{Catalog, FieldError, KindSpec};
+pub use context::{JobContext, JobError};
+pub use enqueue::{EnqueueError, EnqueueRequest};
+pub use relay::Relay;
+pub use spine::{Spine, SpineError, SpineReadiness};
+pub use worker::{JobHandler, Worker, WorkerOptions};
+
+pub use sentinel_bus as bus;
+pub use sentinel_db as db;
+pub use sentinel_domain as domain;

@@ -1,0 +1,60 @@
+//! The outbox relay: publishes jobs whose row was committed but whose message never reached the bus
+//! (the enqueuer crashed or the bus was down), and retries whose next message was not scheduled.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sentinel_telemetry::{Shutdown, metric};
+
+use crate::Spine;
+
+/// Rows published per pass.
+const BATCH: u64 = 500;
+
+pub struct Relay {
+    spine: Spine,
+}
+
+impl Relay {
+    pub fn new(spine: Spine) -> Self {
+        Self { spine }
+    }
+
+    /// One pass: publishes every overdue unpublished job. Returns how many were published.
+    pub async fn run_once(&self) -> Result<usize, crate::SpineError> {
+        let grace = chrono::Duration::from_std(self.spine.settings().relay.grace()).unwrap_or_default();
+        let mut total = 0;
+        loop {
+            let rows = self.spine.store().unpublished(Utc::now() - grace, BATCH).await?;
+            if rows.is_empty() {
+                return Ok(total);
+            }
+            let mut done = Vec::with_capacity(rows.len());
+            for job in &rows {
+                self.spine.publish(job).await?;
+                done.push(job.id);
+            }
+            self.spine.store().mark_published(&done).await?;
+            metrics::counter!(metric::OUTBOX_PUBLISHED).increment(done.len() as u64);
+            tracing::info!(count = done.len(), "outbox relay published jobs");
+            total += done.len();
+            if (rows.len() as u64) < BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs passes every `relay.interval_ms` until shutdown.
+    pub async fn run(self, shutdown: Shutdown) {
+        let interval = self.spine.settings().relay.interval();
+        loop {
+            if let Err(e) = self.run_once().await {
+                tracing::warn!(error = %e, "outbox relay pass failed; will retry");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval.max(Duration::from_millis(10))) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Start-up shared by the service binaries: settings, telemetry, spine, signals and the ops server, so
+//! each `main.rs` is a few lines and every binary starts and stops the same way.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sentinel_config::Settings;
+use sentinel_domain::QueueName;
+use sentinel_telemetry::Shutdown;
+use sentinel_telemetry::ops::{Ops, OpsServer};
+
+use crate::{Catalog, Spine, SpineReadiness};
+
+/// Loads settings (with `default_listen` as this binary's own default port), installs telemetry,
+/// connects the spine and hands it to `body` together with a shutdown token fired by SIGTERM/SIGINT.
+/// With `serve_ops`, also serves `/health`, `/ready` and `/metrics` (reporting on `queues`).
+pub async fn run_binary<F, Fut>(
+    service: &'static str,
+    default_listen: &str,
+    queues: Vec<QueueName>,
+    serve_ops: bool,
+    body: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Spine, Shutdown) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let settings = Settings::load_for(&[("http.listen", default_listen)], &[])?;
+    let _telemetry = sentinel_telemetry::init(service, &settings.telemetry)?;
+    let spine = Spine::connect(&settings, Catalog::builtin(settings.worker.fault_injection))
+        .await
+        .context("cannot start: database or bus unavailable")?;
+    let shutdown = Shutdown::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            sentinel_telemetry::wait_for_signal().await;
+            shutdown.cancel();
+        });
+    }
+    let ops_task = if serve_ops {
+        let ops = Ops { service, readiness: Arc::new(SpineReadiness { spine: spine.clone(), queues }) };
+        let server = OpsServer::bind(settings.http.listen, ops)
+            .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+        tracing::info!(service, port = server.port(), "ops endpoints listening");
+        Some(tokio::spawn(server.run_until_stopped(shutdown.clone())))
+    } else {
+        None
+    };
+    let result = body(spine, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
+    result
+}

@@ -1,0 +1,162 @@
+//! The spine handle shared by every service: database, bus, catalog and settings, cheap to clone.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use secrecy::ExposeSecret;
+use sentinel_bus::{Bus, BusError, BusOptions, MemoryBus, Message, RedisBus};
+use sentinel_config::{BusBackend, Settings};
+use sentinel_db::{Database, DbError, JobRecord, JobStore};
+use sentinel_domain::{JobEvent, QueueName};
+use sentinel_telemetry::metric;
+use sentinel_telemetry::ops::Readiness;
+
+use crate::Catalog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpineError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Database + bus + catalog. Every service is built on one; the all-in-one binary shares one between
+/// all its services (that is how the in-process bus connects them).
+#[derive(Clone)]
+pub struct Spine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    store: JobStore,
+    bus: Arc<dyn Bus>,
+    catalog: Catalog,
+    settings: Settings,
+}
+
+impl Spine {
+    /// Connects the database (checking the schema, or migrating if configured) and the bus.
+    pub async fn connect(settings: &Settings, catalog: Catalog) -> Result<Self, SpineError> {
+        let db = Database::connect(settings.database.url.expose_secret(), settings.database.max_connections).await?;
+        db.ensure_schema(settings.database.auto_migrate).await?;
+        let bus = Self::bus_from_settings(settings)?;
+        Ok(Self::new(db, bus, catalog, settings.clone()))
+    }
+
+    /// The bus described by the settings.
+    pub fn bus_from_settings(settings: &Settings) -> Result<Arc<dyn Bus>, SpineError> {
+        let options = BusOptions {
+            visibility_timeout: settings.bus.visibility_timeout(),
+            block: settings.bus.block(),
+            ..BusOptions::default()
+        };
+        Ok(match settings.bus.backend {
+            BusBackend::Memory => Arc::new(MemoryBus::new(options)),
+            BusBackend::Redis => Arc::new(RedisBus::connect(
+                settings.bus.redis_url.expose_secret(),
+                &settings.bus.prefix,
+                settings.bus.pool_size,
+                options,
+            )?),
+        })
+    }
+
+    pub fn new(db: Database, bus: Arc<dyn Bus>, catalog: Catalog, settings: Settings) -> Self {
+        // The metrics recorder must exist before the first job is counted.
+        let _ = sentinel_telemetry::prometheus();
+        let store = db.jobs();
+        Self { inner: Arc::new(Inner { db, store, bus, catalog, settings }) }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+    pub fn store(&self) -> &JobStore {
+        &self.inner.store
+    }
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.inner.bus
+    }
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Broadcasts an event already stored in the job's event log. Best effort: the log is the record.
+    pub async fn broadcast(&self, event: &JobEvent) {
+        if let Err(e) = self.inner.bus.publish_event(event).await {
+            tracing::warn!(error = %e, job_id = %event.job_id, "could not broadcast job event");
+        }
+    }
+
+    /// The bus message that starts the job's current attempt.
+    pub fn message_for(job: &JobRecord) -> Message {
+        Message {
+            job_id: job.id,
+            kind: job.kind.clone(),
+            priority: job.priority,
+            attempt: job.attempt,
+            enqueued_at_ms: job.created_at.timestamp_millis(),
+            payload: job.payload.clone(),
+            trace: job.trace_context.clone(),
+        }
+    }
+
+    /// Puts the job's current attempt on the bus (delayed if it is not due yet).
+    pub async fn publish(&self, job: &JobRecord) -> Result<(), BusError> {
+        let message = Self::message_for(job);
+        if job.run_at > chrono::Utc::now() {
+            self.inner.bus.publish_at(&job.queue, &message, job.run_at).await
+        } else {
+            self.inner.bus.publish(&job.queue, std::slice::from_ref(&message)).await
+        }
+    }
+
+    /// Sets the stream depth gauges for the given queues (called before a metrics scrape).
+    pub async fn refresh_stream_gauges(&self, queues: &[QueueName]) {
+        for queue in queues {
+            match self.inner.bus.stats(queue).await {
+                Ok(stats) => {
+                    for s in stats {
+                        metrics::gauge!(metric::STREAM_LENGTH, "stream" => s.stream.clone()).set(s.length as f64);
+                        metrics::gauge!(metric::STREAM_PENDING, "stream" => s.stream.clone()).set(s.pending as f64);
+                        metrics::gauge!(metric::STREAM_DELAYED, "stream" => s.stream.clone()).set(s.delayed as f64);
+                        let age = s.oldest_pending_age.map_or(0.0, |d| d.as_secs_f64());
+                        metrics::gauge!(metric::STREAM_OLDEST_PENDING_AGE, "stream" => s.stream).set(age);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, %queue, "could not read stream stats"),
+            }
+        }
+    }
+}
+
+/// Readiness of a service built on a spine: database and bus reachable.
+pub struct SpineReadiness {
+    pub spine: Spine,
+    /// Queues whose depth this service reports on `/metrics`.
+    pub queues: Vec<QueueName>,
+}
+
+impl Readiness for SpineReadiness {
+    fn check(&self) -> BoxFuture<'_, Result<(), Vec<(String, String)>>> {
+        Box::pin(async move {
+            let mut failing = Vec::new();
+            if let Err(e) = self.spine.db().ping().await {
+                failing.push(("database".to_owned(), e.to_string()));
+            }
+            if let Err(e) = self.spine.bus().ping().await {
+                failing.push(("bus".to_owned(), e.to_string()));
+            }
+            if failing.is_empty() { Ok(()) } else { Err(failing) }
+        })
+    }
+
+    fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.spine.refresh_stream_gauges(&self.queues))
+    }
+}

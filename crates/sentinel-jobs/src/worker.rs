@@ -1,0 +1,454 @@
+//! The worker runtime: consumes queues, runs one handler per delivery under a lease, renews the lease,
+//! fences every write by epoch, retries with backoff through the bus's delay index, honours cancel,
+//! dead-letters poison messages, and drains in-flight work on shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::StreamExt;
+use sentinel_bus::{Delivery, Message};
+use sentinel_db::{DbError, Finish, StartOutcome};
+use sentinel_domain::{DeadLetterReason, JobEventKind, JobId, JobKind, QueueName};
+use sentinel_telemetry::{Shutdown, metric};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{JobContext, JobError, Spine};
+
+/// Runs one kind of job. Implementations should be idempotent or rely on the context's fencing.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError>;
+}
+
+/// How a worker pool behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Prefix of the consumer name (the service name); a unique suffix is added per process.
+    pub name: String,
+    pub queues: Vec<QueueName>,
+    pub concurrency: usize,
+    /// Deliveries (first + reclaims) before a message is quarantined as a worker-crash dead letter.
+    pub max_deliveries: u32,
+    /// How long in-flight jobs get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl WorkerOptions {
+    pub fn from_spine(spine: &Spine, name: &str, queues: Vec<QueueName>) -> Self {
+        let s = spine.settings();
+        Self {
+            name: name.to_owned(),
+            queues,
+            concurrency: s.worker.concurrency,
+            max_deliveries: s.bus.max_deliveries,
+            shutdown_grace: s.worker.shutdown_grace(),
+        }
+    }
+}
+
+/// Jobs running in this process, so a cancel broadcast can reach them.
+type Running = Arc<Mutex<HashMap<JobId, CancellationToken>>>;
+
+/// A pool of handlers consuming one or more queues.
+pub struct Worker {
+    spine: Spine,
+    handlers: Arc<HashMap<JobKind, Arc<dyn JobHandler>>>,
+    options: WorkerOptions,
+    consumer_name: String,
+    running: Running,
+}
+
+impl Worker {
+    pub fn new(spine: Spine, handlers: HashMap<JobKind, Arc<dyn JobHandler>>, options: WorkerOptions) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+        let consumer_name = format!(
+            "{}-{}-{}-{}",
+            options.name,
+            host,
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self {
+            spine,
+            handlers: Arc::new(handlers),
+            options,
+            consumer_name,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn consumer_name(&self) -> &str {
+        &self.consumer_name
+    }
+
+    /// Runs until `shutdown` fires, then stops taking work and gives in-flight jobs the grace period.
+    /// Jobs still running after it are abandoned unacked, so another worker reclaims them.
+    pub async fn run(self, shutdown: Shutdown) {
+        let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut jobs: JoinSet<()> = JoinSet::new();
+        let mut loops: JoinSet<()> = JoinSet::new();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, tokio::sync::OwnedSemaphorePermit)>(64);
+
+        // Cancel requests arrive on the events channel (any gateway may have taken them).
+        loops.spawn(listen_for_cancels(self.spine.clone(), self.running.clone(), shutdown.clone()));
+        for queue in &self.options.queues {
+            loops.spawn(consume(
+                self.spine.clone(),
+                queue.clone(),
+                self.consumer_name.clone(),
+                semaphore.clone(),
+                tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        drop(tx);
+        tracing::info!(consumer = %self.consumer_name, queues = ?self.options.queues, concurrency = self.options.concurrency, "worker started");
+
+        loop {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some((delivery, permit)) => {
+                        let run = Attempt {
+                            spine: self.spine.clone(),
+                            handlers: self.handlers.clone(),
+                            running: self.running.clone(),
+                            max_deliveries: self.options.max_deliveries,
+                        };
+                        jobs.spawn(async move {
+                            run.process(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                    None => break,
+                },
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {}
+            }
+        }
+        // Consumers stopped (shutdown). Let in-flight jobs finish within the grace period.
+        let grace = self.options.shutdown_grace;
+        let left = jobs.len();
+        if left > 0 {
+            tracing::info!(in_flight = left, grace_ms = grace.as_millis() as u64, "draining in-flight jobs");
+        }
+        let drained = tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            tracing::warn!(abandoned = jobs.len(), "grace period over; abandoning jobs unacked for reclaim");
+            jobs.abort_all();
+        }
+        loops.abort_all();
+        tracing::info!(consumer = %self.consumer_name, "worker stopped");
+    }
+}
+
+/// Reads one queue and hands deliveries (each with a concurrency permit) to the pool.
+async fn consume(
+    spine: Spine,
+    queue: QueueName,
+    name: String,
+    semaphore: Arc<Semaphore>,
+    tx: tokio::sync::mpsc::Sender<(Delivery, tokio::sync::OwnedSemaphorePermit)>,
+    shutdown: Shutdown,
+) {
+    let block = spine.settings().bus.block();
+    let mut consumer = loop {
+        match spine.bus().consumer(&queue, &name).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, %queue, "cannot open consumer; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Wait for a free slot before reading, so messages are never hoarded by a busy worker.
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = semaphore.clone().try_acquire_owned() {
+            permits.push(p);
+            if permits.len() >= 256 {
+                break;
+            }
+        }
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = consumer.receive(permits.len(), block) => r,
+        };
+        match received {
+            Ok(deliveries) => {
+                backoff = Duration::from_millis(100);
+                for delivery in deliveries {
+                    let permit = match permits.pop() {
+                        Some(p) => p,
+                        // A blocking read may return a couple more than asked; wait for a slot.
+                        None => match semaphore.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => return,
+                        },
+                    };
+                    if tx.send((delivery, permit)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %queue, backoff_ms = backoff.as_millis() as u64, "bus read failed; reconnecting");
+                drop(permits);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn listen_for_cancels(spine: Spine, running: Running, shutdown: Shutdown) {
+    loop {
+        let mut events = match spine.bus().subscribe_events().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to job events; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = events.next() => e,
+            };
+            let Some(event) = next else { break };
+            if matches!(event.body, JobEventKind::CancelRequested) {
+                let token = running.lock().unwrap_or_else(|p| p.into_inner()).get(&event.job_id).cloned();
+                if let Some(token) = token {
+                    tracing::info!(job_id = %event.job_id, "cancel requested; stopping handler");
+                    token.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// Everything needed to process one delivery.
+struct Attempt {
+    spine: Spine,
+    handlers: Arc<HashMap<JobKind, Arc<dyn JobHandler>>>,
+    running: Running,
+    max_deliveries: u32,
+}
+
+impl Attempt {
+    async fn process(self, delivery: Delivery) {
+        let msg = delivery.message.clone();
+        let span = tracing::info_span!("job", job_id = %msg.job_id, kind = %msg.kind, attempt = msg.attempt, delivery = delivery.delivery_count);
+        sentinel_telemetry::attach_parent(&span, &msg.trace);
+        self.process_inner(delivery).instrument(span).await;
+    }
+
+    async fn process_inner(self, delivery: Delivery) {
+        let msg = &delivery.message;
+        let kind = msg.kind.to_string();
+        if delivery.delivery_count > self.max_deliveries {
+            let detail =
+                format!("worker died or lost its lease {} times while running this job", delivery.delivery_count - 1);
+            self.quarantine(&delivery, DeadLetterReason::WorkerCrash, &detail).await;
+            return;
+        }
+        let Some(handler) = self.handlers.get(&msg.kind).cloned() else {
+            let detail = format!("no handler for kind {} on queue {}", msg.kind, delivery.queue);
+            self.quarantine(&delivery, DeadLetterReason::HandlerError, &detail).await;
+            return;
+        };
+        let job = match self.spine.store().start(msg.job_id, msg.attempt, delivery.delivery_count > 1).await {
+            Ok(StartOutcome::Started(job, event)) => {
+                self.spine.broadcast(&event).await;
+                *job
+            }
+            Ok(StartOutcome::Skip { state, why }) => {
+                tracing::debug!(?state, why, "message dropped");
+                self.ack(&delivery).await;
+                return;
+            }
+            Err(e) => {
+                // Leave it unacked: it is retried after the visibility timeout.
+                tracing::error!(error = %e, "could not start job; leaving message for redelivery");
+                return;
+            }
+        };
+        metrics::counter!(metric::JOBS_STARTED, "kind" => kind.clone()).increment(1);
+        let waited = (Utc::now() - job.run_at.max(job.created_at)).to_std().unwrap_or_default();
+        metrics::histogram!(metric::QUEUE_WAIT, "kind" => kind.clone()).record(waited.as_secs_f64());
+
+        let cancel = CancellationToken::new();
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(job.id, cancel.clone());
+        let keeper = tokio::spawn(keep_lease(
+            self.spine.clone(),
+            delivery.clone(),
+            job.epoch,
+            cancel.clone(),
+            lease_lost.clone(),
+        ));
+        let ctx = JobContext {
+            spine: self.spine.clone(),
+            job: job.clone(),
+            cancel: cancel.clone(),
+            lease_lost: lease_lost.clone(),
+        };
+        let started = Instant::now();
+        let outcome = handler.run(&ctx).await;
+        keeper.abort();
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
+        metrics::histogram!(metric::JOB_DURATION, "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
+
+        if lease_lost.load(Ordering::Acquire) {
+            tracing::warn!(
+                "lease lost during the attempt; its outcome is discarded and the message left to its new owner"
+            );
+            return;
+        }
+        let store = self.spine.store();
+        let finished = match outcome {
+            Ok(value) => store.finish(job.id, job.epoch, Finish::Succeeded(value)).await.map(|(_, ev)| {
+                metrics::counter!(metric::JOBS_SUCCEEDED, "kind" => kind.clone()).increment(1);
+                Some(ev)
+            }),
+            Err(JobError::LeaseLost) => {
+                tracing::warn!("attempt fenced off by a newer one; discarding its outcome");
+                return;
+            }
+            Err(JobError::Cancelled) => store.finish(job.id, job.epoch, Finish::Cancelled).await.map(|(_, ev)| {
+                metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
+                Some(ev)
+            }),
+            Err(_) if cancel.is_cancelled() => {
+                store.finish(job.id, job.epoch, Finish::Cancelled).await.map(|(_, ev)| {
+                    metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
+                    Some(ev)
+                })
+            }
+            Err(JobError::Retryable(error)) if job.retry.allows_retry_after(job.attempt) => {
+                let delay = job.retry.delay_after(job.attempt, rand::random::<f64>());
+                let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                match store.retry(job.id, job.epoch, &error, run_at).await {
+                    Ok((_, ev)) => {
+                        metrics::counter!(metric::JOBS_RETRIED, "kind" => kind.clone()).increment(1);
+                        tracing::info!(%error, delay_ms = delay.as_millis() as u64, "attempt failed; retrying later");
+                        self.spine.broadcast(&ev).await;
+                        let next: Message = msg.next_attempt();
+                        match self.spine.bus().retry_at(&delivery, &next, run_at).await {
+                            Ok(()) => {
+                                if let Err(e) = store.mark_published(&[job.id]).await {
+                                    tracing::warn!(error = %e, "could not mark retry published; the relay may duplicate it");
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "could not schedule retry; the outbox relay will"),
+                        }
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(JobError::Retryable(error) | JobError::Permanent(error)) => {
+                match store.finish(job.id, job.epoch, Finish::Failed(error.clone())).await {
+                    Ok((_, ev)) => {
+                        metrics::counter!(metric::JOBS_FAILED, "kind" => kind.clone()).increment(1);
+                        metrics::counter!(metric::JOBS_DEAD_LETTERED, "kind" => kind.clone(), "reason" => DeadLetterReason::HandlerError.as_str()).increment(1);
+                        tracing::warn!(%error, "job failed for good; dead-lettered");
+                        self.spine.broadcast(&ev).await;
+                        if let Err(e) =
+                            self.spine.bus().dead_letter(&delivery, DeadLetterReason::HandlerError, &error).await
+                        {
+                            tracing::error!(error = %e, "could not dead-letter the message; it will be redelivered and dropped");
+                        }
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match finished {
+            Ok(Some(ev)) => {
+                self.spine.broadcast(&ev).await;
+                self.ack(&delivery).await;
+            }
+            Ok(None) => self.ack(&delivery).await,
+            Err(DbError::Fenced { .. }) => tracing::warn!("outcome refused: a newer attempt owns the job"),
+            Err(e) => tracing::error!(error = %e, "could not record the outcome; leaving message for redelivery"),
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) {
+        if let Err(e) = self.spine.bus().ack(delivery).await {
+            tracing::warn!(error = %e, "ack failed; the message will be redelivered and dropped as finished");
+        }
+    }
+
+    /// Fails the job and parks its message in the dead-letter stream. The database goes first: if the
+    /// process dies in between, the redelivered message finds the job finished and is only parked.
+    async fn quarantine(&self, delivery: &Delivery, reason: DeadLetterReason, detail: &str) {
+        let kind = delivery.message.kind.to_string();
+        tracing::error!(reason = reason.as_str(), detail, "dead-lettering message");
+        match self.spine.store().dead_lettered(delivery.message.job_id, reason, detail).await {
+            Ok(Some(ev)) => {
+                metrics::counter!(metric::JOBS_FAILED, "kind" => kind.clone()).increment(1);
+                self.spine.broadcast(&ev).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the dead letter; leaving message for redelivery");
+                return;
+            }
+        }
+        metrics::counter!(metric::JOBS_DEAD_LETTERED, "kind" => kind, "reason" => reason.as_str()).increment(1);
+        if let Err(e) = self.spine.bus().dead_letter(delivery, reason, detail).await {
+            tracing::error!(error = %e, "could not move the message to the dead-letter stream");
+        }
+    }
+}
+
+/// Renews the delivery's lease a few times per visibility timeout and watches for a cancel flag (a
+/// fallback for a missed cancel event). A lost lease or a cancel fires the token.
+async fn keep_lease(
+    spine: Spine,
+    delivery: Delivery,
+    epoch: i64,
+    cancel: CancellationToken,
+    lease_lost: Arc<AtomicBool>,
+) {
+    let every = (spine.settings().bus.visibility_timeout() / 3).max(Duration::from_millis(200));
+    loop {
+        tokio::time::sleep(every).await;
+        match spine.bus().renew(&delivery).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job_id = %delivery.message.job_id, "lease lost to another consumer");
+                lease_lost.store(true, Ordering::Release);
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "lease renewal failed; will retry"),
+        }
+        if let Ok(true) = spine.store().cancel_requested(delivery.message.job_id, epoch).await {
+            cancel.cancel();
+        }
+    }
+}

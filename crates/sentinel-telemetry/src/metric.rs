@@ -1,0 +1,17 @@
+//! Every metric name Sentinel exports, in one place.
+
+pub const HTTP_REQUESTS: &str = "sentinel_http_requests_total";
+pub const HTTP_DURATION: &str = "sentinel_http_request_duration_seconds";
+pub const JOBS_STARTED: &str = "sentinel_jobs_started_total";
+pub const JOBS_SUCCEEDED: &str = "sentinel_jobs_succeeded_total";
+pub const JOBS_FAILED: &str = "sentinel_jobs_failed_total";
+pub const JOBS_RETRIED: &str = "sentinel_jobs_retried_total";
+pub const JOBS_DEAD_LETTERED: &str = "sentinel_jobs_dead_lettered_total";
+pub const JOBS_CANCELLED: &str = "sentinel_jobs_cancelled_total";
+pub const JOB_DURATION: &str = "sentinel_job_duration_seconds";
+pub const QUEUE_WAIT: &str = "sentinel_queue_wait_seconds";
+pub const STREAM_LENGTH: &str = "sentinel_stream_length";
+pub const STREAM_PENDING: &str = "sentinel_stream_pending";
+pub const STREAM_DELAYED: &str = "sentinel_stream_delayed";
+pub const STREAM_OLDEST_PENDING_AGE: &str = "sentinel_stream_oldest_pending_age_seconds";
+pub const OUTBOX_PUBLISHED: &str = "sentinel_outbox_published_total";

@@ -1,0 +1,26 @@
+# Sentinel task runner (https://just.systems). `pip install rust-just` if you do not have it.
+
+# Run the embedded all-in-one Sentinel (SQLite + in-process bus) on 127.0.0.1:8080.
+up:
+    cargo run --release -p sentinel -- up
+
+# Run the embedded Sentinel in debug mode with pretty logs.
+dev:
+    SENTINEL_TELEMETRY__LOG_FORMAT=pretty cargo run -p sentinel -- up
+
+# The whole test suite (installs/starts PostgreSQL and Redis when missing).
+test:
+    bash scripts/test.sh
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Apply migrations to SENTINEL_DATABASE__URL.
+migrate:
+    cargo run -p sentinel -- migrate
+
+# Bus benchmark on the local Redis (figures in docs/benchmarks.md).
+bench:
+    cargo run --release -p sentinel -- bench bus

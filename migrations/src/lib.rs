@@ -1,0 +1,17 @@
+//! Database migrations for Sentinel, written once with sea-query so they run on PostgreSQL and SQLite.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_jobs;
+
+pub use sea_orm_migration::MigratorTrait;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_jobs::Migration)]
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs Sentinel's whole test suite (fmt, clippy, every test) against real PostgreSQL and Redis.
+# On a fresh Debian machine it installs and starts them from Debian packages when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+export SENTINEL_TEST_DATABASE_URL="${SENTINEL_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+export SENTINEL_TEST_REDIS_URL="${SENTINEL_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; }
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+
+# Redis: the tests also start private redis-server processes (restart tests), so the binary is needed.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "test.sh: installing redis-server"
+  apt_install redis-server
+fi
+if ! redis_up; then
+  echo "test.sh: starting redis-server on 127.0.0.1:6379"
+  $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+fi
+
+# PostgreSQL.
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  echo "test.sh: installing postgresql"
+  apt_install postgresql
+  fresh_pg=1
+fi
+if ! pg_up; then
+  echo "test.sh: starting postgresql"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+fi
+if [ "${fresh_pg:-}" = 1 ]; then
+  # A fresh cluster only allows peer login; give the test role the password the test URL uses.
+  $SUDO -u postgres psql -qc "ALTER USER postgres PASSWORD 'postgres'" >/dev/null 2>&1 \
+    || su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
+fi
+for _ in $(seq 1 30); do pg_up && redis_up && break; sleep 1; done
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked

@@ -1,0 +1,96 @@
+//! The API gateway: the REST API (and, later, SSE) that the web console and automation use, plus the
+//! ops endpoints. It enqueues through the spine and reads job state from the database.
+
+mod auth;
+mod problem;
+mod routes;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, middleware, web};
+use anyhow::Context;
+use secrecy::SecretString;
+use sentinel_jobs::{Spine, SpineReadiness};
+use sentinel_telemetry::Shutdown;
+use sentinel_telemetry::ops::{self, Ops};
+
+pub use problem::Problem;
+
+/// This service's name.
+pub const SERVICE: &str = "api-gateway";
+
+/// A bound, not yet running gateway.
+pub struct Application {
+    server: actix_web::dev::Server,
+    port: u16,
+}
+
+impl Application {
+    /// Binds the listener from the spine's settings (port 0 picks a free port, for tests).
+    pub fn build(spine: Spine) -> anyhow::Result<Self> {
+        let settings = spine.settings().clone();
+        let token: SecretString = settings.http.api_token.clone().context(
+            "invalid configuration: `http.api_token` is required by the gateway (set SENTINEL_HTTP__API_TOKEN)",
+        )?;
+        let listener = TcpListener::bind(settings.http.listen)
+            .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+        let port = listener.local_addr()?.port();
+        let ops = Ops {
+            service: SERVICE,
+            readiness: Arc::new(SpineReadiness { spine: spine.clone(), queues: spine.catalog().queues() }),
+        };
+        let guard = auth::BearerGuard::new(token);
+        let limit = settings.http.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::from_fn(sentinel_telemetry::ops::record_http_metrics))
+                .app_data(web::Data::new(spine.clone()))
+                .app_data(problem::json_config(limit))
+                .app_data(problem::query_config())
+                .app_data(problem::path_config())
+                .configure(|cfg| ops::configure(cfg, ops.clone()))
+                .service(
+                    web::scope("/api/v1")
+                        .wrap(middleware::from_fn(auth::require_bearer))
+                        .app_data(web::Data::new(guard.clone()))
+                        .configure(routes::jobs::configure),
+                )
+                .service(
+                    web::scope("/tasks")
+                        .wrap(middleware::from_fn(auth::require_bearer))
+                        .app_data(web::Data::new(guard.clone()))
+                        .configure(routes::tasks::configure),
+                )
+                .default_service(web::to(problem::not_found))
+        })
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { server, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until `shutdown` fires, finishing in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.stop(true).await;
+        });
+        self.server.await.context("gateway server failed")
+    }
+}
+
+/// Runs the gateway and its outbox relay on `spine` until `shutdown` fires.
+pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
+    let app = Application::build(spine.clone())?;
+    tracing::info!(port = app.port(), "api-gateway listening");
+    let relay = tokio::spawn(sentinel_jobs::Relay::new(spine).run(shutdown.clone()));
+    let res = app.run_until_stopped(shutdown).await;
+    let _ = relay.await;
+    res
+}

@@ -1,0 +1,28 @@
+//! Route handlers, one module per resource.
+
+pub mod jobs;
+pub mod tasks;
+
+use sentinel_db::DbError;
+use sentinel_jobs::{EnqueueError, db as sentinel_db};
+
+use crate::Problem;
+
+impl From<DbError> for Problem {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound(id) => Problem::not_found(&format!("job {id}")),
+            other => Problem::internal(&other),
+        }
+    }
+}
+
+impl From<EnqueueError> for Problem {
+    fn from(e: EnqueueError) -> Self {
+        match e {
+            EnqueueError::UnknownKind(kind) => Problem::invalid_field("kind", format!("unknown job kind {kind:?}")),
+            EnqueueError::InvalidPayload(errors) => Problem::invalid(errors),
+            EnqueueError::Store(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The `backup-worker` binary: the service library behind the shared start-up.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sentinel_jobs::service::run_binary(
+        backup_worker::SERVICE,
+        "127.0.0.1:9102",
+        backup_worker::queues(),
+        true,
+        backup_worker::run,
+    )
+    .await
+}

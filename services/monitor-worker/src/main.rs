@@ -1,0 +1,13 @@
+//! The `monitor-worker` binary: the service library behind the shared start-up.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sentinel_jobs::service::run_binary(
+        monitor_worker::SERVICE,
+        "127.0.0.1:9103",
+        monitor_worker::queues(),
+        true,
+        monitor_worker::run,
+    )
+    .await
+}

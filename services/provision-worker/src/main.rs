@@ -1,0 +1,13 @@
+//! The `provision-worker` binary: the service library behind the shared start-up.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    sentinel_jobs::service::run_binary(
+        provision_worker::SERVICE,
+        "127.0.0.1:9101",
+        provision_worker::queues(),
+        true,
+        provision_worker::run,
+    )
+    .await
+}

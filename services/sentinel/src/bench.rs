@@ -1,0 +1,211 @@
+//! `sentinel bench bus`: a reproducible benchmark of the bus on Redis (or in-process): no-op jobs
+//! enqueued in batches and consumed by N concurrent handlers (throughput), then a fixed offered rate
+//! (enqueue→start latency percentiles). Figures go to docs/benchmarks.md.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand, ValueEnum};
+use hdrhistogram::Histogram;
+use sentinel_bus::{Bus, BusOptions, MemoryBus, Message, RedisBus};
+use sentinel_domain::{JobId, JobKind, Priority, QueueName};
+
+#[derive(Subcommand)]
+pub enum BenchTarget {
+    /// Bus throughput and latency with no-op jobs.
+    Bus(BusBench),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Backend {
+    Redis,
+    Memory,
+}
+
+#[derive(Args)]
+pub struct BusBench {
+    #[arg(long, value_enum, default_value = "redis")]
+    backend: Backend,
+    #[arg(long, default_value = "redis://127.0.0.1:6379", env = "SENTINEL_BENCH_REDIS_URL")]
+    redis_url: String,
+    /// Jobs per throughput run.
+    #[arg(long, default_value_t = 100_000)]
+    jobs: usize,
+    /// Messages per enqueue batch (one pipelined round trip).
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Concurrent handler counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
+    handlers: Vec<usize>,
+    /// Offered rate for the latency run, jobs per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Duration of the latency run, seconds.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Handlers during the latency run.
+    #[arg(long, default_value_t = 10)]
+    latency_handlers: usize,
+}
+
+pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
+    let BenchTarget::Bus(args) = target;
+    sentinel_telemetry::install_crypto_provider();
+    let queue = QueueName::parse("bench")?;
+    println!("| handlers | jobs | enqueue (jobs/s) | end-to-end (jobs/s) |");
+    println!("|---:|---:|---:|---:|");
+    for &handlers in &args.handlers {
+        let (bus, cleanup) = make_bus(&args).await?;
+        let (enqueue_rate, e2e_rate) = throughput(bus.clone(), &queue, args.jobs, args.batch, handlers).await?;
+        cleanup.run().await;
+        println!("| {handlers} | {} | {enqueue_rate:.0} | {e2e_rate:.0} |", args.jobs);
+    }
+    let (bus, cleanup) = make_bus(&args).await?;
+    let hist =
+        latency(bus, &queue, args.rate, Duration::from_secs(args.latency_seconds), args.latency_handlers).await?;
+    cleanup.run().await;
+    println!();
+    println!(
+        "latency at {} jobs/s offered, {} handlers, {} jobs: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        args.rate,
+        args.latency_handlers,
+        hist.len(),
+        hist.value_at_quantile(0.50) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        hist.max() as f64 / 1000.0
+    );
+    Ok(())
+}
+
+struct Cleanup(Option<RedisBus>);
+
+impl Cleanup {
+    async fn run(self) {
+        if let Some(bus) = self.0 {
+            let _ = bus.purge().await;
+        }
+    }
+}
+
+async fn make_bus(args: &BusBench) -> anyhow::Result<(Arc<dyn Bus>, Cleanup)> {
+    let options = BusOptions { block: Duration::from_millis(500), ..BusOptions::default() };
+    Ok(match args.backend {
+        Backend::Memory => (Arc::new(MemoryBus::new(options)), Cleanup(None)),
+        Backend::Redis => {
+            let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+            let bus = RedisBus::connect(&args.redis_url, &prefix, 64, options)?;
+            bus.ping().await?;
+            (Arc::new(bus.clone()), Cleanup(Some(bus)))
+        }
+    })
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+fn message(kind: &JobKind) -> Message {
+    Message {
+        job_id: JobId::new(),
+        kind: kind.clone(),
+        priority: Priority::Normal,
+        attempt: 1,
+        enqueued_at_ms: (now_us() / 1000) as i64,
+        payload: serde_json::json!({ "t": now_us() }),
+        trace: Default::default(),
+    }
+}
+
+/// Starts `handlers` handler tasks; each owns a consumer and runs one no-op job at a time (ack only).
+fn spawn_handlers(
+    bus: Arc<dyn Bus>,
+    queue: &QueueName,
+    handlers: usize,
+    done: Arc<AtomicU64>,
+    target: u64,
+    latencies: Option<Arc<std::sync::Mutex<Histogram<u64>>>>,
+) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    (0..handlers)
+        .map(|i| {
+            let bus = bus.clone();
+            let queue = queue.clone();
+            let done = done.clone();
+            let latencies = latencies.clone();
+            tokio::spawn(async move {
+                let mut consumer = bus.consumer(&queue, &format!("bench-{i}")).await?;
+                let mut local = Histogram::<u64>::new(3)?;
+                while done.load(Ordering::Relaxed) < target {
+                    for d in consumer.receive(1, Duration::from_millis(100)).await? {
+                        if latencies.is_some() {
+                            let sent = d.message.payload.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
+                            local.record(now_us().saturating_sub(sent).max(1))?;
+                        }
+                        bus.ack(&d).await?;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if let Some(l) = latencies {
+                    l.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.add(&local)?;
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+async fn throughput(
+    bus: Arc<dyn Bus>,
+    queue: &QueueName,
+    jobs: usize,
+    batch: usize,
+    handlers: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let kind = JobKind::parse("bench.noop")?;
+    let done = Arc::new(AtomicU64::new(0));
+    // Consumers join first so the run measures steady flow, not a backlog drain only.
+    let tasks = spawn_handlers(bus.clone(), queue, handlers, done.clone(), jobs as u64, None);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < jobs {
+        let n = batch.min(jobs - sent);
+        let msgs: Vec<Message> = (0..n).map(|_| message(&kind)).collect();
+        bus.publish(queue, &msgs).await?;
+        sent += n;
+    }
+    let enqueue_secs = started.elapsed().as_secs_f64();
+    for t in tasks {
+        t.await??;
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    Ok((jobs as f64 / enqueue_secs, jobs as f64 / total_secs))
+}
+
+async fn latency(
+    bus: Arc<dyn Bus>,
+    queue: &QueueName,
+    rate: u64,
+    duration: Duration,
+    handlers: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    let kind = JobKind::parse("bench.noop")?;
+    let total = rate * duration.as_secs();
+    let done = Arc::new(AtomicU64::new(0));
+    let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
+    let tasks = spawn_handlers(bus.clone(), queue, handlers, done, total, Some(hist.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Publish one message at a time on a fixed schedule (open loop: lateness does not slow the offer).
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        bus.publish(queue, &[message(&kind)]).await?;
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    Ok(h)
+}
