@@ -106,6 +106,9 @@ pub struct RelaySettings {
     pub interval_ms: u64,
     /// A job row must be this old before the relay publishes it (the enqueuer usually does it first).
     pub grace_ms: u64,
+    /// Queued jobs overdue this long, and running jobs silent this long, are republished (the bus may
+    /// have lost them). Must exceed `bus.visibility_timeout_ms`.
+    pub stuck_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -159,6 +162,7 @@ retention_days = 30
 [relay]
 interval_ms = 1000
 grace_ms = 2000
+stuck_after_ms = 600000
 
 [telemetry]
 log_format = "auto"
@@ -270,6 +274,9 @@ impl Settings {
         {
             return invalid("http.api_token", "must be at least 16 characters");
         }
+        if self.relay.stuck_after_ms <= self.bus.visibility_timeout_ms {
+            return invalid("relay.stuck_after_ms", "must be greater than bus.visibility_timeout_ms");
+        }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes", "must be at least 1024");
         }
@@ -301,6 +308,9 @@ impl RelaySettings {
     }
     pub fn grace(&self) -> Duration {
         Duration::from_millis(self.grace_ms)
+    }
+    pub fn stuck_after(&self) -> Duration {
+        Duration::from_millis(self.stuck_after_ms)
     }
 }
 

@@ -179,13 +179,22 @@ impl JobStore {
     /// Commits a new queued job and its `queued` event. The row is unpublished until
     /// [`JobStore::mark_published`]; the outbox relay publishes rows that stay unpublished.
     pub async fn insert(&self, new: NewJob) -> Result<(JobRecord, JobEvent), DbError> {
+        let txn = self.conn.begin().await?;
+        let out = Self::insert_in(&txn, new).await?;
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// Inserts a job inside the caller's transaction, so a job and the domain change that caused it
+    /// commit or roll back together. Nothing is published: after commit, call [`JobStore::mark_published`]
+    /// once the message is on the bus, or let the outbox relay publish it.
+    pub async fn insert_in(txn: &DatabaseTransaction, new: NewJob) -> Result<(JobRecord, JobEvent), DbError> {
         let now = Utc::now();
         let trace = if new.trace_context.is_empty() {
             None
         } else {
             Some(serde_json::to_value(&new.trace_context).map_err(|e| DbError::Corrupt(e.to_string()))?)
         };
-        let txn = self.conn.begin().await?;
         let model = jobs::ActiveModel {
             id: Set(new.id.as_uuid()),
             kind: Set(new.kind.to_string()),
@@ -214,13 +223,49 @@ impl JobStore {
             finished_at: Set(None),
             updated_at: Set(now),
         }
-        .insert(&txn)
+        .insert(txn)
         .await?;
         let job: JobRecord = model.try_into()?;
         let ev = event(&job, 1, now, JobEventKind::Queued);
-        insert_event(&txn, &ev).await?;
-        txn.commit().await?;
+        insert_event(txn, &ev).await?;
         Ok((job, ev))
+    }
+
+    /// Records that the attempt holding `epoch` is alive (the lease keeper calls this). `false` means the
+    /// attempt no longer owns the job.
+    pub async fn heartbeat(&self, id: JobId, epoch: i64) -> Result<bool, DbError> {
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(fenced(id, epoch))
+            .exec(&self.conn)
+            .await?;
+        Ok(res.rows_affected > 0)
+    }
+
+    /// The safety net for a bus that lost messages (e.g. a Redis restart without persistence): queued
+    /// jobs overdue by more than `stuck_after`, and running jobs whose attempt stopped heart-beating that
+    /// long ago, are marked unpublished so the relay publishes them again. Duplicates are harmless: a
+    /// worker drops a message for a job that is not startable. Returns how many were repaired.
+    pub async fn repair_stuck(&self, stuck_after: chrono::Duration) -> Result<u64, DbError> {
+        let cutoff = Utc::now() - stuck_after;
+        let queued = jobs::Entity::update_many()
+            .col_expr(jobs::Column::Published, Expr::value(false))
+            .filter(jobs::Column::State.eq(JobState::Queued.as_str()))
+            .filter(jobs::Column::Published.eq(true))
+            .filter(jobs::Column::RunAt.lt(cutoff))
+            .filter(jobs::Column::UpdatedAt.lt(cutoff))
+            .exec(&self.conn)
+            .await?;
+        let running = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
+            .col_expr(jobs::Column::Published, Expr::value(false))
+            // Bump the epoch so the silent attempt, should it wake up, is fenced off.
+            .col_expr(jobs::Column::Epoch, Expr::col(jobs::Column::Epoch).add(1))
+            .filter(jobs::Column::State.eq(JobState::Running.as_str()))
+            .filter(jobs::Column::UpdatedAt.lt(cutoff))
+            .exec(&self.conn)
+            .await?;
+        Ok(queued.rows_affected + running.rows_affected)
     }
 
     /// Records that these jobs' messages are on the bus.

@@ -22,6 +22,11 @@ impl Relay {
 
     /// One pass: publishes every overdue unpublished job. Returns how many were published.
     pub async fn run_once(&self) -> Result<usize, crate::SpineError> {
+        let stuck_after = chrono::Duration::from_std(self.spine.settings().relay.stuck_after()).unwrap_or_default();
+        let repaired = self.spine.store().repair_stuck(stuck_after).await?;
+        if repaired > 0 {
+            tracing::warn!(repaired, "republishing jobs the bus appears to have lost");
+        }
         let grace = chrono::Duration::from_std(self.spine.settings().relay.grace()).unwrap_or_default();
         let mut total = 0;
         loop {

@@ -447,6 +447,13 @@ async fn keep_lease(
             }
             Err(e) => tracing::warn!(error = %e, "lease renewal failed; will retry"),
         }
+        // The database heartbeat lets the relay's repair tell a silent attempt from a slow one.
+        if let Ok(false) = spine.store().heartbeat(delivery.message.job_id, epoch).await {
+            tracing::warn!(job_id = %delivery.message.job_id, "attempt no longer owns the job");
+            lease_lost.store(true, Ordering::Release);
+            cancel.cancel();
+            return;
+        }
         if let Ok(true) = spine.store().cancel_requested(delivery.message.job_id, epoch).await {
             cancel.cancel();
         }

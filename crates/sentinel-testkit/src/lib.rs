@@ -92,6 +92,7 @@ pub fn settings(db_url: &str, backend: &str, prefix: &str, extra: &[(&str, &str)
         ("worker.shutdown_grace_ms", "3000".to_owned()),
         ("relay.interval_ms", "200".to_owned()),
         ("relay.grace_ms", "500".to_owned()),
+        ("relay.stuck_after_ms", "60000".to_owned()),
         ("telemetry.log_level", "warn".to_owned()),
     ];
     overrides.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));

@@ -1,0 +1,6 @@
+//! Integration tests of the job spine on both deployments: SQLite + in-process bus (embedded) and
+//! PostgreSQL + Redis Streams (distributed).
+
+mod helpers;
+mod runtime;
+mod store;

@@ -1,0 +1,96 @@
+//! The job store on both databases: migrations, the schema check, and fencing by lease epoch.
+
+use sentinel_jobs::db::{DbError, Finish, NewJob, StartOutcome};
+use sentinel_jobs::domain::{JobId, JobKind, JobState, QueueName, RetryPolicy, builtin};
+use serde_json::json;
+
+use crate::both_modes;
+use crate::helpers::{Env, Mode};
+
+both_modes!(stale_attempt_writes_are_refused, a_message_for_an_old_attempt_is_skipped, counts_cover_every_state);
+
+fn new_job() -> NewJob {
+    NewJob {
+        id: JobId::new(),
+        kind: JobKind::parse(builtin::DEMO_SLEEP).expect("kind"),
+        queue: QueueName::parse(builtin::DEFAULT_QUEUE).expect("queue"),
+        priority: Default::default(),
+        payload: json!({ "seconds": 1 }),
+        retry: RetryPolicy::default(),
+        run_at: None,
+        trace_context: Default::default(),
+        requested_by: Some("test".to_owned()),
+    }
+}
+
+async fn stale_attempt_writes_are_refused(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.store();
+    let (job, _) = store.insert(new_job()).await.expect("insert");
+    let StartOutcome::Started(a, _) = store.start(job.id, 1, false).await.expect("start") else {
+        panic!("not started")
+    };
+    // A second delivery after A's lease lapsed takes over with a newer epoch.
+    let StartOutcome::Started(b, _) = store.start(job.id, 1, true).await.expect("start") else { panic!("not started") };
+    assert!(b.epoch > a.epoch);
+    let progress = sentinel_jobs::domain::JobEventKind::Progress(Default::default());
+    assert!(matches!(store.append(job.id, a.epoch, progress.clone()).await, Err(DbError::Fenced { .. })));
+    assert!(matches!(store.finish(job.id, a.epoch, Finish::Succeeded(json!("a"))).await, Err(DbError::Fenced { .. })));
+    store.append(job.id, b.epoch, progress).await.expect("current attempt may write");
+    store.finish(job.id, b.epoch, Finish::Succeeded(json!("b"))).await.expect("current attempt may finish");
+    // A resumes late and tries again: still refused, and the stored result is B's.
+    assert!(matches!(store.finish(job.id, a.epoch, Finish::Failed("late".into())).await, Err(DbError::Fenced { .. })));
+    let stored = store.get(job.id).await.expect("get").expect("exists");
+    assert_eq!(stored.state, JobState::Succeeded);
+    assert_eq!(stored.result, Some(json!("b")));
+    let finished =
+        store.events(job.id, 0, 100).await.expect("events").iter().filter(|e| e.body.name() == "finished").count();
+    assert_eq!(finished, 1, "exactly one outcome recorded");
+    env.stop().await;
+}
+
+async fn a_message_for_an_old_attempt_is_skipped(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.store();
+    let (job, _) = store.insert(new_job()).await.expect("insert");
+    let StartOutcome::Started(a, _) = store.start(job.id, 1, false).await.expect("start") else {
+        panic!("not started")
+    };
+    store.retry(job.id, a.epoch, "boom", chrono::Utc::now()).await.expect("retry");
+    // A duplicate of attempt 1's message arrives: it must not start attempt 2.
+    assert!(matches!(store.start(job.id, 1, false).await.expect("start"), StartOutcome::Skip { .. }));
+    // A duplicate first delivery of a running job is skipped too (only a reclaim may take over).
+    assert!(matches!(store.start(job.id, 2, false).await.expect("start"), StartOutcome::Started(..)));
+    assert!(matches!(store.start(job.id, 2, false).await.expect("start"), StartOutcome::Skip { .. }));
+    env.stop().await;
+}
+
+async fn counts_cover_every_state(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.store();
+    for _ in 0..3 {
+        store.insert(new_job()).await.expect("insert");
+    }
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts.len(), JobState::ALL.len());
+    assert_eq!(counts.iter().find(|(s, _)| *s == JobState::Queued).map(|(_, n)| *n), Some(3));
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn an_out_of_date_schema_stops_the_service_with_a_clear_message() {
+    let db = sentinel_testkit::TestDb::postgres().await.expect("postgres");
+    let settings = sentinel_testkit::settings(&db.url, "memory", "x", &[("database.auto_migrate", "false")]);
+    let err = match sentinel_jobs::Spine::connect(&settings, sentinel_jobs::Catalog::builtin(false)).await {
+        Ok(_) => panic!("connected to an empty database without migrating"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("sentinel migrate"), "{err}");
+    // `migrate` fixes it, on PostgreSQL and on SQLite alike.
+    for url in [db.url.clone(), sentinel_testkit::TestDb::sqlite().expect("sqlite").url.clone()] {
+        let conn = sentinel_jobs::db::Database::connect(&url, 2).await.expect("connect");
+        assert!(conn.migrate().await.expect("migrate") >= 1);
+        conn.ensure_schema(false).await.expect("schema is current");
+        assert_eq!(conn.migrate().await.expect("migrate again"), 0);
+    }
+}
