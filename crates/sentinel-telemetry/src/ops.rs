@@ -68,12 +68,13 @@ pub async fn record_http_metrics(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let res = next.call(req).await;
-    let status = match &res {
-        Ok(r) => r.status().as_u16(),
-        Err(e) => e.as_response_error().status_code().as_u16(),
+    // Routing happens inside the app, so the matched pattern is known only on the way out.
+    let (status, route) = match &res {
+        Ok(r) => (r.status().as_u16(), r.request().match_pattern()),
+        Err(e) => (e.as_response_error().status_code().as_u16(), None),
     };
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
     metrics::counter!(metric::HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!(metric::HTTP_DURATION, "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
@@ -116,4 +117,33 @@ impl OpsServer {
         });
         self.server.await
     }
+}
+
+/// Middleware: one span per request, continuing the caller's W3C trace (`traceparent`/`tracestate`
+/// headers) so work the request enqueues joins the same trace.
+pub async fn trace_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "http.request",
+        http.method = %req.method(),
+        http.route = tracing::field::Empty,
+        http.status_code = tracing::field::Empty
+    );
+    let carrier: std::collections::BTreeMap<String, String> = ["traceparent", "tracestate"]
+        .iter()
+        .filter_map(|name| {
+            let value = req.headers().get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), value.to_owned()))
+        })
+        .collect();
+    crate::attach_parent(&span, &carrier);
+    let res = next.call(req).instrument(span.clone()).await;
+    if let Ok(r) = &res {
+        span.record("http.status_code", r.status().as_u16());
+        span.record("http.route", r.request().match_pattern().unwrap_or_default());
+    }
+    res
 }

@@ -44,6 +44,7 @@ impl Application {
         let limit = settings.http.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(middleware::from_fn(sentinel_telemetry::ops::trace_requests))
                 .wrap(middleware::from_fn(sentinel_telemetry::ops::record_http_metrics))
                 .app_data(web::Data::new(spine.clone()))
                 .app_data(problem::json_config(limit))

@@ -59,6 +59,8 @@ pub struct JobView {
     pub error: Option<String>,
     pub cancel_requested: bool,
     pub requested_by: Option<String>,
+    /// W3C trace context of the request that enqueued the job.
+    pub trace_context: BTreeMap<String, String>,
     pub run_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -82,6 +84,7 @@ impl From<JobRecord> for JobView {
             error: j.error,
             cancel_requested: j.cancel_requested,
             requested_by: j.requested_by,
+            trace_context: j.trace_context,
             run_at: j.run_at,
             created_at: j.created_at,
             started_at: j.started_at,

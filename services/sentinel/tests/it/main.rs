@@ -1,0 +1,8 @@
+//! Black-box tests of the binaries: the embedded `sentinel up`, the five distributed services on
+//! PostgreSQL + Redis, worker crashes (SIGKILL, repeated aborts), graceful shutdown, and the
+//! architecture invariants.
+
+mod architecture;
+mod distributed;
+mod embedded;
+mod procs;
