@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::{Config as PoolConfig, Pool, Runtime};
 use futures::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncConnectionConfig, AsyncTypedCommands, Script};
 use sentinel_domain::{DeadLetterReason, JobEvent, Priority, QueueName};
@@ -31,13 +31,19 @@ const PROMOTE_BATCH: usize = 512;
 #[derive(Clone)]
 pub struct RedisBus {
     client: redis::Client,
+    /// Exclusive connections for cold, possibly slow commands (stats, dead letters, purge, readiness).
     pool: Pool,
+    /// One shared, self-reconnecting multiplexed connection for the hot path (publish, ack, renew…):
+    /// concurrent commands are pipelined on one socket, which costs far fewer syscalls than one pooled
+    /// connection per in-flight command. Created on first use so a service can start before Redis.
+    shared: Arc<tokio::sync::OnceCell<ConnectionManager>>,
     keys: KeySpace,
     options: BusOptions,
     scripts: Arc<Scripts>,
 }
 
 struct Scripts {
+    fetch: Script,
     ack: Script,
     retry: Script,
     dead: Script,
@@ -48,6 +54,32 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
+            // One round trip for a non-blocking read across the lanes in the given order, stopping once
+            // `count` entries are taken. KEYS: high, normal, low. ARGV: group, consumer, count, order…
+            // Returns a flat array of lane, id, body triples.
+            fetch: Script::new(
+                r"local out = {}
+                  local want = tonumber(ARGV[3])
+                  for i = 1, 3 do
+                    if want <= 0 then break end
+                    local lane = tonumber(ARGV[3 + i])
+                    local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', want, 'STREAMS', KEYS[lane + 1], '>')
+                    if r then
+                      for _, e in ipairs(r[1][2]) do
+                        local fields = e[2]
+                        local body = ''
+                        for j = 1, #fields, 2 do
+                          if fields[j] == 'm' then body = fields[j + 1] end
+                        end
+                        out[#out + 1] = lane
+                        out[#out + 1] = e[1]
+                        out[#out + 1] = body
+                        want = want - 1
+                      end
+                    end
+                  end
+                  return out",
+            ),
             // Ack and delete together: acked entries leave memory at once, so the stream only ever holds
             // waiting and in-flight messages (history lives in the database).
             ack: Script::new(
@@ -105,15 +137,40 @@ impl RedisBus {
         let mut cfg = PoolConfig::from_url(url);
         cfg.pool = Some(deadpool_redis::PoolConfig::new(pool_size));
         let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| BusError::Pool(e.to_string()))?;
-        Ok(Self { client, pool, keys: KeySpace::new(prefix), options, scripts: Arc::new(Scripts::new()) })
+        Ok(Self {
+            client,
+            pool,
+            shared: Arc::new(tokio::sync::OnceCell::new()),
+            keys: KeySpace::new(prefix),
+            options,
+            scripts: Arc::new(Scripts::new()),
+        })
     }
 
     pub fn keys(&self) -> &KeySpace {
         &self.keys
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, BusError> {
+    /// An exclusive pooled connection (cold paths).
+    async fn pooled(&self) -> Result<deadpool_redis::Connection, BusError> {
         self.pool.get().await.map_err(|e| BusError::Pool(e.to_string()))
+    }
+
+    /// The shared hot-path connection. It reconnects by itself after Redis restarts; the command that
+    /// hit the broken connection fails and the caller's retry goes through the new one.
+    async fn conn(&self) -> Result<ConnectionManager, BusError> {
+        let manager = self
+            .shared
+            .get_or_try_init(|| async {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(5)))
+                    .set_response_timeout(Some(Duration::from_secs(5)))
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_secs(2));
+                ConnectionManager::new_with_config(self.client.clone(), cfg).await
+            })
+            .await?;
+        Ok(manager.clone())
     }
 
     /// A connection of its own for blocking reads: a `BLOCK` on the shared multiplexed connections would
@@ -127,7 +184,7 @@ impl RedisBus {
 
     /// Removes every key of this deployment's prefix. For tests and `sentinel bench`.
     pub async fn purge(&self) -> Result<u64, BusError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.pooled().await?;
         let keys: Vec<String> = redis::cmd("KEYS").arg(self.keys.pattern()).query_async(&mut conn).await?;
         let n = keys.len() as u64;
         for chunk in keys.chunks(256) {
@@ -242,7 +299,7 @@ impl Bus for RedisBus {
     }
 
     async fn dead_letters(&self, queue: &QueueName, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.pooled().await?;
         let reply: StreamClaimReply = redis::cmd("XREVRANGE")
             .arg(self.keys.dead(queue))
             .arg("+")
@@ -274,7 +331,7 @@ impl Bus for RedisBus {
     }
 
     async fn remove_dead_letter(&self, queue: &QueueName, entry_id: &str) -> Result<bool, BusError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.pooled().await?;
         let n = conn.xdel(self.keys.dead(queue), &[entry_id]).await?;
         Ok(n > 0)
     }
@@ -356,7 +413,7 @@ impl Bus for RedisBus {
     }
 
     async fn stats(&self, queue: &QueueName) -> Result<Vec<StreamStats>, BusError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.pooled().await?;
         let delayed: u64 = redis::cmd("ZCARD").arg(self.keys.delayed(queue)).query_async(&mut conn).await?;
         let mut out = Vec::with_capacity(3);
         for p in Priority::ALL {
@@ -385,7 +442,7 @@ impl Bus for RedisBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.pooled().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
@@ -534,20 +591,26 @@ impl RedisConsumer {
         let order = self.rotation.next_order();
         let name = self.name.clone();
         let lanes = self.lanes.clone();
+        let scripts = self.bus.scripts.clone();
         let conn = self.ensure_conn().await?;
+        let fetched: Vec<(usize, String, String)> = {
+            let mut invocation = scripts.fetch.prepare_invoke();
+            invocation.key(&lanes[0]).key(&lanes[1]).key(&lanes[2]).arg(WORKER_GROUP).arg(&name).arg(max);
+            for p in order {
+                invocation.arg(p.index());
+            }
+            let flat: Vec<redis::Value> = invocation.invoke_async(conn).await?;
+            flat.chunks_exact(3)
+                .filter_map(|t| {
+                    let lane: usize = redis::from_redis_value(t[0].clone()).ok()?;
+                    let id: String = redis::from_redis_value(t[1].clone()).ok()?;
+                    let body: String = redis::from_redis_value(t[2].clone()).ok()?;
+                    Some((lane, id, body))
+                })
+                .collect()
+        };
+        let got = fetched.len();
         let mut batches: Vec<(Priority, StreamReadReply)> = Vec::new();
-        let mut got = 0;
-        for p in order {
-            let remaining = max - got;
-            if remaining == 0 {
-                break;
-            }
-            let opts = StreamReadOptions::default().group(WORKER_GROUP, &name).count(remaining);
-            if let Some(reply) = conn.xread_options(&[&lanes[p.index()]], &[">"], &opts).await? {
-                got += reply.keys.iter().map(|k| k.ids.len()).sum::<usize>();
-                batches.push((p, reply));
-            }
-        }
         if got == 0 && !wait.is_zero() {
             // Nothing ready: block on all lanes at once. If several lanes fill at the same moment Redis
             // may return one entry from each, so at most two more than asked for.
@@ -563,6 +626,20 @@ impl RedisConsumer {
             }
         }
         let mut out = Vec::with_capacity(got);
+        for (lane, id, body) in fetched {
+            let priority = Priority::from_index(lane).unwrap_or_default();
+            match serde_json::from_str::<Message>(&body) {
+                Ok(message) => out.push(Delivery {
+                    queue: self.queue.clone(),
+                    priority,
+                    entry_id: id,
+                    consumer: self.name.clone(),
+                    delivery_count: 1,
+                    message,
+                }),
+                Err(e) => tracing::error!(error = %e, entry = %id, "unreadable bus message skipped"),
+            }
+        }
         for (p, reply) in batches {
             for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
                 if let Some(d) = self.to_delivery(p, entry, 1) {

@@ -75,8 +75,6 @@ pub struct BusSettings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
-    /// Serve `/metrics` without authentication (Prometheus scrapes it).
-    pub public_metrics: bool,
     /// Largest accepted JSON body, in bytes.
     pub max_body_bytes: usize,
     /// Bearer token that guards the API until user accounts and API keys exist. Required by the
@@ -91,8 +89,6 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// On SIGTERM, how long in-flight jobs get to finish before the rest is left for reclaim.
     pub shutdown_grace_ms: u64,
-    /// After a cancel, how long a handler's subprocesses get between SIGTERM and SIGKILL.
-    pub cancel_grace_ms: u64,
     /// Registers the test-only `fault.*` job kinds. Never enable in production.
     pub fault_injection: bool,
     /// Finished jobs (and their event logs) are deleted after this many days.
@@ -149,13 +145,11 @@ pool_size = 16
 
 [http]
 listen = "127.0.0.1:8080"
-public_metrics = true
 max_body_bytes = 1048576
 
 [worker]
 concurrency = 16
 shutdown_grace_ms = 20000
-cancel_grace_ms = 5000
 fault_injection = false
 retention_days = 30
 
@@ -296,9 +290,6 @@ impl BusSettings {
 impl WorkerSettings {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
-    }
-    pub fn cancel_grace(&self) -> Duration {
-        Duration::from_millis(self.cancel_grace_ms)
     }
 }
 

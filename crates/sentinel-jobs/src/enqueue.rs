@@ -55,6 +55,10 @@ impl Spine {
             requested_by: req.requested_by,
         };
         let (job, event) = self.store().insert(new).await?;
+        if self.settings().worker.fault_injection && failpoint("enqueue-after-commit") {
+            // Test only: die between commit and publish, as a crash would.
+            std::process::abort();
+        }
         match self.publish(&job).await {
             Ok(()) => {
                 if let Err(e) = self.store().mark_published(&[job.id]).await {
@@ -67,4 +71,10 @@ impl Spine {
         self.broadcast(&event).await;
         Ok(job)
     }
+}
+
+/// Whether the test-only failpoint `name` is armed (`SENTINEL_FAILPOINT=name`). Consulted only when
+/// `worker.fault_injection` is on.
+fn failpoint(name: &str) -> bool {
+    std::env::var("SENTINEL_FAILPOINT").is_ok_and(|v| v == name)
 }

@@ -123,8 +123,14 @@ impl Worker {
                             max_deliveries: self.options.max_deliveries,
                         };
                         jobs.spawn(async move {
-                            run.process(delivery).await;
+                            let spine = run.spine.clone();
+                            let done = run.process(delivery).await;
+                            // The outcome is committed: free the slot first, then ack (bookkeeping only;
+                            // a lost ack just means a redelivery that finds the job finished).
                             drop(permit);
+                            if let Some(delivery) = done {
+                                ack(&spine, &delivery).await;
+                            }
                         });
                     }
                     None => break,
@@ -256,26 +262,27 @@ struct Attempt {
 }
 
 impl Attempt {
-    async fn process(self, delivery: Delivery) {
+    /// Runs one delivery; returns it when it should be acked (after the caller frees the slot).
+    async fn process(self, delivery: Delivery) -> Option<Delivery> {
         let msg = delivery.message.clone();
         let span = tracing::info_span!("job", job_id = %msg.job_id, kind = %msg.kind, attempt = msg.attempt, delivery = delivery.delivery_count);
         sentinel_telemetry::attach_parent(&span, &msg.trace);
-        self.process_inner(delivery).instrument(span).await;
+        self.process_inner(delivery).instrument(span).await
     }
 
-    async fn process_inner(self, delivery: Delivery) {
+    async fn process_inner(self, delivery: Delivery) -> Option<Delivery> {
         let msg = &delivery.message;
         let kind = msg.kind.to_string();
         if delivery.delivery_count > self.max_deliveries {
             let detail =
                 format!("worker died or lost its lease {} times while running this job", delivery.delivery_count - 1);
             self.quarantine(&delivery, DeadLetterReason::WorkerCrash, &detail).await;
-            return;
+            return None;
         }
         let Some(handler) = self.handlers.get(&msg.kind).cloned() else {
             let detail = format!("no handler for kind {} on queue {}", msg.kind, delivery.queue);
             self.quarantine(&delivery, DeadLetterReason::HandlerError, &detail).await;
-            return;
+            return None;
         };
         let job = match self.spine.store().start(msg.job_id, msg.attempt, delivery.delivery_count > 1).await {
             Ok(StartOutcome::Started(job, event)) => {
@@ -284,13 +291,12 @@ impl Attempt {
             }
             Ok(StartOutcome::Skip { state, why }) => {
                 tracing::debug!(?state, why, "message dropped");
-                self.ack(&delivery).await;
-                return;
+                return Some(delivery);
             }
             Err(e) => {
                 // Leave it unacked: it is retried after the visibility timeout.
                 tracing::error!(error = %e, "could not start job; leaving message for redelivery");
-                return;
+                return None;
             }
         };
         metrics::counter!(metric::JOBS_STARTED, "kind" => kind.clone()).increment(1);
@@ -323,7 +329,7 @@ impl Attempt {
             tracing::warn!(
                 "lease lost during the attempt; its outcome is discarded and the message left to its new owner"
             );
-            return;
+            return None;
         }
         let store = self.spine.store();
         let finished = match outcome {
@@ -333,7 +339,7 @@ impl Attempt {
             }),
             Err(JobError::LeaseLost) => {
                 tracing::warn!("attempt fenced off by a newer one; discarding its outcome");
-                return;
+                return None;
             }
             Err(JobError::Cancelled) => store.finish(job.id, job.epoch, Finish::Cancelled).await.map(|(_, ev)| {
                 metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
@@ -362,7 +368,7 @@ impl Attempt {
                             }
                             Err(e) => tracing::warn!(error = %e, "could not schedule retry; the outbox relay will"),
                         }
-                        return;
+                        return None;
                     }
                     Err(e) => Err(e),
                 }
@@ -379,7 +385,7 @@ impl Attempt {
                         {
                             tracing::error!(error = %e, "could not dead-letter the message; it will be redelivered and dropped");
                         }
-                        return;
+                        return None;
                     }
                     Err(e) => Err(e),
                 }
@@ -388,17 +394,17 @@ impl Attempt {
         match finished {
             Ok(Some(ev)) => {
                 self.spine.broadcast(&ev).await;
-                self.ack(&delivery).await;
+                Some(delivery)
             }
-            Ok(None) => self.ack(&delivery).await,
-            Err(DbError::Fenced { .. }) => tracing::warn!("outcome refused: a newer attempt owns the job"),
-            Err(e) => tracing::error!(error = %e, "could not record the outcome; leaving message for redelivery"),
-        }
-    }
-
-    async fn ack(&self, delivery: &Delivery) {
-        if let Err(e) = self.spine.bus().ack(delivery).await {
-            tracing::warn!(error = %e, "ack failed; the message will be redelivered and dropped as finished");
+            Ok(None) => Some(delivery),
+            Err(DbError::Fenced { .. }) => {
+                tracing::warn!("outcome refused: a newer attempt owns the job");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not record the outcome; leaving message for redelivery");
+                None
+            }
         }
     }
 
@@ -422,6 +428,12 @@ impl Attempt {
         if let Err(e) = self.spine.bus().dead_letter(delivery, reason, detail).await {
             tracing::error!(error = %e, "could not move the message to the dead-letter stream");
         }
+    }
+}
+
+async fn ack(spine: &Spine, delivery: &Delivery) {
+    if let Err(e) = spine.bus().ack(delivery).await {
+        tracing::warn!(error = %e, "ack failed; the message will be redelivered and dropped as finished");
     }
 }
 

@@ -117,7 +117,8 @@ fn message(kind: &JobKind) -> Message {
     }
 }
 
-/// Starts `handlers` handler tasks; each owns a consumer and runs one no-op job at a time (ack only).
+/// Consumes the queue the way the worker runtime does: one consumer reads as many messages as there
+/// are free handler slots, and each message runs on its own task (a no-op handler that acks).
 fn spawn_handlers(
     bus: Arc<dyn Bus>,
     queue: &QueueName,
@@ -125,33 +126,51 @@ fn spawn_handlers(
     done: Arc<AtomicU64>,
     target: u64,
     latencies: Option<Arc<std::sync::Mutex<Histogram<u64>>>>,
-) -> Vec<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    (0..handlers)
-        .map(|i| {
-            let bus = bus.clone();
-            let queue = queue.clone();
-            let done = done.clone();
-            let latencies = latencies.clone();
-            tokio::spawn(async move {
-                let mut consumer = bus.consumer(&queue, &format!("bench-{i}")).await?;
-                let mut local = Histogram::<u64>::new(3)?;
-                while done.load(Ordering::Relaxed) < target {
-                    for d in consumer.receive(1, Duration::from_millis(100)).await? {
-                        if latencies.is_some() {
-                            let sent = d.message.payload.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
-                            local.record(now_us().saturating_sub(sent).max(1))?;
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let queue = queue.clone();
+    tokio::spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(handlers));
+        let mut consumer = bus.consumer(&queue, "bench").await?;
+        let mut running = tokio::task::JoinSet::new();
+        while done.load(Ordering::Relaxed) < target {
+            let first = slots.clone().acquire_owned().await?;
+            let mut permits = vec![first];
+            while let Ok(p) = slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let batch = consumer.receive(permits.len(), Duration::from_millis(100)).await?;
+            for d in batch {
+                let permit = match permits.pop() {
+                    Some(p) => p,
+                    None => slots.clone().acquire_owned().await?,
+                };
+                let bus = bus.clone();
+                let done = done.clone();
+                let latencies = latencies.clone();
+                running.spawn(async move {
+                    if let Some(l) = &latencies {
+                        let sent = d.message.payload.get("t").and_then(|t| t.as_u64()).unwrap_or(0);
+                        if let Ok(mut h) = l.lock() {
+                            let _ = h.record(now_us().saturating_sub(sent).max(1));
                         }
-                        bus.ack(&d).await?;
-                        done.fetch_add(1, Ordering::Relaxed);
                     }
-                }
-                if let Some(l) = latencies {
-                    l.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.add(&local)?;
-                }
-                Ok(())
-            })
-        })
-        .collect()
+                    // The no-op handler is done: free its slot, then ack (bookkeeping, as the runtime does
+                    // once the outcome is committed).
+                    drop(permit);
+                    let acked = bus.ack(&d).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    acked
+                });
+            }
+            while let Some(r) = running.try_join_next() {
+                r??;
+            }
+        }
+        while let Some(r) = running.join_next().await {
+            r??;
+        }
+        Ok(())
+    })
 }
 
 async fn throughput(
@@ -164,7 +183,7 @@ async fn throughput(
     let kind = JobKind::parse("bench.noop")?;
     let done = Arc::new(AtomicU64::new(0));
     // Consumers join first so the run measures steady flow, not a backlog drain only.
-    let tasks = spawn_handlers(bus.clone(), queue, handlers, done.clone(), jobs as u64, None);
+    let task = spawn_handlers(bus.clone(), queue, handlers, done.clone(), jobs as u64, None);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let mut sent = 0;
@@ -175,9 +194,7 @@ async fn throughput(
         sent += n;
     }
     let enqueue_secs = started.elapsed().as_secs_f64();
-    for t in tasks {
-        t.await??;
-    }
+    task.await??;
     let total_secs = started.elapsed().as_secs_f64();
     Ok((jobs as f64 / enqueue_secs, jobs as f64 / total_secs))
 }
@@ -193,7 +210,7 @@ async fn latency(
     let total = rate * duration.as_secs();
     let done = Arc::new(AtomicU64::new(0));
     let hist = Arc::new(std::sync::Mutex::new(Histogram::<u64>::new(3)?));
-    let tasks = spawn_handlers(bus.clone(), queue, handlers, done, total, Some(hist.clone()));
+    let task = spawn_handlers(bus.clone(), queue, handlers, done, total, Some(hist.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Publish one message at a time on a fixed schedule (open loop: lateness does not slow the offer).
     let started = Instant::now();
@@ -203,9 +220,7 @@ async fn latency(
         tokio::time::sleep_until(due.into()).await;
         bus.publish(queue, &[message(&kind)]).await?;
     }
-    for t in tasks {
-        t.await??;
-    }
+    task.await??;
     let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     Ok(h)
 }

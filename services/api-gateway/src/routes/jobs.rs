@@ -6,7 +6,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sentinel_jobs::db::{CancelOutcome, JobRecord};
 use sentinel_jobs::domain::{JobEvent, JobId, JobKind, JobState, Priority, Progress, RetryPolicy};
-use sentinel_jobs::{EnqueueRequest, FieldError, Spine};
+use sentinel_jobs::{Catalog, EnqueueRequest, FieldError, Spine};
 use serde::{Deserialize, Serialize};
 
 use crate::Problem;
@@ -97,9 +97,27 @@ impl From<JobRecord> for JobView {
 /// Longest accepted delay: a year.
 const MAX_DELAY_SECONDS: u64 = 366 * 24 * 3600;
 
-fn parse_request(body: EnqueueBody, caller: Option<String>) -> Result<EnqueueRequest, Problem> {
+/// Checks the whole body at once, so a 422 lists every invalid field, not just the first.
+fn parse_request(body: EnqueueBody, caller: Option<String>, catalog: &Catalog) -> Result<EnqueueRequest, Problem> {
     let mut errors = Vec::new();
-    let kind = JobKind::parse(&body.kind).map_err(|e| errors.push(FieldError::new("kind", e.to_string()))).ok();
+    let kind = match JobKind::parse(&body.kind) {
+        Ok(kind) => match catalog.get(&kind) {
+            Some(spec) => {
+                if let Err(payload_errors) = (spec.validate)(&body.payload) {
+                    errors.extend(payload_errors);
+                }
+                Some(kind)
+            }
+            None => {
+                errors.push(FieldError::new("kind", format!("unknown job kind {:?}", body.kind)));
+                None
+            }
+        },
+        Err(e) => {
+            errors.push(FieldError::new("kind", e.to_string()));
+            None
+        }
+    };
     let priority = match body.priority.as_deref() {
         None => Priority::Normal,
         Some(p) => p.parse().unwrap_or_else(|e: sentinel_jobs::domain::ParseError| {
@@ -156,7 +174,7 @@ async fn enqueue(
     req: HttpRequest,
     body: web::Json<EnqueueBody>,
 ) -> Result<HttpResponse, Problem> {
-    let request = parse_request(body.into_inner(), caller(&req))?;
+    let request = parse_request(body.into_inner(), caller(&req), spine.catalog())?;
     let job = spine.enqueue(request).await?;
     Ok(HttpResponse::Created().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(JobView::from(job)))
 }

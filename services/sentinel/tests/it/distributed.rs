@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::procs::{Proc, client, get_json, get_text, wait_job_state, wait_ready};
 
 /// One distributed deployment's shared settings (fresh database, own Redis prefix).
-struct Cluster {
+pub struct Cluster {
     env: HashMap<String, String>,
     db: TestDb,
     prefix: String,
@@ -19,7 +19,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn new(extra: &[(&str, &str)]) -> Self {
+    pub async fn new(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::postgres().await.expect("postgres");
         let prefix = sentinel_testkit::unique_prefix();
         let mut env: HashMap<String, String> = [
@@ -37,13 +37,13 @@ impl Cluster {
         Self { env, db, prefix, logs: tempfile::tempdir().expect("tempdir") }
     }
 
-    fn migrate(&self) {
+    pub fn migrate(&self) {
         let mut p = Proc::spawn("sentinel", &["migrate"], &self.env, 0, self.logs.path());
         let status = p.wait_exit(Duration::from_secs(60)).expect("migrate finishes");
         assert!(status.success(), "sentinel migrate failed:\n{}", p.output());
     }
 
-    fn start(&self, name: &str, extra: &[(&str, &str)]) -> Proc {
+    pub fn start(&self, name: &str, extra: &[(&str, &str)]) -> Proc {
         let port = sentinel_testkit::free_port();
         let mut env = self.env.clone();
         env.insert("SENTINEL_HTTP__LISTEN".to_owned(), format!("127.0.0.1:{port}"));
@@ -224,4 +224,44 @@ async fn sigterm_lets_the_in_flight_job_finish_before_exit() {
     assert!(status.success(), "{}", worker.output());
     let done = spine.store().get(job.id).await.expect("get").expect("exists");
     assert_eq!(done.state, JobState::Succeeded, "the in-flight job finished before exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_committed_by_a_gateway_that_died_before_publishing_still_runs() {
+    let cluster = Cluster::new(&[("SENTINEL_RELAY__GRACE_MS", "200"), ("SENTINEL_RELAY__INTERVAL_MS", "200")]).await;
+    cluster.migrate();
+    let spine = cluster.spine().await;
+    // This gateway aborts right after committing the job row, before publishing its message.
+    let mut gateway = cluster.start(
+        "api-gateway",
+        &[
+            ("SENTINEL_HTTP__API_TOKEN", TEST_TOKEN),
+            ("SENTINEL_WORKER__FAULT_INJECTION", "true"),
+            ("SENTINEL_FAILPOINT", "enqueue-after-commit"),
+        ],
+    );
+    let mut worker = cluster.start("provision-worker", &[]);
+    wait_ready(&mut gateway, "/ready", Duration::from_secs(30)).await;
+    wait_ready(&mut worker, "/ready", Duration::from_secs(30)).await;
+    let sent = client()
+        .post(gateway.url("/api/v1/jobs"))
+        .bearer_auth(TEST_TOKEN)
+        .json(&json!({ "kind": "demo.sleep", "payload": { "seconds": 0 } }))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the gateway should have died mid-request");
+    assert!(gateway.wait_exit(Duration::from_secs(10)).is_some_and(|s| !s.success()));
+    let count = |state: JobState| {
+        let spine = spine.clone();
+        async move { spine.store().counts().await.ok()?.into_iter().find(|(s, _)| *s == state).map(|(_, n)| n) }
+    };
+    assert_eq!(count(JobState::Queued).await, Some(1), "the row was committed");
+    // Nothing has published it yet; the scheduler's relay does, and the worker runs it.
+    let mut scheduler = cluster.start("scheduler", &[]);
+    wait_ready(&mut scheduler, "/ready", Duration::from_secs(30)).await;
+    let ran = sentinel_testkit::eventually(Duration::from_secs(20), || async {
+        (count(JobState::Succeeded).await == Some(1)).then_some(())
+    })
+    .await;
+    assert!(ran.is_some(), "the relay never published the committed job");
 }

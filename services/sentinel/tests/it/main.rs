@@ -6,3 +6,4 @@ mod architecture;
 mod distributed;
 mod embedded;
 mod procs;
+mod telemetry;
