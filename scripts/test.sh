@@ -48,4 +48,7 @@ for _ in $(seq 1 30); do pg_up && redis_up && break; sleep 1; done
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The black-box tests run every service binary; `cargo test` alone builds only test harnesses for
+# packages without integration tests, so build the real binaries first.
+cargo build --workspace --bins --locked
 cargo test --workspace --locked
