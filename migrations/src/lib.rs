@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_jobs;
+mod m0002_access;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -12,6 +13,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_jobs::Migration)]
+        vec![Box::new(m0001_jobs::Migration), Box::new(m0002_access::Migration)]
     }
 }

@@ -32,7 +32,22 @@ pub struct Settings {
     pub http: HttpSettings,
     pub worker: WorkerSettings,
     pub relay: RelaySettings,
+    pub auth: AuthSettings,
     pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Lifetime of a login session (cookie or bearer token), in seconds.
+    pub session_ttl_secs: u64,
+    /// Failed or successful login attempts allowed per minute, per client address and per email.
+    pub login_attempts_per_minute: u32,
+    /// Creates this admin (in organization `bootstrap_org`) at start-up when no user exists yet.
+    pub bootstrap_admin_email: Option<String>,
+    pub bootstrap_admin_password: Option<SecretString>,
+    /// Organization of the bootstrap admin and of the `http.api_token` root key.
+    pub bootstrap_org: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,9 +92,11 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Largest accepted JSON body, in bytes.
     pub max_body_bytes: usize,
-    /// Bearer token that guards the API until user accounts and API keys exist. Required by the
-    /// gateway; `sentinel up` generates one in its data directory.
+    /// A root API key (admin role, organization `auth.bootstrap_org`) for automation and first
+    /// set-up; optional. `sentinel up` generates one in its data directory.
     pub api_token: Option<SecretString>,
+    /// Origins allowed to call the API from a browser (CORS), e.g. `https://console.example.com`.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +164,8 @@ pool_size = 16
 listen = "127.0.0.1:8080"
 max_body_bytes = 1048576
 
+cors_allowed_origins = []
+
 [worker]
 concurrency = 16
 shutdown_grace_ms = 20000
@@ -157,6 +176,11 @@ retention_days = 30
 interval_ms = 1000
 grace_ms = 2000
 stuck_after_ms = 600000
+
+[auth]
+session_ttl_secs = 43200
+login_attempts_per_minute = 10
+bootstrap_org = "default"
 
 [telemetry]
 log_format = "auto"
@@ -216,6 +240,8 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .ignore_empty(true)
+                .list_separator(",")
+                .with_list_parse_key("http.cors_allowed_origins")
                 .source(Some(env)),
         );
         for (key, value) in overrides {
@@ -270,6 +296,23 @@ impl Settings {
         }
         if self.relay.stuck_after_ms <= self.bus.visibility_timeout_ms {
             return invalid("relay.stuck_after_ms", "must be greater than bus.visibility_timeout_ms");
+        }
+        if self.auth.session_ttl_secs < 60 {
+            return invalid("auth.session_ttl_secs", "must be at least 60");
+        }
+        if self.auth.login_attempts_per_minute == 0 {
+            return invalid("auth.login_attempts_per_minute", "must be at least 1");
+        }
+        if self.auth.bootstrap_admin_email.is_some() != self.auth.bootstrap_admin_password.is_some() {
+            return invalid("auth.bootstrap_admin_password", "must be set together with auth.bootstrap_admin_email");
+        }
+        if let Some(p) = &self.auth.bootstrap_admin_password
+            && p.expose_secret().len() < 12
+        {
+            return invalid("auth.bootstrap_admin_password", "must be at least 12 characters");
+        }
+        if self.auth.bootstrap_org.trim().is_empty() {
+            return invalid("auth.bootstrap_org", "must not be empty");
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes", "must be at least 1024");

@@ -30,6 +30,20 @@ pub struct NewJob {
     pub run_at: Option<DateTime<Utc>>,
     pub trace_context: BTreeMap<String, String>,
     pub requested_by: Option<String>,
+    /// Owning organization (`None` for system jobs).
+    pub org_id: Option<Uuid>,
+    /// Deduplication key: while a job with this key is unfinished, no second one is created.
+    pub dedup_key: Option<String>,
+}
+
+/// Filters for listing jobs (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub kind: Option<JobKind>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub requested_by: Option<String>,
 }
 
 /// A job as read from the table, with typed fields.
@@ -57,6 +71,8 @@ pub struct JobRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    pub org_id: Option<Uuid>,
+    pub dedup_key: Option<String>,
 }
 
 impl TryFrom<jobs::Model> for JobRecord {
@@ -102,6 +118,8 @@ impl TryFrom<jobs::Model> for JobRecord {
             started_at: m.started_at,
             finished_at: m.finished_at,
             updated_at: m.updated_at,
+            org_id: m.org_id,
+            dedup_key: m.dedup_key,
         })
     }
 }
@@ -142,10 +160,11 @@ pub struct JobStore {
 }
 
 fn event(job: &JobRecord, seq: i64, at: DateTime<Utc>, body: JobEventKind) -> JobEvent {
-    JobEvent { job_id: job.id, kind: job.kind.clone(), seq, at, body }
+    JobEvent { id: 0, org_id: job.org_id, job_id: job.id, kind: job.kind.clone(), seq, at, body }
 }
 
-async fn insert_event(txn: &DatabaseTransaction, ev: &JobEvent) -> Result<(), DbError> {
+/// Stores the event and records its position in the deployment-wide log in `ev.id`.
+async fn insert_event(txn: &DatabaseTransaction, ev: &mut JobEvent) -> Result<(), DbError> {
     let data = serde_json::to_value(&ev.body).map_err(|e| DbError::Corrupt(e.to_string()))?;
     job_events::ActiveModel {
         job_id: Set(ev.job_id.as_uuid()),
@@ -156,7 +175,8 @@ async fn insert_event(txn: &DatabaseTransaction, ev: &JobEvent) -> Result<(), Db
         ..Default::default()
     }
     .insert(txn)
-    .await?;
+    .await
+    .map(|m| ev.id = m.id)?;
     Ok(())
 }
 
@@ -222,12 +242,18 @@ impl JobStore {
             started_at: Set(None),
             finished_at: Set(None),
             updated_at: Set(now),
+            org_id: Set(new.org_id),
+            dedup_key: Set(new.dedup_key),
         }
         .insert(txn)
-        .await?;
+        .await
+        .map_err(|e| match e.sql_err() {
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
+            _ => DbError::Db(e),
+        })?;
         let job: JobRecord = model.try_into()?;
-        let ev = event(&job, 1, now, JobEventKind::Queued);
-        insert_event(txn, &ev).await?;
+        let mut ev = event(&job, 1, now, JobEventKind::Queued);
+        insert_event(txn, &mut ev).await?;
         Ok((job, ev))
     }
 
@@ -337,8 +363,8 @@ impl JobStore {
             });
         }
         let job = load(&txn, id.as_uuid()).await?;
-        let ev = event(&job, job.event_seq, now, JobEventKind::Started { attempt: job.attempt, epoch: job.epoch });
-        insert_event(&txn, &ev).await?;
+        let mut ev = event(&job, job.event_seq, now, JobEventKind::Started { attempt: job.attempt, epoch: job.epoch });
+        insert_event(&txn, &mut ev).await?;
         txn.commit().await?;
         Ok(StartOutcome::Started(Box::new(job), ev))
     }
@@ -362,8 +388,8 @@ impl JobStore {
             return Err(DbError::Fenced { job_id: id.to_string(), epoch });
         }
         let job = load(&txn, id.as_uuid()).await?;
-        let ev = event(&job, job.event_seq, now, body);
-        insert_event(&txn, &ev).await?;
+        let mut ev = event(&job, job.event_seq, now, body);
+        insert_event(&txn, &mut ev).await?;
         txn.commit().await?;
         Ok(ev)
     }
@@ -392,8 +418,8 @@ impl JobStore {
             return Err(DbError::Fenced { job_id: id.to_string(), epoch });
         }
         let job = load(&txn, id.as_uuid()).await?;
-        let ev = event(&job, job.event_seq, now, JobEventKind::Finished { state, error });
-        insert_event(&txn, &ev).await?;
+        let mut ev = event(&job, job.event_seq, now, JobEventKind::Finished { state, error });
+        insert_event(&txn, &mut ev).await?;
         txn.commit().await?;
         Ok((job, ev))
     }
@@ -427,8 +453,8 @@ impl JobStore {
         }
         let job = load(&txn, id.as_uuid()).await?;
         let body = JobEventKind::Retrying { attempt: job.attempt, error: error.to_owned(), run_at };
-        let ev = event(&job, job.event_seq, now, body);
-        insert_event(&txn, &ev).await?;
+        let mut ev = event(&job, job.event_seq, now, body);
+        insert_event(&txn, &mut ev).await?;
         txn.commit().await?;
         Ok((job, ev))
     }
@@ -458,8 +484,8 @@ impl JobStore {
             return Ok(None);
         }
         let job = load(&txn, id.as_uuid()).await?;
-        let ev = event(&job, job.event_seq, now, JobEventKind::DeadLettered { reason, error: error.to_owned() });
-        insert_event(&txn, &ev).await?;
+        let mut ev = event(&job, job.event_seq, now, JobEventKind::DeadLettered { reason, error: error.to_owned() });
+        insert_event(&txn, &mut ev).await?;
         txn.commit().await?;
         Ok(Some(ev))
     }
@@ -487,8 +513,8 @@ impl JobStore {
             return Ok(None);
         }
         let job = load(&txn, id.as_uuid()).await?;
-        let ev = event(&job, job.event_seq, now, JobEventKind::Finished { state, error });
-        insert_event(&txn, &ev).await?;
+        let mut ev = event(&job, job.event_seq, now, JobEventKind::Finished { state, error });
+        insert_event(&txn, &mut ev).await?;
         txn.commit().await?;
         Ok(Some(ev))
     }
@@ -518,8 +544,8 @@ impl JobStore {
                     return Box::pin(self.request_cancel(id)).await;
                 }
                 let job = load(&txn, id.as_uuid()).await?;
-                let ev = event(&job, job.event_seq, now, JobEventKind::CancelRequested);
-                insert_event(&txn, &ev).await?;
+                let mut ev = event(&job, job.event_seq, now, JobEventKind::CancelRequested);
+                insert_event(&txn, &mut ev).await?;
                 txn.commit().await?;
                 Ok(CancelOutcome::Requested(ev))
             }
@@ -539,8 +565,12 @@ impl JobStore {
     }
 
     /// Number of jobs in each state (states with none are included with 0).
-    pub async fn counts(&self) -> Result<Vec<(JobState, u64)>, DbError> {
-        let rows: Vec<(String, i64)> = jobs::Entity::find()
+    pub async fn counts(&self, org: Option<Uuid>) -> Result<Vec<(JobState, u64)>, DbError> {
+        let mut query = jobs::Entity::find();
+        if let Some(org) = org {
+            query = query.filter(jobs::Column::OrgId.eq(org));
+        }
+        let rows: Vec<(String, i64)> = query
             .select_only()
             .column(jobs::Column::State)
             .column_as(jobs::Column::Id.count(), "n")
@@ -567,7 +597,15 @@ impl JobStore {
             .into_iter()
             .map(|m| {
                 let body: JobEventKind = serde_json::from_value(m.data).map_err(|e| DbError::Corrupt(e.to_string()))?;
-                Ok(JobEvent { job_id: id, kind: job.kind.clone(), seq: m.seq, at: m.at, body })
+                Ok(JobEvent {
+                    id: m.id,
+                    org_id: job.org_id,
+                    job_id: id,
+                    kind: job.kind.clone(),
+                    seq: m.seq,
+                    at: m.at,
+                    body,
+                })
             })
             .collect()
     }
@@ -589,5 +627,170 @@ impl JobStore {
     pub async fn delete_finished_before(&self, cutoff: DateTime<Utc>) -> Result<u64, DbError> {
         let res = jobs::Entity::delete_many().filter(jobs::Column::FinishedAt.lt(cutoff)).exec(&self.conn).await?;
         Ok(res.rows_affected)
+    }
+
+    /// A job of `org` (jobs of other organizations do not exist for the caller).
+    pub async fn get_in_org(&self, org: Uuid, id: JobId) -> Result<Option<JobRecord>, DbError> {
+        jobs::Entity::find_by_id(id.as_uuid())
+            .filter(jobs::Column::OrgId.eq(org))
+            .one(&self.conn)
+            .await?
+            .map(JobRecord::try_from)
+            .transpose()
+    }
+
+    /// The unfinished job of `org` holding deduplication key `key`, if any.
+    pub async fn active_with_dedup_key(&self, org: Option<Uuid>, key: &str) -> Result<Option<JobRecord>, DbError> {
+        let mut q = jobs::Entity::find()
+            .filter(jobs::Column::DedupKey.eq(key))
+            .filter(jobs::Column::State.is_in(JobState::STARTABLE.map(|s| s.as_str())));
+        q = match org {
+            Some(org) => q.filter(jobs::Column::OrgId.eq(org)),
+            None => q.filter(jobs::Column::OrgId.is_null()),
+        };
+        q.one(&self.conn).await?.map(JobRecord::try_from).transpose()
+    }
+
+    /// Jobs of `org` matching `filter`, newest first, after the cursor `before` (a job id: ids sort by
+    /// creation time).
+    pub async fn list(
+        &self,
+        org: Uuid,
+        filter: &JobFilter,
+        before: Option<JobId>,
+        limit: u64,
+    ) -> Result<Vec<JobRecord>, DbError> {
+        let mut q = jobs::Entity::find().filter(jobs::Column::OrgId.eq(org));
+        if let Some(state) = filter.state {
+            q = q.filter(jobs::Column::State.eq(state.as_str()));
+        }
+        if let Some(kind) = &filter.kind {
+            q = q.filter(jobs::Column::Kind.eq(kind.as_str()));
+        }
+        if let Some(after) = filter.created_after {
+            q = q.filter(jobs::Column::CreatedAt.gte(after));
+        }
+        if let Some(until) = filter.created_before {
+            q = q.filter(jobs::Column::CreatedAt.lt(until));
+        }
+        if let Some(who) = &filter.requested_by {
+            q = q.filter(jobs::Column::RequestedBy.eq(who.as_str()));
+        }
+        if let Some(cursor) = before {
+            q = q.filter(jobs::Column::Id.lt(cursor.as_uuid()));
+        }
+        q.order_by_desc(jobs::Column::Id)
+            .limit(limit)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(JobRecord::try_from)
+            .collect()
+    }
+
+    /// Number of jobs of `org` per kind and state.
+    pub async fn counts_by_kind(&self, org: Uuid) -> Result<Vec<(String, JobState, u64)>, DbError> {
+        let rows: Vec<(String, String, i64)> = jobs::Entity::find()
+            .select_only()
+            .column(jobs::Column::Kind)
+            .column(jobs::Column::State)
+            .column_as(jobs::Column::Id.count(), "n")
+            .filter(jobs::Column::OrgId.eq(org))
+            .group_by(jobs::Column::Kind)
+            .group_by(jobs::Column::State)
+            .into_tuple()
+            .all(&self.conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(kind, state, n)| Some((kind, state.parse().ok()?, Ord::max(n, 0) as u64)))
+            .collect())
+    }
+
+    /// Sends a failed or cancelled job back to the queue for one more attempt (an operator's retry).
+    /// The row is left unpublished; the caller publishes it (or the relay does).
+    pub async fn requeue(&self, id: JobId) -> Result<Option<(JobRecord, JobEvent)>, DbError> {
+        let now = Utc::now();
+        let txn = self.conn.begin().await?;
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
+            .col_expr(jobs::Column::Attempt, Expr::col(jobs::Column::Attempt).add(1))
+            .col_expr(jobs::Column::Result, Expr::value(Option::<serde_json::Value>::None))
+            .col_expr(jobs::Column::CancelRequested, Expr::value(false))
+            .col_expr(jobs::Column::Published, Expr::value(false))
+            .col_expr(jobs::Column::RunAt, Expr::value(now))
+            .col_expr(jobs::Column::FinishedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(jobs::Column::Id.eq(id.as_uuid()))
+            .filter(jobs::Column::State.is_in([JobState::Failed.as_str(), JobState::Cancelled.as_str()]))
+            .exec(&txn)
+            .await
+            .map_err(|e| match e.sql_err() {
+                // Another unfinished job holds the same deduplication key.
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
+                _ => DbError::Db(e),
+            })?;
+        if res.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        // The retry is a fresh chance: make sure at least this attempt is allowed.
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::MaxAttempts, Expr::col(jobs::Column::Attempt))
+            .filter(jobs::Column::Id.eq(id.as_uuid()))
+            .filter(Expr::col(jobs::Column::MaxAttempts).lt(Expr::col(jobs::Column::Attempt)))
+            .exec(&txn)
+            .await?;
+        let job = load(&txn, id.as_uuid()).await?;
+        let mut ev = event(&job, job.event_seq, now, JobEventKind::Requeued { attempt: job.attempt });
+        insert_event(&txn, &mut ev).await?;
+        txn.commit().await?;
+        Ok(Some((job, ev)))
+    }
+
+    /// Events of every job of `org` after position `after_id` in the deployment-wide log, oldest first.
+    pub async fn org_events(&self, org: Uuid, after_id: i64, limit: u64) -> Result<Vec<JobEvent>, DbError> {
+        use sea_orm::sea_query::Query;
+        let org_jobs = Query::select()
+            .column(jobs::Column::Id)
+            .from(jobs::Entity)
+            .and_where(jobs::Column::OrgId.eq(org))
+            .to_owned();
+        let rows = job_events::Entity::find()
+            .filter(job_events::Column::JobId.in_subquery(org_jobs))
+            .filter(job_events::Column::Id.gt(after_id))
+            .order_by_asc(job_events::Column::Id)
+            .limit(limit)
+            .all(&self.conn)
+            .await?;
+        // Kinds for the envelope, one lookup per distinct job.
+        let ids: Vec<Uuid> =
+            rows.iter().map(|r| r.job_id).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let kinds: std::collections::HashMap<Uuid, String> = jobs::Entity::find()
+            .select_only()
+            .column(jobs::Column::Id)
+            .column(jobs::Column::Kind)
+            .filter(jobs::Column::Id.is_in(ids))
+            .into_tuple::<(Uuid, String)>()
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .collect();
+        rows.into_iter()
+            .map(|m| {
+                let body: JobEventKind = serde_json::from_value(m.data).map_err(|e| DbError::Corrupt(e.to_string()))?;
+                let kind = kinds.get(&m.job_id).map(String::as_str).unwrap_or("unknown");
+                Ok(JobEvent {
+                    id: m.id,
+                    org_id: Some(org),
+                    job_id: JobId::from_uuid(m.job_id),
+                    kind: JobKind::parse(kind).map_err(|e| DbError::Corrupt(e.to_string()))?,
+                    seq: m.seq,
+                    at: m.at,
+                    body,
+                })
+            })
+            .collect()
     }
 }

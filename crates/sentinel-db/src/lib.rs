@@ -1,6 +1,7 @@
 //! Persistence for Sentinel: one sea-orm code path over PostgreSQL (distributed) and SQLite (embedded),
 //! migrations, and the job store with its fenced writes.
 
+mod access;
 pub mod entity;
 mod jobs;
 
@@ -9,7 +10,8 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend};
 use sentinel_migrations::{Migrator, MigratorTrait};
 
-pub use jobs::{CancelOutcome, Finish, JobRecord, JobStore, NewJob, StartOutcome};
+pub use access::{AccessStore, ApiKey, AuditEntry, NewApiKey, Organization, User};
+pub use jobs::{CancelOutcome, Finish, JobFilter, JobRecord, JobStore, NewJob, StartOutcome};
 
 /// Errors from the persistence layer.
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +26,11 @@ pub enum DbError {
     /// A write from an attempt whose lease epoch is no longer current (another attempt took over).
     #[error("job {job_id}: write from a stale attempt (epoch {epoch}) refused")]
     Fenced { job_id: String, epoch: i64 },
-    #[error("job {0} not found")]
+    #[error("{0} not found")]
     NotFound(String),
+    /// A unique constraint refused the row (a deduplication key or a name already in use).
+    #[error("already exists")]
+    Duplicate,
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
@@ -94,5 +99,9 @@ impl Database {
 
     pub fn jobs(&self) -> JobStore {
         JobStore::new(self.conn.clone())
+    }
+
+    pub fn access(&self) -> AccessStore {
+        AccessStore::new(self.conn.clone())
     }
 }

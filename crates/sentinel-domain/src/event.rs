@@ -8,6 +8,13 @@ use crate::{JobId, JobKind, JobState, Progress};
 /// One thing that happened to a job. `seq` is the job's own event counter, stored with the event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEvent {
+    /// Position in the deployment-wide event log (0 before it is stored); resumable org-wide streams
+    /// use it as their cursor.
+    #[serde(default)]
+    pub id: i64,
+    /// The job's organization (`None` for system jobs), so streams can filter without a lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<uuid::Uuid>,
     pub job_id: JobId,
     pub kind: JobKind,
     pub seq: i64,
@@ -48,13 +55,33 @@ impl DeadLetterReason {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobEventKind {
     Queued,
-    Started { attempt: u32, epoch: i64 },
+    Started {
+        attempt: u32,
+        epoch: i64,
+    },
     Progress(Progress),
-    Log { stream: LogStream, line: String },
-    Retrying { attempt: u32, error: String, run_at: DateTime<Utc> },
+    Log {
+        stream: LogStream,
+        line: String,
+    },
+    Retrying {
+        attempt: u32,
+        error: String,
+        run_at: DateTime<Utc>,
+    },
     CancelRequested,
-    Finished { state: JobState, error: Option<String> },
-    DeadLettered { reason: DeadLetterReason, error: String },
+    /// An operator sent a finished job back to the queue.
+    Requeued {
+        attempt: u32,
+    },
+    Finished {
+        state: JobState,
+        error: Option<String>,
+    },
+    DeadLettered {
+        reason: DeadLetterReason,
+        error: String,
+    },
 }
 
 impl JobEventKind {
@@ -67,6 +94,7 @@ impl JobEventKind {
             Self::Log { .. } => "log",
             Self::Retrying { .. } => "retrying",
             Self::CancelRequested => "cancel_requested",
+            Self::Requeued { .. } => "requeued",
             Self::Finished { .. } => "finished",
             Self::DeadLettered { .. } => "dead_lettered",
         }

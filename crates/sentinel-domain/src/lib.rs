@@ -1,11 +1,13 @@
 //! Pure types shared by every Sentinel crate: ids, job states and their legal transitions, priorities,
 //! retry policy arithmetic and job events. No I/O lives here.
 
+mod access;
 mod event;
 mod ids;
 mod job;
 mod retry;
 
+pub use access::{KeyScope, Role};
 pub use event::{DeadLetterReason, JobEvent, JobEventKind, LogStream};
 pub use ids::{JobId, JobKind, ParseError, QueueName};
 pub use job::{JobState, Priority, Progress, TransitionError};

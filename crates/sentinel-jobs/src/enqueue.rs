@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sentinel_db::{DbError, JobRecord, NewJob};
 use sentinel_domain::{JobId, JobKind, Priority, RetryPolicy};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::{FieldError, Spine};
 
@@ -17,12 +18,33 @@ pub struct EnqueueRequest {
     pub run_at: Option<DateTime<Utc>>,
     pub retry: Option<RetryPolicy>,
     pub requested_by: Option<String>,
+    /// Owning organization (`None` for system jobs).
+    pub org_id: Option<Uuid>,
+    /// While a job with this key is unfinished, enqueueing again returns it instead of a new one.
+    pub dedup_key: Option<String>,
 }
 
 impl EnqueueRequest {
     pub fn new(kind: JobKind, payload: Value) -> Self {
-        Self { kind, payload, priority: Priority::Normal, run_at: None, retry: None, requested_by: None }
+        Self {
+            kind,
+            payload,
+            priority: Priority::Normal,
+            run_at: None,
+            retry: None,
+            requested_by: None,
+            org_id: None,
+            dedup_key: None,
+        }
     }
+}
+
+/// The job an enqueue resolved to.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    pub job: JobRecord,
+    /// False when a deduplication key matched an unfinished job, which is returned instead.
+    pub created: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +60,14 @@ pub enum EnqueueError {
 impl Spine {
     /// Creates the job and puts it on the bus. Returns the job as committed.
     #[tracing::instrument(skip_all, fields(kind = %req.kind, job_id))]
-    pub async fn enqueue(&self, req: EnqueueRequest) -> Result<JobRecord, EnqueueError> {
+    pub async fn enqueue(&self, req: EnqueueRequest) -> Result<Enqueued, EnqueueError> {
         let spec = self.catalog().get(&req.kind).ok_or_else(|| EnqueueError::UnknownKind(req.kind.to_string()))?;
         (spec.validate)(&req.payload).map_err(EnqueueError::InvalidPayload)?;
+        if let Some(key) = &req.dedup_key
+            && let Some(job) = self.store().active_with_dedup_key(req.org_id, key).await?
+        {
+            return Ok(Enqueued { job, created: false });
+        }
         let id = JobId::new();
         tracing::Span::current().record("job_id", tracing::field::display(id));
         let new = NewJob {
@@ -53,8 +80,21 @@ impl Spine {
             run_at: req.run_at,
             trace_context: sentinel_telemetry::current_trace_context(),
             requested_by: req.requested_by,
+            org_id: req.org_id,
+            dedup_key: req.dedup_key.clone(),
         };
-        let (job, event) = self.store().insert(new).await?;
+        let (job, event) = match self.store().insert(new).await {
+            Ok(inserted) => inserted,
+            // Lost a race with a concurrent enqueue of the same key: return the winner.
+            Err(DbError::Duplicate) => {
+                let key = req.dedup_key.as_deref().unwrap_or_default();
+                return match self.store().active_with_dedup_key(req.org_id, key).await? {
+                    Some(job) => Ok(Enqueued { job, created: false }),
+                    None => Err(EnqueueError::Store(DbError::Duplicate)),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
         if self.settings().worker.fault_injection && failpoint("enqueue-after-commit") {
             // Test only: die between commit and publish, as a crash would.
             std::process::abort();
@@ -69,7 +109,7 @@ impl Spine {
             Err(e) => tracing::warn!(error = %e, job_id = %job.id, "publish failed; the outbox relay will retry"),
         }
         self.broadcast(&event).await;
-        Ok(job)
+        Ok(Enqueued { job, created: true })
     }
 }
 

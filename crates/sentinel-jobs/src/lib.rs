@@ -13,7 +13,7 @@ mod worker;
 pub use builtin::{DemoSleep, FaultCrash, FaultFail, builtin_handlers};
 pub use catalog::{Catalog, FieldError, KindSpec};
 pub use context::{JobContext, JobError};
-pub use enqueue::{EnqueueError, EnqueueRequest};
+pub use enqueue::{EnqueueError, EnqueueRequest, Enqueued};
 pub use relay::Relay;
 pub use spine::{Spine, SpineError, SpineReadiness};
 pub use worker::{JobHandler, Worker, WorkerOptions};

@@ -1,57 +1,272 @@
-//! Interim access control: one bearer token guards every API route until user accounts, roles and
-//! API keys arrive. Compared in constant time.
+//! Authentication and authorisation: who is calling (session cookie, bearer session token, or API key
+//! in `X-API-Key`/bearer), in which organization, with which role; password and token hashing; the
+//! login rate limiter; bootstrap of the first admin and the root key.
+
+use std::collections::HashMap;
+use std::future::{Ready, ready};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, web};
-use secrecy::{ExposeSecret, SecretString};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use sentinel_jobs::Spine;
+use sentinel_jobs::db::{ApiKey, NewApiKey, User};
+use sentinel_jobs::domain::{KeyScope, Role};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::Problem;
 
-#[derive(Clone)]
-pub struct BearerGuard {
-    token: SecretString,
+/// Name of the console's session cookie.
+pub const SESSION_COOKIE: &str = "sentinel_session";
+/// Prefix of generated API keys, so a leaked one is recognisable (and scannable).
+pub const KEY_PREFIX: &str = "sk_";
+
+/// Who is calling, resolved once per request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub org_id: Uuid,
+    pub role: Role,
+    pub scope: KeyScope,
+    pub actor: Actor,
 }
 
-impl BearerGuard {
-    pub fn new(token: SecretString) -> Self {
-        Self { token }
-    }
+#[derive(Debug, Clone)]
+pub enum Actor {
+    User { id: Uuid, email: String },
+    ApiKey { id: Uuid, name: String },
+}
 
-    fn accepts(&self, presented: &str) -> bool {
-        let expected = self.token.expose_secret().as_bytes();
-        let presented = presented.as_bytes();
-        // Constant time over the expected length: no early exit on the first differing byte.
-        let mut diff = expected.len() ^ presented.len();
-        for (i, b) in expected.iter().enumerate() {
-            diff |= usize::from(b ^ presented.get(i).copied().unwrap_or(0));
+impl Principal {
+    /// How the audit log and `requested_by` name this caller.
+    pub fn label(&self) -> String {
+        match &self.actor {
+            Actor::User { email, .. } => format!("user:{email}"),
+            Actor::ApiKey { name, id } => format!("key:{name}:{}", &id.simple().to_string()[..8]),
         }
-        diff == 0
+    }
+
+    /// Refuses (403) callers whose role is below `role`, and ingest-only keys everywhere but ingestion.
+    pub fn require(&self, role: Role) -> Result<(), Problem> {
+        if self.scope == KeyScope::Ingest {
+            return Err(Problem::forbidden("this API key may only ingest metrics and heartbeats"));
+        }
+        if !self.role.allows(role) {
+            return Err(Problem::forbidden(&format!("requires the {role} role; you are {}", self.role)));
+        }
+        Ok(())
+    }
+
+    fn from_user(user: &User) -> Self {
+        Self {
+            org_id: user.org_id,
+            role: user.role,
+            scope: KeyScope::Full,
+            actor: Actor::User { id: user.id, email: user.email.clone() },
+        }
+    }
+
+    fn from_key(key: &ApiKey) -> Self {
+        Self {
+            org_id: key.org_id,
+            role: key.role,
+            scope: key.scope,
+            actor: Actor::ApiKey { id: key.id, name: key.name.clone() },
+        }
     }
 }
 
-/// Who made the request (recorded as the job's requester).
-#[derive(Clone, Debug)]
-pub struct Caller(pub String);
+/// Handlers that take a `Principal` are authenticated: no principal, 401.
+impl FromRequest for Principal {
+    type Error = Problem;
+    type Future = Ready<Result<Self, Problem>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(req.extensions().get::<Principal>().cloned().ok_or_else(Problem::unauthorized))
+    }
+}
 
-pub async fn require_bearer(
+/// SHA-256 of a random token, hex; what the database stores.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 256 random bits as hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn random_salt() -> Result<SaltString, argon2::password_hash::Error> {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    SaltString::encode_b64(&bytes)
+}
+
+/// Argon2id hash of a password, computed on the blocking pool (it is deliberately slow).
+pub async fn hash_password(password: String) -> Result<String, Problem> {
+    tokio::task::spawn_blocking(move || {
+        let salt = random_salt()?;
+        argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| Problem::internal(&e))?
+    .map_err(|e| Problem::internal(&std::io::Error::other(e.to_string())))
+}
+
+/// Checks a password against a stored hash on the blocking pool. A malformed hash never matches.
+pub async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A hash to verify against when the user does not exist, so a miss costs as much time as a hit.
+pub static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    random_salt()
+        .and_then(|salt| argon2::Argon2::default().hash_password(b"not a real password", &salt).map(|h| h.to_string()))
+        .unwrap_or_default()
+});
+
+/// Resolves the caller from the request's credentials and stores it as a request extension. Requests
+/// without credentials pass through (public routes; handlers that need a principal answer 401);
+/// requests with invalid credentials get 401 at once.
+pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let ok = {
-        let guard = req.app_data::<web::Data<BearerGuard>>();
-        let header = req.headers().get(actix_web::http::header::AUTHORIZATION).and_then(|h| h.to_str().ok());
-        match (guard, header.and_then(|h| h.strip_prefix("Bearer "))) {
-            (Some(guard), Some(token)) => guard.accepts(token.trim()),
-            _ => false,
+    let spine = req.app_data::<web::Data<Spine>>().cloned();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_owned());
+    let api_key = header("x-api-key");
+    let bearer = header("authorization").and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_owned()));
+    let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned());
+    if let Some(spine) = spine
+        && (api_key.is_some() || bearer.is_some() || cookie.is_some())
+    {
+        let access = spine.db().access();
+        let mut principal = None;
+        if let Some(key) = api_key.as_deref().or(bearer.as_deref()) {
+            let hash = token_hash(key);
+            if let Some(k) = access.api_key_by_hash(&hash).await.map_err(|e| Problem::internal(&e))? {
+                if let Err(e) = access.touch_api_key(k.id).await {
+                    tracing::warn!(error = %e, "could not record API key use");
+                }
+                principal = Some(Principal::from_key(&k));
+            } else if api_key.is_none()
+                && let Some(user) = access.session_user(&hash).await.map_err(|e| Problem::internal(&e))?
+            {
+                principal = Some(Principal::from_user(&user));
+            }
+        } else if let Some(token) = cookie
+            && let Some(user) = access.session_user(&token_hash(&token)).await.map_err(|e| Problem::internal(&e))?
+        {
+            principal = Some(Principal::from_user(&user));
         }
-    };
-    if !ok {
-        return Err(Problem::unauthorized().into());
+        match principal {
+            Some(p) => {
+                req.extensions_mut().insert(p);
+            }
+            None => return Err(Problem::unauthorized().into()),
+        }
     }
-    req.extensions_mut().insert(Caller("api-token".to_owned()));
     next.call(req).await
+}
+
+/// Fixed-window limiter for login attempts, per key (client address or email). In memory: each gateway
+/// replica limits on its own, which bounds guessing to replicas × limit per minute.
+pub struct LoginLimiter {
+    per_minute: u32,
+    // A std Mutex: the critical section is a map lookup, never held across an await.
+    windows: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl LoginLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self { per_minute, windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts an attempt; `Err(retry_after)` when over the limit.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if windows.len() > 10_000 {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+        }
+        let entry = windows.entry(key.to_owned()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > self.per_minute {
+            Err(Duration::from_secs(60).saturating_sub(now.duration_since(entry.0)))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Creates what must exist before anyone can log in: the bootstrap organization, the root API key
+/// (`http.api_token`) and the bootstrap admin (when configured and no user exists yet).
+pub async fn bootstrap(spine: &Spine) -> anyhow::Result<()> {
+    let settings = spine.settings();
+    let access = spine.db().access();
+    let needs_org = settings.http.api_token.is_some() || settings.auth.bootstrap_admin_email.is_some();
+    if !needs_org {
+        return Ok(());
+    }
+    let org_name = settings.auth.bootstrap_org.trim();
+    let org = match access.org_by_name(org_name).await? {
+        Some(org) => org,
+        None => match access.create_org(org_name).await {
+            Ok(org) => org,
+            // Another replica created it first.
+            Err(sentinel_jobs::db::DbError::Duplicate) => {
+                access.org_by_name(org_name).await?.ok_or_else(|| anyhow::anyhow!("organization vanished"))?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if let Some(token) = &settings.http.api_token {
+        let hash = token_hash(token.expose_secret());
+        if access.api_key_by_hash(&hash).await?.is_none() {
+            let created = access
+                .create_api_key(NewApiKey {
+                    org_id: org.id,
+                    name: "root (http.api_token)",
+                    prefix: "configured",
+                    key_hash: &hash,
+                    role: Role::Admin,
+                    scope: KeyScope::Full,
+                    created_by: Some("configuration".to_owned()),
+                })
+                .await;
+            match created {
+                Ok(_) | Err(sentinel_jobs::db::DbError::Duplicate) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if let (Some(email), Some(password)) =
+        (&settings.auth.bootstrap_admin_email, &settings.auth.bootstrap_admin_password)
+        && access.user_count().await? == 0
+    {
+        let hash = hash_password(password.expose_secret().to_owned()).await.map_err(|p| anyhow::anyhow!("{p}"))?;
+        match access.create_user(org.id, &email.trim().to_lowercase(), &hash, Role::Admin).await {
+            Ok(_) => tracing::info!(email = %email, "bootstrap admin created"),
+            Err(sentinel_jobs::db::DbError::Duplicate) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -59,11 +274,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_exact_token_is_accepted() {
-        let g = BearerGuard::new(SecretString::from("0123456789abcdef"));
-        assert!(g.accepts("0123456789abcdef"));
-        assert!(!g.accepts("0123456789abcdeF"));
-        assert!(!g.accepts("0123456789abcdef0"));
-        assert!(!g.accepts(""));
+    fn limiter_allows_the_limit_then_refuses() {
+        let l = LoginLimiter::new(3);
+        for _ in 0..3 {
+            assert!(l.check("ip").is_ok());
+        }
+        assert!(l.check("ip").is_err());
+        assert!(l.check("other").is_ok());
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashes_stable() {
+        assert_ne!(random_token(), random_token());
+        assert_eq!(random_token().len(), 64);
+        assert_eq!(token_hash("abc"), token_hash("abc"));
+        assert_ne!(token_hash("abc"), token_hash("abd"));
     }
 }

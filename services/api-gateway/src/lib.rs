@@ -1,7 +1,8 @@
 //! The API gateway: the REST API (and, later, SSE) that the web console and automation use, plus the
 //! ops endpoints. It enqueues through the spine and reads job state from the database.
 
-mod auth;
+mod audit;
+pub mod auth;
 mod problem;
 mod routes;
 
@@ -10,7 +11,6 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer, middleware, web};
 use anyhow::Context;
-use secrecy::SecretString;
 use sentinel_jobs::{Spine, SpineReadiness};
 use sentinel_telemetry::Shutdown;
 use sentinel_telemetry::ops::{self, Ops};
@@ -28,11 +28,9 @@ pub struct Application {
 
 impl Application {
     /// Binds the listener from the spine's settings (port 0 picks a free port, for tests).
-    pub fn build(spine: Spine) -> anyhow::Result<Self> {
+    pub async fn build(spine: Spine) -> anyhow::Result<Self> {
         let settings = spine.settings().clone();
-        let token: SecretString = settings.http.api_token.clone().context(
-            "invalid configuration: `http.api_token` is required by the gateway (set SENTINEL_HTTP__API_TOKEN)",
-        )?;
+        auth::bootstrap(&spine).await.context("cannot create the bootstrap organization, key or admin")?;
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
         let port = listener.local_addr()?.port();
@@ -40,7 +38,7 @@ impl Application {
             service: SERVICE,
             readiness: Arc::new(SpineReadiness { spine: spine.clone(), queues: spine.catalog().queues() }),
         };
-        let guard = auth::BearerGuard::new(token);
+        let limiter = web::Data::new(auth::LoginLimiter::new(settings.auth.login_attempts_per_minute));
         let limit = settings.http.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
@@ -51,16 +49,18 @@ impl Application {
                 .app_data(problem::query_config())
                 .app_data(problem::path_config())
                 .configure(|cfg| ops::configure(cfg, ops.clone()))
+                .app_data(limiter.clone())
                 .service(
                     web::scope("/api/v1")
-                        .wrap(middleware::from_fn(auth::require_bearer))
-                        .app_data(web::Data::new(guard.clone()))
+                        .wrap(middleware::from_fn(audit::record))
+                        .wrap(middleware::from_fn(auth::authenticate))
+                        .configure(routes::access::configure)
                         .configure(routes::jobs::configure),
                 )
                 .service(
                     web::scope("/tasks")
-                        .wrap(middleware::from_fn(auth::require_bearer))
-                        .app_data(web::Data::new(guard.clone()))
+                        .wrap(middleware::from_fn(audit::record))
+                        .wrap(middleware::from_fn(auth::authenticate))
                         .configure(routes::tasks::configure),
                 )
                 .default_service(web::to(problem::not_found))
@@ -88,7 +88,7 @@ impl Application {
 
 /// Runs the gateway and its outbox relay on `spine` until `shutdown` fires.
 pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
-    let app = Application::build(spine.clone())?;
+    let app = Application::build(spine.clone()).await?;
     tracing::info!(port = app.port(), "api-gateway listening");
     let relay = tokio::spawn(sentinel_jobs::Relay::new(spine).run(shutdown.clone()));
     let res = app.run_until_stopped(shutdown).await;

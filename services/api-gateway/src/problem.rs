@@ -8,24 +8,36 @@ use serde::Serialize;
 /// An HTTP error as `application/problem+json`, with a stable `type`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
+    /// Stable problem type; serialized as `https://sentinel.dev/problems/<slug>`.
+    #[serde(rename = "type", serialize_with = "problem_type_uri")]
+    pub kind: &'static str,
+    pub title: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Id of the existing resource a 409 conflicts with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicting_id: Option<String>,
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
+}
+
+fn problem_type_uri<S: serde::Serializer>(slug: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("https://sentinel.dev/problems/{slug}"))
 }
 
 impl Problem {
-    fn new(status: StatusCode, kind: &str, title: &str, detail: Option<String>) -> Self {
+    fn new(status: StatusCode, kind: &'static str, title: &'static str, detail: Option<String>) -> Self {
         Self {
-            kind: format!("https://sentinel.dev/problems/{kind}"),
-            title: title.to_owned(),
+            kind,
+            title,
             status: status.as_u16(),
             detail,
             errors: Vec::new(),
+            conflicting_id: None,
+            retry_after: None,
         }
     }
     pub fn unauthorized() -> Self {
@@ -35,6 +47,22 @@ impl Problem {
             "Authentication required",
             Some("send `Authorization: Bearer <token>`".to_owned()),
         )
+    }
+    pub fn unauthorized_with(detail: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", Some(detail.to_owned()))
+    }
+    pub fn forbidden(detail: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", Some(detail.to_owned()))
+    }
+    pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            Some(format!("retry in {} s", retry_after.as_secs().max(1))),
+        );
+        p.retry_after = Some(retry_after.as_secs().clamp(1, 3600) as u32);
+        p
     }
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", Some(format!("{what} does not exist")))
@@ -69,6 +97,11 @@ impl Problem {
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", "Conflict", Some(detail.into()))
     }
+    pub fn conflict_with(detail: impl Into<String>, id: impl ToString) -> Self {
+        let mut p = Self::conflict(detail);
+        p.conflicting_id = Some(id.to_string());
+        p
+    }
     /// Opaque to the client; the cause is logged with its whole chain.
     pub fn internal(cause: &dyn std::error::Error) -> Self {
         let mut chain = cause.to_string();
@@ -97,7 +130,15 @@ impl ResponseError for Problem {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).content_type("application/problem+json").json(self)
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/problem+json");
+        if let Some(secs) = self.retry_after {
+            res.insert_header(("Retry-After", secs.to_string()));
+        }
+        if self.status == 401 {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(self)
     }
 }
 

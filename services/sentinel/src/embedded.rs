@@ -47,8 +47,9 @@ pub async fn up(data_dir: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow
         tracing::info!(resumed, "requeued jobs that were unfinished when Sentinel last stopped");
     }
 
+    let admin_note = ensure_first_admin(&spine).await?;
     let shutdown = Shutdown::new();
-    let app = api_gateway::Application::build(spine.clone())?;
+    let app = api_gateway::Application::build(spine.clone()).await?;
     let addr = SocketAddr::new(settings.http.listen.ip(), app.port());
     println!("Sentinel is up: API on http://{addr} (data in {})", data_dir.display());
     match token_note {
@@ -56,6 +57,10 @@ pub async fn up(data_dir: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow
             println!("Generated an API token (shown once; stored in {}): {token}", data_dir.join(TOKEN_FILE).display())
         }
         None => println!("API token: see {} (or SENTINEL_HTTP__API_TOKEN)", data_dir.join(TOKEN_FILE).display()),
+    }
+
+    if let Some((email, password)) = admin_note {
+        println!("Created the first admin (password shown once; change it after logging in): {email} / {password}");
     }
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -123,4 +128,23 @@ fn load_or_create_token(dir: &Path) -> anyhow::Result<(String, bool)> {
     let mut file = options.open(&path).with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(token.as_bytes())?;
     Ok((token, true))
+}
+
+/// On a fresh data directory, creates the bootstrap organization's first admin with a random password
+/// (returned so it can be printed once, never logged). Nothing happens once any user exists.
+async fn ensure_first_admin(spine: &Spine) -> anyhow::Result<Option<(String, String)>> {
+    let access = spine.db().access();
+    if access.user_count().await? > 0 || spine.settings().auth.bootstrap_admin_email.is_some() {
+        return Ok(None);
+    }
+    let org_name = spine.settings().auth.bootstrap_org.clone();
+    let org = match access.org_by_name(&org_name).await? {
+        Some(org) => org,
+        None => access.create_org(&org_name).await?,
+    };
+    let email = "admin@localhost".to_owned();
+    let password = api_gateway::auth::random_token()[..24].to_owned();
+    let hash = api_gateway::auth::hash_password(password.clone()).await.map_err(|p| anyhow::anyhow!("{p}"))?;
+    access.create_user(org.id, &email, &hash, sentinel_domain::Role::Admin).await?;
+    Ok(Some((email, password)))
 }

@@ -36,10 +36,31 @@ enum Command {
     },
     /// Apply pending database migrations to the configured database (SENTINEL_DATABASE__URL).
     Migrate,
+    /// Manage accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Measure performance.
     Bench {
         #[command(subcommand)]
         target: bench::BenchTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a user (the first admin of an organization, typically). The password is read from
+    /// SENTINEL_ADMIN_PASSWORD, or generated and printed once.
+    Create {
+        /// Organization name; created if it does not exist.
+        #[arg(long, default_value = "default")]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// admin, operator or viewer.
+        #[arg(long, default_value = "admin")]
+        role: String,
     },
 }
 
@@ -49,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up { data_dir, listen } => embedded::up(data_dir, listen).await,
         Command::Migrate => migrate().await,
+        Command::Admin { command: AdminCommand::Create { org, email, role } } => {
+            admin_create(&org, &email, &role).await
+        }
         Command::Bench { target } => bench::run(target).await,
     }
 }
@@ -61,5 +85,37 @@ async fn migrate() -> anyhow::Result<()> {
         .context("cannot connect to the database (check SENTINEL_DATABASE__URL)")?;
     let applied = db.migrate().await.context("migration failed")?;
     println!("database schema is up to date ({applied} migration(s) applied)");
+    Ok(())
+}
+
+async fn admin_create(org: &str, email: &str, role: &str) -> anyhow::Result<()> {
+    let role: sentinel_domain::Role = role.parse().context("--role must be admin, operator or viewer")?;
+    let email = email.trim().to_lowercase();
+    anyhow::ensure!(email.contains('@'), "--email must be an email address");
+    let settings = Settings::load()?;
+    sentinel_telemetry::install_crypto_provider();
+    let db = sentinel_db::Database::connect(settings.database.url.expose_secret(), 2)
+        .await
+        .context("cannot connect to the database (check SENTINEL_DATABASE__URL)")?;
+    db.ensure_schema(false).await?;
+    let access = db.access();
+    let org = match access.org_by_name(org).await? {
+        Some(o) => o,
+        None => access.create_org(org).await?,
+    };
+    let (password, generated) = match std::env::var("SENTINEL_ADMIN_PASSWORD") {
+        Ok(p) if p.len() >= 12 => (p, false),
+        Ok(_) => anyhow::bail!("SENTINEL_ADMIN_PASSWORD must be at least 12 characters"),
+        Err(_) => (api_gateway::auth::random_token()[..24].to_owned(), true),
+    };
+    let hash = api_gateway::auth::hash_password(password.clone()).await.map_err(|p| anyhow::anyhow!("{p}"))?;
+    match access.create_user(org.id, &email, &hash, role).await {
+        Ok(user) => println!("created {role} {} in organization {} ({})", user.email, org.name, user.id),
+        Err(sentinel_db::DbError::Duplicate) => anyhow::bail!("a user with email {email} already exists"),
+        Err(e) => return Err(e.into()),
+    }
+    if generated {
+        println!("password (shown once): {password}");
+    }
     Ok(())
 }

@@ -201,6 +201,8 @@ async fn every_subscriber_receives_every_event_in_order(bus: Arc<dyn Bus>) {
     let job = JobId::new();
     for seq in 1..=200 {
         let ev = JobEvent {
+            id: seq,
+            org_id: None,
             job_id: job,
             kind: JobKind::parse("test.noop").expect("valid"),
             seq,

@@ -36,6 +36,10 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    /// Owning organization; `None` for system jobs (built-in periodic work).
+    pub org_id: Option<Uuid>,
+    /// While the job is unfinished, a second enqueue with the same key returns this job.
+    pub dedup_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

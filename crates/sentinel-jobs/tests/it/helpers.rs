@@ -57,7 +57,7 @@ impl Env {
     }
 
     pub async fn enqueue_with(&self, req: EnqueueRequest) -> JobRecord {
-        self.spine.enqueue(req).await.expect("enqueue")
+        self.spine.enqueue(req).await.expect("enqueue").job
     }
 
     pub async fn get(&self, id: JobId) -> JobRecord {

@@ -127,6 +127,8 @@ async fn committed_but_unpublished_job_is_published_by_the_relay(mode: Mode) {
         run_at: None,
         trace_context: Default::default(),
         requested_by: None,
+        org_id: None,
+        dedup_key: None,
     };
     // The enqueuer "dies" right after commit: the row exists, no message was published.
     let conn = env.spine.db().connection();

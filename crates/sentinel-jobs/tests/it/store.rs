@@ -20,6 +20,8 @@ fn new_job() -> NewJob {
         run_at: None,
         trace_context: Default::default(),
         requested_by: Some("test".to_owned()),
+        org_id: None,
+        dedup_key: None,
     }
 }
 
@@ -71,7 +73,7 @@ async fn counts_cover_every_state(mode: Mode) {
     for _ in 0..3 {
         store.insert(new_job()).await.expect("insert");
     }
-    let counts = store.counts().await.expect("counts");
+    let counts = store.counts(None).await.expect("counts");
     assert_eq!(counts.len(), JobState::ALL.len());
     assert_eq!(counts.iter().find(|(s, _)| *s == JobState::Queued).map(|(_, n)| *n), Some(3));
     env.stop().await;

@@ -2,22 +2,31 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use sentinel_jobs::db::{CancelOutcome, JobRecord};
-use sentinel_jobs::domain::{JobEvent, JobId, JobKind, JobState, Priority, Progress, RetryPolicy};
-use sentinel_jobs::{Catalog, EnqueueRequest, FieldError, Spine};
+use sentinel_jobs::db::{CancelOutcome, JobFilter, JobRecord};
+use sentinel_jobs::domain::{
+    DeadLetterReason, JobEvent, JobEventKind, JobId, JobKind, JobState, LogStream, Priority, Progress, QueueName,
+    RetryPolicy, Role,
+};
+use sentinel_jobs::{Catalog, EnqueueRequest, Enqueued, FieldError, Spine};
 use serde::{Deserialize, Serialize};
 
 use crate::Problem;
-use crate::auth::Caller;
+use crate::auth::Principal;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/jobs", web::post().to(enqueue))
+        .route("/jobs", web::get().to(list))
         .route("/jobs/counts", web::get().to(counts))
         .route("/jobs/{id}", web::get().to(get_job))
         .route("/jobs/{id}/cancel", web::post().to(cancel))
-        .route("/jobs/{id}/events", web::get().to(events));
+        .route("/jobs/{id}/retry", web::post().to(retry))
+        .route("/jobs/{id}/events", web::get().to(events))
+        .route("/jobs/{id}/log", web::get().to(log))
+        .route("/dead-letters", web::get().to(dead_letters))
+        .route("/dead-letters/{queue}/{entry}/requeue", web::post().to(requeue_dead_letter))
+        .route("/dead-letters/{queue}/{entry}", web::delete().to(discard_dead_letter));
 }
 
 /// Body of `POST /api/v1/jobs`.
@@ -41,6 +50,9 @@ pub struct EnqueueBody {
     pub backoff_base_ms: Option<u64>,
     #[serde(default)]
     pub backoff_max_ms: Option<u64>,
+    /// While a job with this key is unfinished, enqueueing again returns it (200) instead of creating one.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
 }
 
 /// A job as the API shows it.
@@ -59,6 +71,7 @@ pub struct JobView {
     pub error: Option<String>,
     pub cancel_requested: bool,
     pub requested_by: Option<String>,
+    pub dedup_key: Option<String>,
     /// W3C trace context of the request that enqueued the job.
     pub trace_context: BTreeMap<String, String>,
     pub run_at: DateTime<Utc>,
@@ -84,6 +97,7 @@ impl From<JobRecord> for JobView {
             error: j.error,
             cancel_requested: j.cancel_requested,
             requested_by: j.requested_by,
+            dedup_key: j.dedup_key,
             trace_context: j.trace_context,
             run_at: j.run_at,
             created_at: j.created_at,
@@ -98,7 +112,7 @@ impl From<JobRecord> for JobView {
 const MAX_DELAY_SECONDS: u64 = 366 * 24 * 3600;
 
 /// Checks the whole body at once, so a 422 lists every invalid field, not just the first.
-fn parse_request(body: EnqueueBody, caller: Option<String>, catalog: &Catalog) -> Result<EnqueueRequest, Problem> {
+fn parse_request(body: EnqueueBody, principal: &Principal, catalog: &Catalog) -> Result<EnqueueRequest, Problem> {
     let mut errors = Vec::new();
     let kind = match JobKind::parse(&body.kind) {
         Ok(kind) => match catalog.get(&kind) {
@@ -143,6 +157,11 @@ fn parse_request(body: EnqueueBody, caller: Option<String>, catalog: &Catalog) -
         backoff_base_ms: body.backoff_base_ms.unwrap_or(defaults.backoff_base_ms),
         backoff_max_ms: body.backoff_max_ms.unwrap_or(defaults.backoff_max_ms),
     };
+    if let Some(key) = &body.dedup_key
+        && (key.is_empty() || key.len() > 128)
+    {
+        errors.push(FieldError::new("dedup_key", "must be 1 to 128 characters"));
+    }
     if !(1..=100).contains(&retry.max_attempts) {
         errors.push(FieldError::new("max_attempts", "must be from 1 to 100"));
     }
@@ -159,24 +178,24 @@ fn parse_request(body: EnqueueBody, caller: Option<String>, catalog: &Catalog) -
             priority,
             run_at,
             retry: Some(retry),
-            requested_by: caller,
+            requested_by: Some(principal.label()),
+            org_id: Some(principal.org_id),
+            dedup_key: body.dedup_key,
         }),
         _ => Err(Problem::invalid(errors)),
     }
 }
 
-fn caller(req: &HttpRequest) -> Option<String> {
-    req.extensions().get::<Caller>().map(|c| c.0.clone())
-}
-
 async fn enqueue(
+    principal: Principal,
     spine: web::Data<Spine>,
-    req: HttpRequest,
     body: web::Json<EnqueueBody>,
 ) -> Result<HttpResponse, Problem> {
-    let request = parse_request(body.into_inner(), caller(&req), spine.catalog())?;
-    let job = spine.enqueue(request).await?;
-    Ok(HttpResponse::Created().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(JobView::from(job)))
+    principal.require(Role::Operator)?;
+    let request = parse_request(body.into_inner(), &principal, spine.catalog())?;
+    let Enqueued { job, created } = spine.enqueue(request).await?;
+    let mut res = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    Ok(res.insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(JobView::from(job)))
 }
 
 pub(crate) fn parse_id(raw: &str) -> Result<JobId, Problem> {
@@ -184,24 +203,110 @@ pub(crate) fn parse_id(raw: &str) -> Result<JobId, Problem> {
     raw.parse().map_err(|_| Problem::not_found(&format!("job {raw:?}")))
 }
 
-async fn get_job(spine: web::Data<Spine>, path: web::Path<String>) -> Result<HttpResponse, Problem> {
-    let id = parse_id(&path)?;
-    match spine.store().get(id).await? {
-        Some(job) => Ok(HttpResponse::Ok().json(JobView::from(job))),
-        None => Err(Problem::not_found(&format!("job {id}"))),
+/// The job if it belongs to the caller's organization; 404 otherwise (never 403: other
+/// organizations' jobs do not exist for the caller).
+pub(crate) async fn job_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<JobRecord, Problem> {
+    let id = parse_id(raw)?;
+    spine.store().get_in_org(principal.org_id, id).await?.ok_or_else(|| Problem::not_found(&format!("job {id}")))
+}
+
+async fn get_job(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(JobView::from(job_of(&spine, &principal, &path).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+    requested_by: Option<String>,
+    cursor: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobPage {
+    pub items: Vec<JobView>,
+    /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    pub next_cursor: Option<JobId>,
+}
+
+async fn list(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    let q = q.into_inner();
+    let mut errors = Vec::new();
+    let state = q
+        .state
+        .as_deref()
+        .and_then(|s| s.parse::<JobState>().map_err(|e| errors.push(FieldError::new("state", e.to_string()))).ok());
+    let kind = q
+        .kind
+        .as_deref()
+        .and_then(|k| JobKind::parse(k).map_err(|e| errors.push(FieldError::new("kind", e.to_string()))).ok());
+    let cursor = q
+        .cursor
+        .as_deref()
+        .and_then(|c| c.parse::<JobId>().map_err(|e| errors.push(FieldError::new("cursor", e.to_string()))).ok());
+    if !(1..=1000).contains(&q.limit) {
+        errors.push(FieldError::new("limit", "must be from 1 to 1000"));
     }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let filter = JobFilter {
+        state,
+        kind,
+        created_after: q.created_after,
+        created_before: q.created_before,
+        requested_by: q.requested_by,
+    };
+    let jobs = spine.store().list(principal.org_id, &filter, cursor, q.limit).await?;
+    let next_cursor = (jobs.len() as u64 == q.limit).then(|| jobs.last().map(|j| j.id)).flatten();
+    Ok(HttpResponse::Ok().json(JobPage { items: jobs.into_iter().map(JobView::from).collect(), next_cursor }))
 }
 
-pub(crate) async fn count_by_state(spine: &Spine) -> Result<BTreeMap<&'static str, u64>, Problem> {
-    Ok(spine.store().counts().await?.into_iter().map(|(s, n)| (s.as_str(), n)).collect())
+pub(crate) async fn count_by_state(
+    spine: &Spine,
+    principal: &Principal,
+) -> Result<BTreeMap<&'static str, u64>, Problem> {
+    Ok(spine.store().counts(Some(principal.org_id)).await?.into_iter().map(|(s, n)| (s.as_str(), n)).collect())
 }
 
-async fn counts(spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
-    Ok(HttpResponse::Ok().json(count_by_state(&spine).await?))
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub by_state: BTreeMap<&'static str, u64>,
+    pub by_kind: BTreeMap<String, BTreeMap<&'static str, u64>>,
 }
 
-async fn cancel(spine: web::Data<Spine>, path: web::Path<String>) -> Result<HttpResponse, Problem> {
-    let id = parse_id(&path)?;
+async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    let by_state = count_by_state(&spine, &principal).await?;
+    let mut by_kind: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+    for (kind, state, n) in spine.store().counts_by_kind(principal.org_id).await? {
+        by_kind.entry(kind).or_default().insert(state.as_str(), n);
+    }
+    Ok(HttpResponse::Ok().json(Counts { by_state, by_kind }))
+}
+
+async fn cancel(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let id = job_of(&spine, &principal, &path).await?.id;
     match spine.store().request_cancel(id).await? {
         CancelOutcome::Cancelled(ev) => {
             spine.broadcast(&ev).await;
@@ -213,10 +318,52 @@ async fn cancel(spine: web::Data<Spine>, path: web::Path<String>) -> Result<Http
                 .json(serde_json::json!({ "id": id, "state": JobState::Running, "cancel_requested": true })))
         }
         CancelOutcome::AlreadyFinished(state) => {
-            Err(Problem::conflict(format!("job {id} already finished as {state}")))
+            Err(Problem::conflict_with(format!("job {id} already finished as {state}"), id))
         }
         CancelOutcome::NotFound => Err(Problem::not_found(&format!("job {id}"))),
     }
+}
+
+/// Sends a failed or cancelled job back to the queue for one more attempt.
+pub(crate) async fn requeue(spine: &Spine, id: JobId) -> Result<JobRecord, Problem> {
+    match spine.store().requeue(id).await {
+        Ok(Some((job, ev))) => {
+            spine.broadcast(&ev).await;
+            match spine.publish(&job).await {
+                Ok(()) => {
+                    if let Err(e) = spine.store().mark_published(&[job.id]).await {
+                        tracing::warn!(error = %e, "could not mark the retried job published");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "publish of a retried job failed; the relay will retry"),
+            }
+            Ok(job)
+        }
+        Ok(None) => {
+            let state = spine.store().get(id).await?.map(|j| j.state);
+            Err(Problem::conflict_with(
+                format!(
+                    "only failed or cancelled jobs can be retried; job {id} is {}",
+                    state.map_or("gone".to_owned(), |s| s.to_string())
+                ),
+                id,
+            ))
+        }
+        Err(sentinel_jobs::db::DbError::Duplicate) => {
+            Err(Problem::conflict("another unfinished job holds this job's deduplication key"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn retry(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let id = job_of(&spine, &principal, &path).await?.id;
+    Ok(HttpResponse::Ok().json(JobView::from(requeue(&spine, id).await?)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,14 +380,171 @@ fn default_limit() -> u64 {
 }
 
 async fn events(
+    principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
     q: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, Problem> {
-    let id = parse_id(&path)?;
+    principal.require(Role::Viewer)?;
+    let id = job_of(&spine, &principal, &path).await?.id;
     if !(1..=1000).contains(&q.limit) {
         return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
     }
     let events: Vec<JobEvent> = spine.store().events(id, q.after, q.limit).await?;
     Ok(HttpResponse::Ok().json(events))
+}
+
+/// One line of a job's log.
+#[derive(Debug, Serialize)]
+pub struct LogLine {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+async fn log(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+    q: web::Query<EventsQuery>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    let id = job_of(&spine, &principal, &path).await?.id;
+    if !(1..=1000).contains(&q.limit) {
+        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
+    }
+    // Read events until `limit` log lines are found (other event types are skipped).
+    let mut lines = Vec::new();
+    let mut after = q.after;
+    loop {
+        let batch = spine.store().events(id, after, 1000).await?;
+        let done = batch.len() < 1000;
+        for ev in batch {
+            after = ev.seq;
+            if let JobEventKind::Log { stream, line } = ev.body {
+                lines.push(LogLine { seq: ev.seq, at: ev.at, stream, line });
+                if lines.len() as u64 == q.limit {
+                    return Ok(HttpResponse::Ok().json(lines));
+                }
+            }
+        }
+        if done {
+            return Ok(HttpResponse::Ok().json(lines));
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetterView {
+    pub queue: String,
+    pub entry_id: String,
+    pub reason: DeadLetterReason,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+    pub job_id: JobId,
+    pub kind: JobKind,
+    pub attempt: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    queue: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+/// Dead letters of the caller's organization (a queue's stream holds every organization's).
+async fn org_dead_letters(
+    spine: &Spine,
+    principal: &Principal,
+    queue: &QueueName,
+    limit: usize,
+) -> Result<Vec<DeadLetterView>, Problem> {
+    let all = spine.bus().dead_letters(queue, 10_000).await.map_err(|e| Problem::unavailable(format!("bus: {e}")))?;
+    let mut out = Vec::new();
+    for d in all {
+        if out.len() >= limit {
+            break;
+        }
+        if spine.store().get_in_org(principal.org_id, d.message.job_id).await?.is_some() {
+            out.push(DeadLetterView {
+                queue: queue.to_string(),
+                entry_id: d.entry_id,
+                reason: d.reason,
+                detail: d.detail,
+                at: d.at,
+                job_id: d.message.job_id,
+                kind: d.message.kind,
+                attempt: d.message.attempt,
+            });
+        }
+    }
+    Ok(out)
+}
+
+async fn dead_letters(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    q: web::Query<DeadLetterQuery>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    if !(1..=1000).contains(&q.limit) {
+        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
+    }
+    let queues = match &q.queue {
+        Some(name) => vec![QueueName::parse(name).map_err(|e| Problem::invalid_field("queue", e.to_string()))?],
+        None => spine.catalog().queues(),
+    };
+    let mut out = Vec::new();
+    for queue in queues {
+        out.extend(org_dead_letters(&spine, &principal, &queue, q.limit as usize).await?);
+    }
+    out.truncate(q.limit as usize);
+    Ok(HttpResponse::Ok().json(out))
+}
+
+async fn find_dead_letter(
+    spine: &Spine,
+    principal: &Principal,
+    queue: &str,
+    entry: &str,
+) -> Result<(QueueName, DeadLetterView), Problem> {
+    let queue = QueueName::parse(queue).map_err(|_| Problem::not_found(&format!("queue {queue:?}")))?;
+    let found = org_dead_letters(spine, principal, &queue, usize::MAX).await?.into_iter().find(|d| d.entry_id == entry);
+    found.map(|d| (queue, d)).ok_or_else(|| Problem::not_found(&format!("dead letter {entry}")))
+}
+
+async fn requeue_dead_letter(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let (queue, entry) = path.into_inner();
+    let (queue, dead) = find_dead_letter(&spine, &principal, &queue, &entry).await?;
+    let job = requeue(&spine, dead.job_id).await?;
+    spine
+        .bus()
+        .remove_dead_letter(&queue, &dead.entry_id)
+        .await
+        .map_err(|e| Problem::unavailable(format!("bus: {e}")))?;
+    Ok(HttpResponse::Ok().json(JobView::from(job)))
+}
+
+async fn discard_dead_letter(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let (queue, entry) = path.into_inner();
+    let (queue, dead) = find_dead_letter(&spine, &principal, &queue, &entry).await?;
+    spine
+        .bus()
+        .remove_dead_letter(&queue, &dead.entry_id)
+        .await
+        .map_err(|e| Problem::unavailable(format!("bus: {e}")))?;
+    Ok(HttpResponse::NoContent().finish())
 }

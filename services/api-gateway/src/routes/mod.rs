@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub mod access;
 pub mod jobs;
 pub mod tasks;
 
@@ -11,7 +12,8 @@ use crate::Problem;
 impl From<DbError> for Problem {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::NotFound(id) => Problem::not_found(&format!("job {id}")),
+            DbError::NotFound(what) => Problem::not_found(&what),
+            DbError::Duplicate => Problem::conflict("already exists"),
             other => Problem::internal(&other),
         }
     }

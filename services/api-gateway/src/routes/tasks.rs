@@ -1,15 +1,15 @@
 //! The seed's task endpoints (`/tasks/enqueue?seconds=N`, `/tasks/status/{id}`, `/tasks/counts`), kept
 //! so scripts written against the original back end keep working.
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use sentinel_jobs::domain::{JobKind, builtin};
+use actix_web::{HttpResponse, web};
+use sentinel_jobs::domain::{JobKind, Role, builtin};
 use sentinel_jobs::{EnqueueRequest, Spine};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::jobs::{count_by_state, parse_id};
+use super::jobs::{count_by_state, job_of};
 use crate::Problem;
-use crate::auth::Caller;
+use crate::auth::Principal;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/enqueue", web::post().to(enqueue))
@@ -29,14 +29,16 @@ fn default_seconds() -> u64 {
 }
 
 async fn enqueue(
+    principal: Principal,
     spine: web::Data<Spine>,
-    req: HttpRequest,
     q: web::Query<EnqueueQuery>,
 ) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
     let kind = JobKind::parse(builtin::DEMO_SLEEP).map_err(|e| Problem::internal(&e))?;
     let mut request = EnqueueRequest::new(kind, json!({ "seconds": q.seconds }));
-    request.requested_by = req.extensions().get::<Caller>().map(|c| c.0.clone());
-    let job = spine.enqueue(request).await.map_err(|e| match e {
+    request.requested_by = Some(principal.label());
+    request.org_id = Some(principal.org_id);
+    let job = spine.enqueue(request).await.map(|e| e.job).map_err(|e| match e {
         sentinel_jobs::EnqueueError::InvalidPayload(_) => {
             Problem::invalid_field("seconds", "must be an integer from 0 to 86400")
         }
@@ -45,9 +47,13 @@ async fn enqueue(
     Ok(HttpResponse::Created().json(json!({ "jobId": job.id, "state": job.state })))
 }
 
-async fn status(spine: web::Data<Spine>, path: web::Path<String>) -> Result<HttpResponse, Problem> {
-    let id = parse_id(&path)?;
-    let job = spine.store().get(id).await?.ok_or_else(|| Problem::not_found(&format!("job {id}")))?;
+async fn status(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    let job = job_of(&spine, &principal, &path).await?;
     Ok(HttpResponse::Ok().json(json!({
         "jobId": job.id,
         "state": job.state,
@@ -61,6 +67,7 @@ async fn status(spine: web::Data<Spine>, path: web::Path<String>) -> Result<Http
     })))
 }
 
-async fn counts(spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
-    Ok(HttpResponse::Ok().json(count_by_state(&spine).await?))
+async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(count_by_state(&spine, &principal).await?))
 }

@@ -152,7 +152,7 @@ async fn a_sigkilled_worker_loses_nothing_and_the_job_succeeds_once() {
         wait_ready(w, "/ready", Duration::from_secs(30)).await;
     }
     let kind = JobKind::parse(builtin::DEMO_SLEEP).expect("kind");
-    let job = spine.enqueue(EnqueueRequest::new(kind, json!({ "seconds": 4 }))).await.expect("enqueue");
+    let job = spine.enqueue(EnqueueRequest::new(kind, json!({ "seconds": 4 }))).await.expect("enqueue").job;
     wait_state(&spine, job.id, JobState::Running, Duration::from_secs(15)).await;
 
     // Find the worker holding the job and SIGKILL it mid-job.
@@ -189,7 +189,8 @@ async fn a_job_that_keeps_crashing_its_worker_is_dead_lettered_while_others_carr
     let crash = spine
         .enqueue(EnqueueRequest::new(JobKind::parse(builtin::FAULT_CRASH).expect("kind"), json!({})))
         .await
-        .expect("enqueue");
+        .expect("enqueue")
+        .job;
     let failed = wait_state(&spine, crash.id, JobState::Failed, Duration::from_secs(60)).await;
     assert!(failed.error.as_deref().unwrap_or("").contains("worker died"), "{:?}", failed.error);
     let queue = QueueName::parse(builtin::DEFAULT_QUEUE).expect("queue");
@@ -202,7 +203,9 @@ async fn a_job_that_keeps_crashing_its_worker_is_dead_lettered_while_others_carr
     let kind = JobKind::parse(builtin::DEMO_SLEEP).expect("kind");
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(spine.enqueue(EnqueueRequest::new(kind.clone(), json!({ "seconds": 0 }))).await.expect("enqueue").id);
+        ids.push(
+            spine.enqueue(EnqueueRequest::new(kind.clone(), json!({ "seconds": 0 }))).await.expect("enqueue").job.id,
+        );
     }
     for id in ids {
         wait_state(&spine, id, JobState::Succeeded, Duration::from_secs(20)).await;
@@ -217,7 +220,7 @@ async fn sigterm_lets_the_in_flight_job_finish_before_exit() {
     let mut worker = cluster.start("monitor-worker", &[("SENTINEL_WORKER__SHUTDOWN_GRACE_MS", "10000")]);
     wait_ready(&mut worker, "/ready", Duration::from_secs(30)).await;
     let kind = JobKind::parse(builtin::DEMO_SLEEP).expect("kind");
-    let job = spine.enqueue(EnqueueRequest::new(kind, json!({ "seconds": 2 }))).await.expect("enqueue");
+    let job = spine.enqueue(EnqueueRequest::new(kind, json!({ "seconds": 2 }))).await.expect("enqueue").job;
     wait_state(&spine, job.id, JobState::Running, Duration::from_secs(15)).await;
     worker.signal("-TERM");
     let status = worker.wait_exit(Duration::from_secs(20)).expect("exits after draining");
@@ -253,7 +256,7 @@ async fn a_job_committed_by_a_gateway_that_died_before_publishing_still_runs() {
     assert!(gateway.wait_exit(Duration::from_secs(10)).is_some_and(|s| !s.success()));
     let count = |state: JobState| {
         let spine = spine.clone();
-        async move { spine.store().counts().await.ok()?.into_iter().find(|(s, _)| *s == state).map(|(_, n)| n) }
+        async move { spine.store().counts(None).await.ok()?.into_iter().find(|(s, _)| *s == state).map(|(_, n)| n) }
     };
     assert_eq!(count(JobState::Queued).await, Some(1), "the row was committed");
     // Nothing has published it yet; the scheduler's relay does, and the worker runs it.

@@ -71,8 +71,9 @@ async fn embedded_mode_runs_the_demo_task_and_resumes_jobs_after_a_restart() {
     assert_eq!(resumed["result"], json!({ "slept_seconds": 3 }));
     wait_job_state(&base, &token, &delayed, "succeeded", Duration::from_secs(20)).await;
     let (_, counts) = get_json(&format!("{base}/api/v1/jobs/counts"), Some(&token)).await;
-    assert_eq!(counts["succeeded"], 3);
-    assert_eq!(counts["running"], 0);
+    assert_eq!(counts["by_state"]["succeeded"], 3);
+    assert_eq!(counts["by_state"]["running"], 0);
+    assert_eq!(counts["by_kind"]["demo.sleep"]["succeeded"], 3);
 }
 
 #[tokio::test]

@@ -1,0 +1,345 @@
+//! `/api/v1/auth`, `/api/v1/me`, `/api/v1/users`, `/api/v1/api-keys`, `/api/v1/audit`: logging in and
+//! out, managing people and keys of one's organization, reading the audit trail.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use sentinel_jobs::Spine;
+use sentinel_jobs::db::{ApiKey, AuditEntry, DbError, NewApiKey, User};
+use sentinel_jobs::domain::{KeyScope, Role};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Problem;
+use crate::auth::{self, KEY_PREFIX, LoginLimiter, Principal, SESSION_COOKIE};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/login", web::post().to(login))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/me", web::get().to(me))
+        .route("/users", web::get().to(list_users))
+        .route("/users", web::post().to(create_user))
+        .route("/users/{id}", web::patch().to(update_user))
+        .route("/users/{id}", web::delete().to(delete_user))
+        .route("/api-keys", web::get().to(list_keys))
+        .route("/api-keys", web::post().to(create_key))
+        .route("/api-keys/{id}", web::delete().to(revoke_key))
+        .route("/audit", web::get().to(audit));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    /// Bearer token for scripts; the console uses the cookie set alongside.
+    pub token: String,
+    pub expires_at: chrono::DateTime<Utc>,
+    pub user: User,
+}
+
+fn client_addr(req: &HttpRequest) -> String {
+    req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".to_owned())
+}
+
+async fn login(
+    spine: web::Data<Spine>,
+    limiter: web::Data<LoginLimiter>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, Problem> {
+    let email = body.email.trim().to_lowercase();
+    limiter.check(&format!("ip:{}", client_addr(&req))).map_err(Problem::too_many_requests)?;
+    limiter.check(&format!("email:{email}")).map_err(Problem::too_many_requests)?;
+    let access = spine.db().access();
+    let user = access.user_by_email(&email).await?;
+    let hash = user.as_ref().map_or_else(|| auth::DUMMY_HASH.clone(), |u| u.password_hash.clone());
+    let valid = auth::verify_password(body.password.clone(), hash).await;
+    let user = match user {
+        Some(u) if valid && !u.disabled => u,
+        Some(u) => {
+            // Failed logins of real accounts go to their organization's audit trail.
+            let _ = access.record_audit(u.org_id, &format!("user:{}", u.email), "login", None, 401).await;
+            return Err(Problem::unauthorized_with("wrong email or password"));
+        }
+        None => return Err(Problem::unauthorized_with("wrong email or password")),
+    };
+    let token = auth::random_token();
+    let ttl = chrono::Duration::seconds(spine.settings().auth.session_ttl_secs as i64);
+    let expires_at = Utc::now() + ttl;
+    access.create_session(&auth::token_hash(&token), user.id, expires_at).await?;
+    let secure = req.connection_info().scheme() == "https";
+    let cookie = Cookie::build(SESSION_COOKIE, token.clone())
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .path("/")
+        .max_age(actix_web::cookie::time::Duration::seconds(ttl.num_seconds()))
+        .finish();
+    let _ = access.record_audit(user.org_id, &format!("user:{}", user.email), "login", None, 200).await;
+    Ok(HttpResponse::Ok().cookie(cookie).json(LoginResponse { token, expires_at, user }))
+}
+
+async fn logout(principal: Principal, req: HttpRequest, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+    let presented = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+        .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()));
+    if let (auth::Actor::User { .. }, Some(token)) = (&principal.actor, presented) {
+        spine.db().access().delete_session(&auth::token_hash(&token)).await?;
+    }
+    let mut expired = Cookie::build(SESSION_COOKIE, "").path("/").finish();
+    expired.make_removal();
+    Ok(HttpResponse::NoContent().cookie(expired).finish())
+}
+
+#[derive(Debug, Serialize)]
+struct Me {
+    organization_id: Uuid,
+    organization: Option<String>,
+    role: Role,
+    scope: KeyScope,
+    actor: String,
+}
+
+async fn me(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+    let org = spine.db().access().org(principal.org_id).await?;
+    Ok(HttpResponse::Ok().json(Me {
+        organization_id: principal.org_id,
+        organization: org.map(|o| o.name),
+        role: principal.role,
+        scope: principal.scope,
+        actor: principal.label(),
+    }))
+}
+
+async fn list_users(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    Ok(HttpResponse::Ok().json(spine.db().access().users(principal.org_id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserBody {
+    pub email: String,
+    pub password: String,
+    pub role: String,
+}
+
+fn valid_email(email: &str) -> bool {
+    let parts: Vec<&str> = email.split('@').collect();
+    parts.len() == 2
+        && !parts[0].is_empty()
+        && parts[1].contains('.')
+        && email.len() <= 254
+        && !email.contains(char::is_whitespace)
+}
+
+async fn create_user(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    body: web::Json<NewUserBody>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    let email = body.email.trim().to_lowercase();
+    let mut errors = Vec::new();
+    if !valid_email(&email) {
+        errors.push(sentinel_jobs::FieldError::new("email", "must be an email address"));
+    }
+    if body.password.len() < 12 || body.password.len() > 1024 {
+        errors.push(sentinel_jobs::FieldError::new("password", "must be 12 to 1024 characters"));
+    }
+    let role =
+        body.role.parse::<Role>().map_err(|e| errors.push(sentinel_jobs::FieldError::new("role", e.to_string()))).ok();
+    let Some(role) = role.filter(|_| errors.is_empty()) else { return Err(Problem::invalid(errors)) };
+    let hash = auth::hash_password(body.password.clone()).await?;
+    let access = spine.db().access();
+    match access.create_user(principal.org_id, &email, &hash, role).await {
+        Ok(user) => Ok(HttpResponse::Created().json(user)),
+        Err(DbError::Duplicate) => {
+            // Only reveal the conflicting id when it belongs to the caller's organization.
+            let existing = access.user_by_email(&email).await?.filter(|u| u.org_id == principal.org_id);
+            Err(match existing {
+                Some(u) => Problem::conflict_with("a user with this email exists", u.id),
+                None => Problem::invalid_field("email", "is not available"),
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserBody {
+    pub role: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, Problem> {
+    Uuid::parse_str(raw).map_err(|_| Problem::not_found(&format!("{what} {raw:?}")))
+}
+
+async fn update_user(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+    body: web::Json<UpdateUserBody>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    let id = parse_uuid(&path, "user")?;
+    let role = match &body.role {
+        Some(r) => Some(r.parse::<Role>().map_err(|e| Problem::invalid_field("role", e.to_string()))?),
+        None => None,
+    };
+    let access = spine.db().access();
+    let current =
+        access.user_in_org(principal.org_id, id).await?.ok_or_else(|| Problem::not_found(&format!("user {id}")))?;
+    let demotes_admin =
+        current.role == Role::Admin && (role.is_some_and(|r| r != Role::Admin) || body.disabled == Some(true));
+    if demotes_admin && access.admin_count(principal.org_id).await? <= 1 {
+        return Err(Problem::conflict_with("an organization must keep at least one enabled admin", id));
+    }
+    let user = access
+        .update_user(principal.org_id, id, role, body.disabled)
+        .await?
+        .ok_or_else(|| Problem::not_found(&format!("user {id}")))?;
+    Ok(HttpResponse::Ok().json(user))
+}
+
+async fn delete_user(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    let id = parse_uuid(&path, "user")?;
+    let access = spine.db().access();
+    let current =
+        access.user_in_org(principal.org_id, id).await?.ok_or_else(|| Problem::not_found(&format!("user {id}")))?;
+    if current.role == Role::Admin && access.admin_count(principal.org_id).await? <= 1 {
+        return Err(Problem::conflict_with("an organization must keep at least one enabled admin", id));
+    }
+    access.delete_user(principal.org_id, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn list_keys(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    Ok(HttpResponse::Ok().json(spine.db().access().api_keys(principal.org_id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    pub name: String,
+    #[serde(default)]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct CreatedKey {
+    /// The secret: shown once, never again.
+    key: String,
+    #[serde(flatten)]
+    api_key: ApiKey,
+}
+
+async fn create_key(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    body: web::Json<NewKeyBody>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    let mut errors = Vec::new();
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 128 {
+        errors.push(sentinel_jobs::FieldError::new("name", "must be 1 to 128 characters"));
+    }
+    let role = match body.role.as_deref() {
+        None => Role::Operator,
+        Some(r) => r.parse().unwrap_or_else(|e: sentinel_jobs::domain::ParseError| {
+            errors.push(sentinel_jobs::FieldError::new("role", e.to_string()));
+            Role::Viewer
+        }),
+    };
+    let scope = match body.scope.as_deref() {
+        None => KeyScope::Full,
+        Some(s) => s.parse().unwrap_or_else(|e: sentinel_jobs::domain::ParseError| {
+            errors.push(sentinel_jobs::FieldError::new("scope", e.to_string()));
+            KeyScope::Full
+        }),
+    };
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let key = format!("{KEY_PREFIX}{}", auth::random_token());
+    let api_key = spine
+        .db()
+        .access()
+        .create_api_key(NewApiKey {
+            org_id: principal.org_id,
+            name,
+            prefix: &key[..11],
+            key_hash: &auth::token_hash(&key),
+            role,
+            scope,
+            created_by: Some(principal.label()),
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedKey { key, api_key }))
+}
+
+async fn revoke_key(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    let id = parse_uuid(&path, "API key")?;
+    if spine.db().access().revoke_api_key(principal.org_id, id).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(Problem::not_found(&format!("API key {id}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    before: Option<i64>,
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+#[derive(Debug, Serialize)]
+struct AuditPage {
+    items: Vec<AuditEntry>,
+    next_cursor: Option<i64>,
+}
+
+async fn audit(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    q: web::Query<AuditQuery>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Admin)?;
+    if !(1..=1000).contains(&q.limit) {
+        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
+    }
+    let items = spine.db().access().audit(principal.org_id, q.before, q.limit).await?;
+    let next_cursor = (items.len() as u64 == q.limit).then(|| items.last().map(|e| e.id)).flatten();
+    Ok(HttpResponse::Ok().json(AuditPage { items, next_cursor }))
+}
