@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sentinel_domain::{JobKind, builtin};
+use sentinel_domain::{JobKind, LogStream, builtin};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -24,6 +24,7 @@ struct SleepPayload {
 impl JobHandler for DemoSleep {
     async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
         let SleepPayload { seconds } = ctx.payload()?;
+        ctx.log(LogStream::System, format!("sleeping {seconds} s")).await?;
         for step in 1..=seconds {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -30,9 +30,9 @@ async fn demo_job_reports_progress_and_result(mode: Mode) {
     assert_eq!((progress.step, progress.total), (2, 2));
     let events = env.spine.store().events(job.id, 0, 100).await.expect("events");
     let names: Vec<&str> = events.iter().map(|e| e.body.name()).collect();
-    assert_eq!(names, ["queued", "started", "progress", "progress", "finished"]);
+    assert_eq!(names, ["queued", "started", "log", "progress", "progress", "finished"]);
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
     env.stop().await;
 }
 

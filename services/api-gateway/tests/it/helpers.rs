@@ -1,0 +1,171 @@
+//! A running gateway (plus a worker) on a fresh database, and HTTP helpers.
+
+use std::collections::HashMap;
+
+use reqwest::{Method, StatusCode};
+use sentinel_jobs::domain::{QueueName, Role, builtin};
+use sentinel_jobs::{Catalog, Spine, Worker, WorkerOptions, builtin_handlers};
+use sentinel_telemetry::Shutdown;
+use sentinel_testkit::TestDb;
+use serde_json::{Value, json};
+
+pub const ADMIN_EMAIL: &str = "admin@a.test";
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub base: String,
+    pub spine: Spine,
+    pub client: reqwest::Client,
+    shutdown: Shutdown,
+    _db: TestDb,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::sqlite().expect("sqlite");
+    let mut overrides = vec![
+        ("auth.bootstrap_admin_email", ADMIN_EMAIL),
+        ("auth.bootstrap_admin_password", ADMIN_PASSWORD),
+        ("http.max_body_bytes", "4096"),
+    ];
+    overrides.extend_from_slice(extra);
+    let settings = sentinel_testkit::settings(&db.url, "memory", "gw", &overrides);
+    let spine = Spine::connect(&settings, Catalog::builtin(true)).await.expect("spine");
+    let app = api_gateway::Application::build(spine.clone()).await.expect("gateway");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = Shutdown::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    let queues = vec![QueueName::parse(builtin::DEFAULT_QUEUE).expect("queue")];
+    let worker =
+        Worker::new(spine.clone(), builtin_handlers(true), WorkerOptions::from_spine(&spine, "gw-test", queues));
+    tokio::spawn(worker.run(shutdown.clone()));
+    let client = reqwest::Client::builder().build().expect("client");
+    TestApp { base, spine, client, shutdown, _db: db }
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(Method::POST, "/api/v1/auth/login", None, Some(json!({ "email": email, "password": password })))
+            .await;
+        assert_eq!(status, StatusCode::OK, "login failed: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn admin(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user with `role` in the admin's organization and returns their session token.
+    pub async fn user_with_role(&self, admin: &str, role: Role) -> String {
+        let email = format!("{}-{}@a.test", role, uuid::Uuid::new_v4().simple());
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(admin),
+                Some(json!({ "email": email, "password": ADMIN_PASSWORD, "role": role.as_str() })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.login(&email, ADMIN_PASSWORD).await
+    }
+
+    /// An admin of a second organization, created out of band (organizations come from the CLI).
+    pub async fn other_org_admin(&self) -> String {
+        let access = self.spine.db().access();
+        let org = access.create_org(&format!("org-{}", uuid::Uuid::new_v4().simple())).await.expect("org");
+        let email = format!("admin-{}@b.test", uuid::Uuid::new_v4().simple());
+        let hash = api_gateway::auth::hash_password(ADMIN_PASSWORD.to_owned()).await.expect("hash");
+        access.create_user(org.id, &email, &hash, Role::Admin).await.expect("user");
+        self.login(&email, ADMIN_PASSWORD).await
+    }
+
+    pub async fn enqueue(&self, token: &str, body: Value) -> Value {
+        let (status, job) = self.call(Method::POST, "/api/v1/jobs", Some(token), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{job}");
+        job
+    }
+
+    pub async fn wait_state(&self, token: &str, id: &str, state: &str) -> Value {
+        let found = sentinel_testkit::eventually(std::time::Duration::from_secs(15), || async {
+            let (_, job) = self.call(Method::GET, &format!("/api/v1/jobs/{id}"), Some(token), None).await;
+            (job["state"] == state).then_some(job)
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("job {id} never reached {state}"))
+    }
+}
+
+/// Every route with a sample body, for the authentication/authorisation matrix. `{job}` is replaced by
+/// a job id, `{user}` by a user id, `{key}` by an API key id.
+pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
+    vec![
+        (Method::GET, "/api/v1/me", None, Role::Viewer),
+        (Method::POST, "/api/v1/auth/logout", None, Role::Viewer),
+        (Method::GET, "/api/v1/users", None, Role::Admin),
+        (
+            Method::POST,
+            "/api/v1/users",
+            Some(json!({"email": "x@a.test", "password": "long enough pw", "role": "viewer"})),
+            Role::Admin,
+        ),
+        (Method::PATCH, "/api/v1/users/{user}", Some(json!({"role": "viewer"})), Role::Admin),
+        (Method::DELETE, "/api/v1/users/{user}", None, Role::Admin),
+        (Method::GET, "/api/v1/api-keys", None, Role::Admin),
+        (Method::POST, "/api/v1/api-keys", Some(json!({"name": "k"})), Role::Admin),
+        (Method::DELETE, "/api/v1/api-keys/{key}", None, Role::Admin),
+        (Method::GET, "/api/v1/audit", None, Role::Admin),
+        (Method::POST, "/api/v1/jobs", Some(json!({"kind": "demo.sleep", "payload": {"seconds": 0}})), Role::Operator),
+        (Method::GET, "/api/v1/jobs", None, Role::Viewer),
+        (Method::GET, "/api/v1/jobs/counts", None, Role::Viewer),
+        (Method::GET, "/api/v1/jobs/{job}", None, Role::Viewer),
+        (Method::POST, "/api/v1/jobs/{job}/cancel", None, Role::Operator),
+        (Method::POST, "/api/v1/jobs/{job}/retry", None, Role::Operator),
+        (Method::GET, "/api/v1/jobs/{job}/events", None, Role::Viewer),
+        (Method::GET, "/api/v1/jobs/{job}/log", None, Role::Viewer),
+        (Method::GET, "/api/v1/dead-letters", None, Role::Viewer),
+        (Method::POST, "/api/v1/dead-letters/default/1-0/requeue", None, Role::Operator),
+        (Method::DELETE, "/api/v1/dead-letters/default/1-0", None, Role::Operator),
+        (Method::POST, "/tasks/enqueue?seconds=0", None, Role::Operator),
+        (Method::GET, "/tasks/status/{job}", None, Role::Viewer),
+        (Method::GET, "/tasks/counts", None, Role::Viewer),
+    ]
+}
+
+pub fn fill(path: &str, ids: &HashMap<&str, String>) -> String {
+    let mut p = path.to_owned();
+    for (k, v) in ids {
+        p = p.replace(&format!("{{{k}}}"), v);
+    }
+    p
+}

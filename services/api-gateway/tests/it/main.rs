@@ -1,0 +1,6 @@
+//! Black-box tests of the gateway: an in-process gateway on port 0 over SQLite and the in-process bus,
+//! driven over HTTP like any client.
+
+mod access;
+mod helpers;
+mod jobs;
