@@ -190,3 +190,53 @@ pub fn bin_dir() -> PathBuf {
     // target/debug/deps/it-<hash> -> target/debug
     exe.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or_default()
 }
+
+/// A minimal Server-Sent Events reader over a streaming HTTP response.
+pub struct SseReader {
+    stream: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+/// One parsed SSE event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: serde_json::Value,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        use futures::StreamExt;
+        Self { stream: response.bytes_stream().boxed(), buffer: String::new() }
+    }
+
+    /// The next event (comments and keep-alives skipped), or `None` on end of stream or timeout.
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut ev = SseEvent { id: None, event: None, data: serde_json::Value::Null };
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        ev.id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        ev.event = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                ev.data = serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
+                return Some(ev);
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next()).await.ok()??.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n"));
+        }
+    }
+}

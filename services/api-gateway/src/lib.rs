@@ -39,6 +39,7 @@ impl Application {
             readiness: Arc::new(SpineReadiness { spine: spine.clone(), queues: spine.catalog().queues() }),
         };
         let limiter = web::Data::new(auth::LoginLimiter::new(settings.auth.login_attempts_per_minute));
+        let hub = web::Data::new(routes::streams::EventHub::start(spine.clone()));
         let limit = settings.http.max_body_bytes;
         let server = HttpServer::new(move || {
             App::new()
@@ -50,12 +51,14 @@ impl Application {
                 .app_data(problem::path_config())
                 .configure(|cfg| ops::configure(cfg, ops.clone()))
                 .app_data(limiter.clone())
+                .app_data(hub.clone())
                 .service(
                     web::scope("/api/v1")
                         .wrap(middleware::from_fn(audit::record))
                         .wrap(middleware::from_fn(auth::authenticate))
                         .configure(routes::access::configure)
-                        .configure(routes::jobs::configure),
+                        .configure(routes::jobs::configure)
+                        .configure(routes::streams::configure),
                 )
                 .service(
                     web::scope("/tasks")

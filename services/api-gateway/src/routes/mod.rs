@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod jobs;
+pub mod streams;
 pub mod tasks;
 
 use sentinel_db::DbError;

@@ -153,6 +153,8 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::POST, "/api/v1/jobs/{job}/retry", None, Role::Operator),
         (Method::GET, "/api/v1/jobs/{job}/events", None, Role::Viewer),
         (Method::GET, "/api/v1/jobs/{job}/log", None, Role::Viewer),
+        (Method::GET, "/api/v1/jobs/{job}/stream", None, Role::Viewer),
+        (Method::GET, "/api/v1/events/stream", None, Role::Viewer),
         (Method::GET, "/api/v1/dead-letters", None, Role::Viewer),
         (Method::POST, "/api/v1/dead-letters/default/1-0/requeue", None, Role::Operator),
         (Method::DELETE, "/api/v1/dead-letters/default/1-0", None, Role::Operator),

@@ -52,7 +52,7 @@ impl Cluster {
     }
 
     /// An in-process spine on the same database and bus, to enqueue and inspect directly.
-    async fn spine(&self) -> Spine {
+    pub async fn spine(&self) -> Spine {
         let settings = sentinel_testkit::settings(
             &self.db.url,
             "redis",

@@ -6,4 +6,5 @@ mod architecture;
 mod distributed;
 mod embedded;
 mod procs;
+mod streams;
 mod telemetry;
