@@ -95,7 +95,9 @@ pub struct HttpSettings {
     /// A root API key (admin role, organization `auth.bootstrap_org`) for automation and first
     /// set-up; optional. `sentinel up` generates one in its data directory.
     pub api_token: Option<SecretString>,
-    /// Origins allowed to call the API from a browser (CORS), e.g. `https://console.example.com`.
+    /// Origins allowed to call the API from a browser (CORS), e.g. `https://console.example.com`; a
+    /// list in TOML, comma-separated in the environment.
+    #[serde(deserialize_with = "list_or_comma_separated")]
     pub cors_allowed_origins: Vec<String>,
 }
 
@@ -141,6 +143,19 @@ pub struct TelemetrySettings {
     pub log_level: String,
     /// OTLP/HTTP endpoint (e.g. `http://otel-collector:4318`); traces are exported only when set.
     pub otlp_endpoint: Option<String>,
+}
+
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::Text(t) => t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    })
 }
 
 const DEFAULTS: &str = r#"
@@ -240,8 +255,6 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .ignore_empty(true)
-                .list_separator(",")
-                .with_list_parse_key("http.cors_allowed_origins")
                 .source(Some(env)),
         );
         for (key, value) in overrides {
@@ -296,6 +309,14 @@ impl Settings {
         }
         if self.relay.stuck_after_ms <= self.bus.visibility_timeout_ms {
             return invalid("relay.stuck_after_ms", "must be greater than bus.visibility_timeout_ms");
+        }
+        for origin in &self.http.cors_allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                return invalid(
+                    "http.cors_allowed_origins",
+                    "each origin must look like https://host[:port], without a path",
+                );
+            }
         }
         if self.auth.session_ttl_secs < 60 {
             return invalid("auth.session_ttl_secs", "must be at least 60");

@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod auth;
+pub mod openapi;
 mod problem;
 mod routes;
 
@@ -41,8 +42,10 @@ impl Application {
         let limiter = web::Data::new(auth::LoginLimiter::new(settings.auth.login_attempts_per_minute));
         let hub = web::Data::new(routes::streams::EventHub::start(spine.clone()));
         let limit = settings.http.max_body_bytes;
+        let cors_origins = settings.http.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(middleware::Condition::new(!cors_origins.is_empty(), cors(&cors_origins)))
                 .wrap(middleware::from_fn(sentinel_telemetry::ops::trace_requests))
                 .wrap(middleware::from_fn(sentinel_telemetry::ops::record_http_metrics))
                 .app_data(web::Data::new(spine.clone()))
@@ -50,6 +53,10 @@ impl Application {
                 .app_data(problem::query_config())
                 .app_data(problem::path_config())
                 .configure(|cfg| ops::configure(cfg, ops.clone()))
+                // Public: the API's description and its browsable docs (served offline, no CDN).
+                .service(
+                    utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", openapi::document()),
+                )
                 .app_data(limiter.clone())
                 .app_data(hub.clone())
                 .service(
@@ -87,6 +94,20 @@ impl Application {
         });
         self.server.await.context("gateway server failed")
     }
+}
+
+/// CORS for a separately hosted console: only the configured origins, with credentials (the session
+/// cookie) and the headers the API uses.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allowed_headers(["authorization", "content-type", "x-api-key", "last-event-id", "traceparent", "tracestate"])
+        .supports_credentials()
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 /// Runs the gateway and its outbox relay on `spine` until `shutdown` fires.

@@ -6,21 +6,25 @@ use sentinel_jobs::FieldError;
 use serde::Serialize;
 
 /// An HTTP error as `application/problem+json`, with a stable `type`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// Stable problem type; serialized as `https://sentinel.dev/problems/<slug>`.
     #[serde(rename = "type", serialize_with = "problem_type_uri")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
+    #[schema(value_type = String)]
     pub title: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<FieldErrorDoc>)]
     pub errors: Vec<FieldError>,
     /// Id of the existing resource a 409 conflicts with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicting_id: Option<String>,
     #[serde(skip)]
+    #[schema(ignore)]
     pub retry_after: Option<u32>,
 }
 
@@ -169,4 +173,11 @@ pub fn path_config() -> web::PathConfig {
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     Problem::not_found(&format!("route {} {}", req.method(), req.path())).error_response()
+}
+
+/// One invalid field of a request and why (documentation shape of `errors[]`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldErrorDoc {
+    pub field: String,
+    pub reason: String,
 }

@@ -27,18 +27,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/audit", web::get().to(audit));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     /// Bearer token for scripts; the console uses the cookie set alongside.
     pub token: String,
     pub expires_at: chrono::DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub user: User,
 }
 
@@ -46,7 +47,23 @@ fn client_addr(req: &HttpRequest) -> String {
     req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".to_owned())
 }
 
-async fn login(
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    summary = "Log in with email and password",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in; sets the session cookie", body = LoginResponse),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(())
+)]
+pub(crate) async fn login(
     spine: web::Data<Spine>,
     limiter: web::Data<LoginLimiter>,
     req: HttpRequest,
@@ -84,7 +101,22 @@ async fn login(
     Ok(HttpResponse::Ok().cookie(cookie).json(LoginResponse { token, expires_at, user }))
 }
 
-async fn logout(principal: Principal, req: HttpRequest, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    summary = "Log out (ends the session)",
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn logout(
+    principal: Principal,
+    req: HttpRequest,
+    spine: web::Data<Spine>,
+) -> Result<HttpResponse, Problem> {
     let presented = req
         .headers()
         .get("authorization")
@@ -100,16 +132,29 @@ async fn logout(principal: Principal, req: HttpRequest, spine: web::Data<Spine>)
     Ok(HttpResponse::NoContent().cookie(expired).finish())
 }
 
-#[derive(Debug, Serialize)]
-struct Me {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Me {
     organization_id: Uuid,
     organization: Option<String>,
+    #[schema(value_type = String)]
     role: Role,
+    #[schema(value_type = String)]
     scope: KeyScope,
     actor: String,
 }
 
-async fn me(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "auth",
+    summary = "Who am I",
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn me(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     let org = spine.db().access().org(principal.org_id).await?;
     Ok(HttpResponse::Ok().json(Me {
         organization_id: principal.org_id,
@@ -120,12 +165,24 @@ async fn me(principal: Principal, spine: web::Data<Spine>) -> Result<HttpRespons
     }))
 }
 
-async fn list_users(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    summary = "List users of your organization",
+    responses(
+        (status = 200, description = "Users", body = Vec<Value>),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn list_users(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
     Ok(HttpResponse::Ok().json(spine.db().access().users(principal.org_id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
     pub email: String,
@@ -142,7 +199,24 @@ fn valid_email(email: &str) -> bool {
         && !email.contains(char::is_whitespace)
 }
 
-async fn create_user(
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    summary = "Create a user",
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "Created", body = Value),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn create_user(
     principal: Principal,
     spine: web::Data<Spine>,
     body: web::Json<NewUserBody>,
@@ -175,7 +249,7 @@ async fn create_user(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserBody {
     pub role: Option<String>,
@@ -186,7 +260,26 @@ fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| Problem::not_found(&format!("{what} {raw:?}")))
 }
 
-async fn update_user(
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    summary = "Change a user's role or disable them",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    request_body = UpdateUserBody,
+    responses(
+        (status = 200, description = "Updated", body = Value),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn update_user(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -213,7 +306,22 @@ async fn update_user(
     Ok(HttpResponse::Ok().json(user))
 }
 
-async fn delete_user(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    tag = "users",
+    summary = "Delete a user",
+    params(("id" = String, Path, description = "User id (UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn delete_user(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -230,12 +338,24 @@ async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn list_keys(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    summary = "List API keys (never their secrets)",
+    responses(
+        (status = 200, description = "Keys", body = Vec<Value>),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn list_keys(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
     Ok(HttpResponse::Ok().json(spine.db().access().api_keys(principal.org_id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
     pub name: String,
@@ -245,15 +365,32 @@ pub struct NewKeyBody {
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct CreatedKey {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedKey {
     /// The secret: shown once, never again.
     key: String,
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     api_key: ApiKey,
 }
 
-async fn create_key(
+#[utoipa::path(
+    post,
+    path = "/api/v1/api-keys",
+    tag = "api keys",
+    summary = "Create an API key (its secret is shown once)",
+    request_body = NewKeyBody,
+    responses(
+        (status = 201, description = "Created", body = CreatedKey),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn create_key(
     principal: Principal,
     spine: web::Data<Spine>,
     body: web::Json<NewKeyBody>,
@@ -298,7 +435,21 @@ async fn create_key(
     Ok(HttpResponse::Created().json(CreatedKey { key, api_key }))
 }
 
-async fn revoke_key(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/api-keys/{id}",
+    tag = "api keys",
+    summary = "Revoke an API key",
+    params(("id" = String, Path, description = "API key id (UUID)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn revoke_key(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -312,9 +463,10 @@ async fn revoke_key(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
     before: Option<i64>,
     #[serde(default = "default_limit")]
     limit: u64,
@@ -324,13 +476,28 @@ fn default_limit() -> u64 {
     100
 }
 
-#[derive(Debug, Serialize)]
-struct AuditPage {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct AuditPage {
+    #[schema(value_type = Vec<Object>)]
     items: Vec<AuditEntry>,
     next_cursor: Option<i64>,
 }
 
-async fn audit(
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    summary = "Read the audit trail",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Entries, newest first", body = AuditPage),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn audit(
     principal: Principal,
     spine: web::Data<Spine>,
     q: web::Query<AuditQuery>,

@@ -30,11 +30,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Body of `POST /api/v1/jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBody {
     pub kind: String,
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub payload: serde_json::Value,
     #[serde(default)]
     pub priority: Option<String>,
@@ -56,17 +57,24 @@ pub struct EnqueueBody {
 }
 
 /// A job as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView {
+    #[schema(value_type = String, format = Uuid)]
     pub id: JobId,
+    #[schema(value_type = String)]
     pub kind: JobKind,
     pub queue: String,
+    #[schema(value_type = String, example = "queued")]
     pub state: JobState,
+    #[schema(value_type = String, example = "normal")]
     pub priority: Priority,
     pub attempt: u32,
     pub max_attempts: u32,
+    #[schema(value_type = Value)]
     pub payload: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
     pub progress: Option<Progress>,
+    #[schema(value_type = Value)]
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
     pub cancel_requested: bool,
@@ -186,7 +194,25 @@ fn parse_request(body: EnqueueBody, principal: &Principal, catalog: &Catalog) ->
     }
 }
 
-async fn enqueue(
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    summary = "Enqueue a job",
+    request_body = EnqueueBody,
+    responses(
+        (status = 201, description = "Created", body = JobView),
+        (status = 200, description = "An unfinished job with the same dedup_key", body = JobView),
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn enqueue(
     principal: Principal,
     spine: web::Data<Spine>,
     body: web::Json<EnqueueBody>,
@@ -210,7 +236,21 @@ pub(crate) async fn job_of(spine: &Spine, principal: &Principal, raw: &str) -> R
     spine.store().get_in_org(principal.org_id, id).await?.ok_or_else(|| Problem::not_found(&format!("job {id}")))
 }
 
-async fn get_job(
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}",
+    tag = "jobs",
+    summary = "Get a job",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn get_job(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -219,9 +259,10 @@ async fn get_job(
     Ok(HttpResponse::Ok().json(JobView::from(job_of(&spine, &principal, &path).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     state: Option<String>,
     kind: Option<String>,
     created_after: Option<DateTime<Utc>>,
@@ -232,14 +273,29 @@ struct ListQuery {
     limit: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobPage {
     pub items: Vec<JobView>,
     /// Pass as `cursor` to get the next (older) page; absent on the last page.
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub next_cursor: Option<JobId>,
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    tag = "jobs",
+    summary = "List jobs, newest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn list(
     principal: Principal,
     spine: web::Data<Spine>,
     q: web::Query<ListQuery>,
@@ -284,13 +340,27 @@ pub(crate) async fn count_by_state(
     Ok(spine.store().counts(Some(principal.org_id)).await?.into_iter().map(|(s, n)| (s.as_str(), n)).collect())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Counts {
+    #[schema(value_type = Object)]
     pub by_state: BTreeMap<&'static str, u64>,
+    #[schema(value_type = Object)]
     pub by_kind: BTreeMap<String, BTreeMap<&'static str, u64>>,
 }
 
-async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/counts",
+    tag = "jobs",
+    summary = "Count jobs by state and kind",
+    responses(
+        (status = 200, description = "Counts", body = Counts),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
     let by_state = count_by_state(&spine, &principal).await?;
     let mut by_kind: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
@@ -300,7 +370,23 @@ async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(Counts { by_state, by_kind }))
 }
 
-async fn cancel(
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    summary = "Cancel a queued or running job",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "Was queued; now cancelled", body = Value),
+        (status = 202, description = "Running; its worker was told to stop", body = Value),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn cancel(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -356,7 +442,22 @@ pub(crate) async fn requeue(spine: &Spine, id: JobId) -> Result<JobRecord, Probl
     }
 }
 
-async fn retry(
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{id}/retry",
+    tag = "jobs",
+    summary = "Retry a failed or cancelled job",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "Queued again", body = JobView),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn retry(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -366,9 +467,10 @@ async fn retry(
     Ok(HttpResponse::Ok().json(JobView::from(requeue(&spine, id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
+pub(crate) struct EventsQuery {
     #[serde(default)]
     after: i64,
     #[serde(default = "default_limit")]
@@ -379,7 +481,22 @@ fn default_limit() -> u64 {
     100
 }
 
-async fn events(
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/events",
+    tag = "jobs",
+    summary = "Read a job's event log",
+    params(("id" = String, Path, description = "Job id (UUID)"), EventsQuery),
+    responses(
+        (status = 200, description = "Events, oldest first", body = Vec<Value>),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn events(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -395,15 +512,31 @@ async fn events(
 }
 
 /// One line of a job's log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub seq: i64,
     pub at: DateTime<Utc>,
+    #[schema(value_type = String)]
     pub stream: LogStream,
     pub line: String,
 }
 
-async fn log(
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/log",
+    tag = "jobs",
+    summary = "Read a job's log lines",
+    params(("id" = String, Path, description = "Job id (UUID)"), EventsQuery),
+    responses(
+        (status = 200, description = "Log lines, oldest first", body = Vec<LogLine>),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn log(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -435,21 +568,25 @@ async fn log(
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterView {
     pub queue: String,
     pub entry_id: String,
+    #[schema(value_type = String)]
     pub reason: DeadLetterReason,
     pub detail: String,
     pub at: DateTime<Utc>,
+    #[schema(value_type = String, format = Uuid)]
     pub job_id: JobId,
+    #[schema(value_type = String)]
     pub kind: JobKind,
     pub attempt: u32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct DeadLetterQuery {
+pub(crate) struct DeadLetterQuery {
     queue: Option<String>,
     #[serde(default = "default_limit")]
     limit: u64,
@@ -484,7 +621,21 @@ async fn org_dead_letters(
     Ok(out)
 }
 
-async fn dead_letters(
+#[utoipa::path(
+    get,
+    path = "/api/v1/dead-letters",
+    tag = "dead letters",
+    summary = "List dead letters",
+    params(DeadLetterQuery),
+    responses(
+        (status = 200, description = "Dead letters, newest first", body = Vec<DeadLetterView>),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn dead_letters(
     principal: Principal,
     spine: web::Data<Spine>,
     q: web::Query<DeadLetterQuery>,
@@ -516,7 +667,22 @@ async fn find_dead_letter(
     found.map(|d| (queue, d)).ok_or_else(|| Problem::not_found(&format!("dead letter {entry}")))
 }
 
-async fn requeue_dead_letter(
+#[utoipa::path(
+    post,
+    path = "/api/v1/dead-letters/{queue}/{entry}/requeue",
+    tag = "dead letters",
+    summary = "Requeue a dead letter's job",
+    params(("queue" = String, Path, description = "Queue name"), ("entry" = String, Path, description = "Dead-letter entry id")),
+    responses(
+        (status = 200, description = "The job, queued again", body = JobView),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn requeue_dead_letter(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<(String, String)>,
@@ -533,7 +699,21 @@ async fn requeue_dead_letter(
     Ok(HttpResponse::Ok().json(JobView::from(job)))
 }
 
-async fn discard_dead_letter(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/dead-letters/{queue}/{entry}",
+    tag = "dead letters",
+    summary = "Discard a dead letter",
+    params(("queue" = String, Path, description = "Queue name"), ("entry" = String, Path, description = "Dead-letter entry id")),
+    responses(
+        (status = 204, description = "Discarded"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn discard_dead_letter(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<(String, String)>,

@@ -59,9 +59,10 @@ impl EventHub {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct StreamQuery {
+pub(crate) struct StreamQuery {
     /// Resume after this event id (same as the `Last-Event-ID` header, which wins).
     after: Option<i64>,
 }
@@ -87,7 +88,22 @@ fn respond(rx: mpsc::Receiver<sse::Event>) -> impl Responder {
         .with_retry_duration(Duration::from_secs(2))
 }
 
-async fn job_stream(
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{id}/stream",
+    tag = "live updates",
+    summary = "Server-Sent Events of one job (resume with Last-Event-ID = last seq)",
+    params(("id" = String, Path, description = "Job id (UUID)"), StreamQuery),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn job_stream(
     principal: Principal,
     spine: web::Data<Spine>,
     hub: web::Data<EventHub>,
@@ -104,7 +120,21 @@ async fn job_stream(
     Ok(respond(rx))
 }
 
-async fn org_stream(
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/stream",
+    tag = "live updates",
+    summary = "Server-Sent Events of every job of your organization (resume with Last-Event-ID)",
+    params(StreamQuery),
+    responses(
+        (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn org_stream(
     principal: Principal,
     spine: web::Data<Spine>,
     hub: web::Data<EventHub>,

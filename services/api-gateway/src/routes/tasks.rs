@@ -17,9 +17,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/counts", web::get().to(counts));
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct EnqueueQuery {
+pub(crate) struct EnqueueQuery {
     #[serde(default = "default_seconds")]
     seconds: u64,
 }
@@ -28,7 +29,21 @@ fn default_seconds() -> u64 {
     20
 }
 
-async fn enqueue(
+#[utoipa::path(
+    post,
+    path = "/tasks/enqueue",
+    tag = "seed tasks",
+    summary = "Enqueue the demo task (seed endpoint)",
+    params(EnqueueQuery),
+    responses(
+        (status = 201, description = "Created", body = Value),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn enqueue(
     principal: Principal,
     spine: web::Data<Spine>,
     q: web::Query<EnqueueQuery>,
@@ -47,7 +62,21 @@ async fn enqueue(
     Ok(HttpResponse::Created().json(json!({ "jobId": job.id, "state": job.state })))
 }
 
-async fn status(
+#[utoipa::path(
+    get,
+    path = "/tasks/status/{id}",
+    tag = "seed tasks",
+    summary = "A task's status (seed endpoint)",
+    params(("id" = String, Path, description = "Job id (UUID)")),
+    responses(
+        (status = 200, description = "Status", body = Value),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn status(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
@@ -67,7 +96,19 @@ async fn status(
     })))
 }
 
-async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
+#[utoipa::path(
+    get,
+    path = "/tasks/counts",
+    tag = "seed tasks",
+    summary = "Task counts by state (seed endpoint)",
+    responses(
+        (status = 200, description = "Counts", body = Value),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
     Ok(HttpResponse::Ok().json(count_by_state(&spine, &principal).await?))
 }

@@ -4,4 +4,5 @@
 mod access;
 mod helpers;
 mod jobs;
+mod openapi;
 mod streams;
