@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs Sentinel's whole test suite (fmt, clippy, every test) against real PostgreSQL and Redis.
+# Runs Sentinel's whole test suite (fmt, clippy, every test, the API fuzz) against real PostgreSQL and Redis.
 # On a fresh Debian machine it installs and starts them from Debian packages when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,12 @@ if ! redis_up; then
   $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 fi
 
+# Python runs the API fuzzer (schemathesis, installed from PyPI into target/).
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "test.sh: installing python3"
+  apt_install python3 python3-venv
+fi
+
 # PostgreSQL.
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   echo "test.sh: installing postgresql"
@@ -52,3 +58,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # packages without integration tests, so build the real binaries first.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
+bash scripts/fuzz-api.sh

@@ -24,6 +24,8 @@ use crate::Problem;
 
 /// Name of the console's session cookie.
 pub const SESSION_COOKIE: &str = "sentinel_session";
+/// `created_by` of the root key that `http.api_token` defines (it cannot be revoked through the API).
+pub const CONFIGURED: &str = "configuration";
 /// Prefix of generated API keys, so a leaked one is recognisable (and scannable).
 pub const KEY_PREFIX: &str = "sk_";
 
@@ -246,7 +248,7 @@ pub async fn bootstrap(spine: &Spine) -> anyhow::Result<()> {
                     key_hash: &hash,
                     role: Role::Admin,
                     scope: KeyScope::Full,
-                    created_by: Some("configuration".to_owned()),
+                    created_by: Some(CONFIGURED.to_owned()),
                 })
                 .await;
             match created {

@@ -49,7 +49,7 @@ impl Problem {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Authentication required",
-            Some("send `Authorization: Bearer <token>`".to_owned()),
+            Some("log in, or send `Authorization: Bearer <token>` or `X-API-Key: <key>`".to_owned()),
         )
     }
     pub fn unauthorized_with(detail: &str) -> Self {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Problem;
-use crate::auth::{self, KEY_PREFIX, LoginLimiter, Principal, SESSION_COOKIE};
+use crate::auth::{self, CONFIGURED, KEY_PREFIX, LoginLimiter, Principal, SESSION_COOKIE};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/login", web::post().to(login))
@@ -445,7 +445,8 @@ pub(crate) async fn create_key(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("api_key" = []), ("session" = []))
 )]
@@ -456,6 +457,13 @@ pub(crate) async fn revoke_key(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
     let id = parse_uuid(&path, "API key")?;
+    let keys = spine.db().access().api_keys(principal.org_id).await?;
+    if keys.iter().any(|k| k.id == id && k.created_by.as_deref() == Some(CONFIGURED)) {
+        return Err(Problem::conflict_with(
+            "this key comes from http.api_token; remove it from the configuration instead",
+            id,
+        ));
+    }
     if spine.db().access().revoke_api_key(principal.org_id, id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
