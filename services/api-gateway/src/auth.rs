@@ -154,25 +154,28 @@ pub async fn authenticate(
     if let Some(spine) = spine
         && (api_key.is_some() || bearer.is_some() || cookie.is_some())
     {
-        let access = spine.db().access();
-        let mut principal = None;
-        if let Some(key) = api_key.as_deref().or(bearer.as_deref()) {
-            let hash = token_hash(key);
-            if let Some(k) = access.api_key_by_hash(&hash).await.map_err(|e| Problem::internal(&e))? {
-                if let Err(e) = access.touch_api_key(k.id).await {
-                    tracing::warn!(error = %e, "could not record API key use");
+        let cache = req.app_data::<web::Data<CredentialCache>>().cloned();
+        let presented = api_key.clone().or(bearer.clone()).or(cookie.clone()).unwrap_or_default();
+        let hash = token_hash(&presented);
+        let generation = cache.as_ref().map_or(0, |c| c.generation());
+        let cached = cache.as_ref().and_then(|c| c.get(&hash));
+        let principal = match cached {
+            Some(p) => Some(p),
+            None => {
+                let p = resolve(
+                    &spine,
+                    &hash,
+                    api_key.is_some(),
+                    cookie.is_some() && api_key.is_none() && bearer.is_none(),
+                )
+                .await
+                .map_err(|e| Problem::internal(&e))?;
+                if let (Some(p), Some(c)) = (&p, &cache) {
+                    c.put(&hash, p.clone(), generation);
                 }
-                principal = Some(Principal::from_key(&k));
-            } else if api_key.is_none()
-                && let Some(user) = access.session_user(&hash).await.map_err(|e| Problem::internal(&e))?
-            {
-                principal = Some(Principal::from_user(&user));
+                p
             }
-        } else if let Some(token) = cookie
-            && let Some(user) = access.session_user(&token_hash(&token)).await.map_err(|e| Problem::internal(&e))?
-        {
-            principal = Some(Principal::from_user(&user));
-        }
+        };
         match principal {
             Some(p) => {
                 req.extensions_mut().insert(p);
@@ -181,6 +184,84 @@ pub async fn authenticate(
         }
     }
     next.call(req).await
+}
+
+/// Looks a credential up by hash: an API key (header or bearer), else a session (bearer or cookie).
+async fn resolve(
+    spine: &Spine,
+    hash: &str,
+    key_only: bool,
+    session_only: bool,
+) -> Result<Option<Principal>, sentinel_jobs::db::DbError> {
+    let access = spine.db().access();
+    if !session_only && let Some(k) = access.api_key_by_hash(hash).await? {
+        // Recording use is throttled to once a minute per key; skip the write when it is recent.
+        if k.last_used_at.is_none_or(|t| chrono::Utc::now() - t > chrono::Duration::seconds(60))
+            && let Err(e) = access.touch_api_key(k.id).await
+        {
+            tracing::warn!(error = %e, "could not record API key use");
+        }
+        return Ok(Some(Principal::from_key(&k)));
+    }
+    if key_only {
+        return Ok(None);
+    }
+    Ok(access.session_user(hash).await?.map(|u| Principal::from_user(&u)))
+}
+
+/// A short-lived in-process cache of resolved credentials (hash → principal), so a busy client costs
+/// no database lookup per request. Entries live `TTL`; revoking a key or logging out evicts the entry in
+/// this process at once, and in other gateway replicas within `TTL`.
+pub struct CredentialCache {
+    // A std Mutex: lookups are map operations, never held across an await.
+    entries: Mutex<HashMap<String, (Principal, Instant)>>,
+    /// Bumped by every `clear`; a lookup that began before a clear must not be cached after it.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl CredentialCache {
+    pub const TTL: Duration = Duration::from_secs(5);
+    const MAX: usize = 10_000;
+
+    pub fn new() -> Self {
+        Self { entries: Mutex::new(HashMap::new()), generation: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn get(&self, hash: &str) -> Option<Principal> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(hash).filter(|(_, at)| at.elapsed() < Self::TTL).map(|(p, _)| p.clone())
+    }
+
+    fn put(&self, hash: &str, principal: Principal, generation: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if generation != self.generation() {
+            return;
+        }
+        if entries.len() >= Self::MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if entries.len() >= Self::MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(hash.to_owned(), (principal, Instant::now()));
+    }
+
+    /// Forgets every cached credential (after a revocation, logout, or account change).
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.clear();
+    }
+}
+
+impl Default for CredentialCache {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Fixed-window limiter for login attempts, per key (client address or email). In memory: each gateway

@@ -41,6 +41,7 @@ impl Application {
         };
         let limiter = web::Data::new(auth::LoginLimiter::new(settings.auth.login_attempts_per_minute));
         let hub = web::Data::new(routes::streams::EventHub::start(spine.clone()));
+        let credentials = web::Data::new(auth::CredentialCache::new());
         let limit = settings.http.max_body_bytes;
         let cors_origins = settings.http.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
@@ -59,6 +60,7 @@ impl Application {
                 )
                 .app_data(limiter.clone())
                 .app_data(hub.clone())
+                .app_data(credentials.clone())
                 .service(
                     web::scope("/api/v1")
                         .wrap(middleware::from_fn(audit::record))

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Problem;
-use crate::auth::{self, CONFIGURED, KEY_PREFIX, LoginLimiter, Principal, SESSION_COOKIE};
+use crate::auth::{self, CONFIGURED, CredentialCache, KEY_PREFIX, LoginLimiter, Principal, SESSION_COOKIE};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/login", web::post().to(login))
@@ -116,6 +116,7 @@ pub(crate) async fn logout(
     principal: Principal,
     req: HttpRequest,
     spine: web::Data<Spine>,
+    credentials: web::Data<CredentialCache>,
 ) -> Result<HttpResponse, Problem> {
     let presented = req
         .headers()
@@ -126,6 +127,7 @@ pub(crate) async fn logout(
         .or_else(|| req.cookie(SESSION_COOKIE).map(|c| c.value().to_owned()));
     if let (auth::Actor::User { .. }, Some(token)) = (&principal.actor, presented) {
         spine.db().access().delete_session(&auth::token_hash(&token)).await?;
+        credentials.clear();
     }
     let mut expired = Cookie::build(SESSION_COOKIE, "").path("/").finish();
     expired.make_removal();
@@ -282,6 +284,7 @@ fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, Problem> {
 pub(crate) async fn update_user(
     principal: Principal,
     spine: web::Data<Spine>,
+    credentials: web::Data<CredentialCache>,
     path: web::Path<String>,
     body: web::Json<UpdateUserBody>,
 ) -> Result<HttpResponse, Problem> {
@@ -299,10 +302,10 @@ pub(crate) async fn update_user(
     if demotes_admin && access.admin_count(principal.org_id).await? <= 1 {
         return Err(Problem::conflict_with("an organization must keep at least one enabled admin", id));
     }
-    let user = access
-        .update_user(principal.org_id, id, role, body.disabled)
-        .await?
-        .ok_or_else(|| Problem::not_found(&format!("user {id}")))?;
+    let updated = access.update_user(principal.org_id, id, role, body.disabled).await;
+    // Cached credentials must not outlive a change to them (other replicas: within the cache TTL).
+    credentials.clear();
+    let user = updated?.ok_or_else(|| Problem::not_found(&format!("user {id}")))?;
     Ok(HttpResponse::Ok().json(user))
 }
 
@@ -324,6 +327,7 @@ pub(crate) async fn update_user(
 pub(crate) async fn delete_user(
     principal: Principal,
     spine: web::Data<Spine>,
+    credentials: web::Data<CredentialCache>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
@@ -335,6 +339,7 @@ pub(crate) async fn delete_user(
         return Err(Problem::conflict_with("an organization must keep at least one enabled admin", id));
     }
     access.delete_user(principal.org_id, id).await?;
+    credentials.clear();
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -453,6 +458,7 @@ pub(crate) async fn create_key(
 pub(crate) async fn revoke_key(
     principal: Principal,
     spine: web::Data<Spine>,
+    credentials: web::Data<CredentialCache>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
@@ -464,11 +470,9 @@ pub(crate) async fn revoke_key(
             id,
         ));
     }
-    if spine.db().access().revoke_api_key(principal.org_id, id).await? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(Problem::not_found(&format!("API key {id}")))
-    }
+    let revoked = spine.db().access().revoke_api_key(principal.org_id, id).await?;
+    credentials.clear();
+    if revoked { Ok(HttpResponse::NoContent().finish()) } else { Err(Problem::not_found(&format!("API key {id}"))) }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
