@@ -122,6 +122,16 @@ impl From<audit_log::Model> for AuditEntry {
     }
 }
 
+/// An audit entry to record.
+#[derive(Debug, Clone)]
+pub struct NewAuditEntry {
+    pub org_id: Uuid,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: u16,
+}
+
 /// A new API key's stored fields (the secret itself is never stored).
 pub struct NewApiKey<'a> {
     pub org_id: Uuid,
@@ -403,6 +413,26 @@ impl AccessStore {
             ..Default::default()
         }
         .insert(&self.conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Records several audit entries with one statement (group commit of the audit trail).
+    pub async fn record_audit_many(&self, entries: &[NewAuditEntry]) -> Result<(), DbError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        audit_log::Entity::insert_many(entries.iter().map(|e| audit_log::ActiveModel {
+            org_id: Set(e.org_id),
+            actor: Set(e.actor.chars().take(128).collect()),
+            action: Set(e.action.chars().take(128).collect()),
+            target: Set(e.target.as_ref().map(|t| t.chars().take(256).collect())),
+            outcome: Set(i32::from(e.outcome)),
+            at: Set(now),
+            ..Default::default()
+        }))
+        .exec(&self.conn)
         .await?;
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend};
 use sentinel_migrations::{Migrator, MigratorTrait};
 
-pub use access::{AccessStore, ApiKey, AuditEntry, NewApiKey, Organization, User};
+pub use access::{AccessStore, ApiKey, AuditEntry, NewApiKey, NewAuditEntry, Organization, User};
 pub use jobs::{CancelOutcome, Finish, JobFilter, JobRecord, JobStore, NewJob, StartOutcome};
 
 /// Errors from the persistence layer.

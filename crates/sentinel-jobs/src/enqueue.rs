@@ -83,7 +83,7 @@ impl Spine {
             org_id: req.org_id,
             dedup_key: req.dedup_key.clone(),
         };
-        let (job, event) = match self.store().insert(new).await {
+        let (job, event) = match self.insert_job(new).await {
             Ok(inserted) => inserted,
             // Lost a race with a concurrent enqueue of the same key: return the winner.
             Err(DbError::Duplicate) => {
@@ -100,12 +100,7 @@ impl Spine {
             std::process::abort();
         }
         match self.publish(&job).await {
-            Ok(()) => {
-                if let Err(e) = self.store().mark_published(&[job.id]).await {
-                    // Harmless: the relay will publish a duplicate, which the worker drops.
-                    tracing::warn!(error = %e, job_id = %job.id, "could not mark job published");
-                }
-            }
+            Ok(()) => self.mark_published_later(job.id),
             Err(e) => tracing::warn!(error = %e, job_id = %job.id, "publish failed; the outbox relay will retry"),
         }
         self.broadcast(&event).await;

@@ -6,12 +6,12 @@ use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
 use sentinel_bus::{Bus, BusError, BusOptions, MemoryBus, Message, RedisBus};
 use sentinel_config::{BusBackend, Settings};
-use sentinel_db::{Database, DbError, JobRecord, JobStore};
-use sentinel_domain::{JobEvent, QueueName};
+use sentinel_db::{Database, DbError, JobRecord, JobStore, NewJob};
+use sentinel_domain::{JobEvent, JobId, QueueName};
 use sentinel_telemetry::metric;
 use sentinel_telemetry::ops::Readiness;
 
-use crate::Catalog;
+use crate::{Catalog, GroupCommit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpineError {
@@ -20,6 +20,9 @@ pub enum SpineError {
     #[error(transparent)]
     Bus(#[from] BusError),
 }
+
+/// Commits new jobs in batches; answers each with its row and `queued` event.
+type JobCommitter = GroupCommit<NewJob, Result<(JobRecord, JobEvent), DbError>>;
 
 /// Database + bus + catalog. Every service is built on one; the all-in-one binary shares one between
 /// all its services (that is how the in-process bus connects them).
@@ -31,6 +34,10 @@ pub struct Spine {
 struct Inner {
     db: Database,
     store: JobStore,
+    /// Group commit of new jobs (created on first enqueue, inside the runtime).
+    inserts: std::sync::OnceLock<JobCommitter>,
+    /// Batched, fire-and-forget "published" marks (a lost mark only means a harmless republish).
+    published: std::sync::OnceLock<GroupCommit<JobId, ()>>,
     bus: Arc<dyn Bus>,
     catalog: Catalog,
     settings: Settings,
@@ -67,7 +74,17 @@ impl Spine {
         // The metrics recorder must exist before the first job is counted.
         let _ = sentinel_telemetry::prometheus();
         let store = db.jobs();
-        Self { inner: Arc::new(Inner { db, store, bus, catalog, settings }) }
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                store,
+                inserts: std::sync::OnceLock::new(),
+                published: std::sync::OnceLock::new(),
+                bus,
+                catalog,
+                settings,
+            }),
+        }
     }
 
     pub fn db(&self) -> &Database {
@@ -84,6 +101,62 @@ impl Spine {
     }
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Commits a new job through the group committer: concurrent enqueues share one transaction. A
+    /// batch that fails (one deduplication key taken) is retried job by job, so only the offending
+    /// job gets the error.
+    pub async fn insert_job(&self, new: NewJob) -> Result<(JobRecord, JobEvent), DbError> {
+        let store = self.inner.store.clone();
+        let committer = self.inner.inserts.get_or_init(|| {
+            GroupCommit::start(256, 2, move |batch: Vec<NewJob>| {
+                let store = store.clone();
+                async move {
+                    let n = batch.len();
+                    match store.insert_many(batch.clone()).await {
+                        Ok(rows) if rows.len() == n => rows.into_iter().map(Ok).collect(),
+                        Ok(_) | Err(_) if n > 1 => {
+                            let mut out = Vec::with_capacity(n);
+                            for new in batch {
+                                out.push(store.insert(new).await);
+                            }
+                            out
+                        }
+                        Ok(_) => vec![Err(DbError::Corrupt("insert returned no row".to_owned()))],
+                        Err(e) => vec![Err(e)],
+                    }
+                }
+            })
+        });
+        match committer.submit(new).await {
+            Some(result) => result,
+            None => Err(DbError::Corrupt("the job committer stopped".to_owned())),
+        }
+    }
+
+    /// Records, in the background and in batches, that these jobs' messages are on the bus.
+    pub fn mark_published_later(&self, id: JobId) {
+        let store = self.inner.store.clone();
+        let marker = self
+            .inner
+            .published
+            .get_or_init(|| {
+                GroupCommit::start(512, 1, move |ids: Vec<JobId>| {
+                    let store = store.clone();
+                    async move {
+                        let n = ids.len();
+                        if let Err(e) = store.mark_published(&ids).await {
+                            // Harmless: the relay republishes them and workers drop the duplicates.
+                            tracing::warn!(error = %e, count = n, "could not mark jobs published");
+                        }
+                        vec![(); n]
+                    }
+                })
+            })
+            .clone();
+        tokio::spawn(async move {
+            marker.submit(id).await;
+        });
     }
 
     /// Broadcasts an event already stored in the job's event log. Best effort: the log is the record.

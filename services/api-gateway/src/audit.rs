@@ -6,9 +6,38 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
+use sentinel_jobs::GroupCommit;
 use sentinel_jobs::Spine;
+use sentinel_jobs::db::NewAuditEntry;
 
 use crate::auth::Principal;
+
+/// The audit trail's writer: entries of concurrent requests are committed together; each request still
+/// waits until its entry is stored.
+#[derive(Clone)]
+pub struct AuditWriter {
+    committer: GroupCommit<NewAuditEntry, bool>,
+}
+
+impl AuditWriter {
+    pub fn start(spine: &Spine) -> Self {
+        let access = spine.db().access();
+        let committer = GroupCommit::start(256, 2, move |entries: Vec<NewAuditEntry>| {
+            let access = access.clone();
+            async move {
+                let n = entries.len();
+                match access.record_audit_many(&entries).await {
+                    Ok(()) => vec![true; n],
+                    Err(e) => {
+                        tracing::error!(error = %e, count = n, "could not write the audit log");
+                        vec![false; n]
+                    }
+                }
+            }
+        });
+        Self { committer }
+    }
+}
 
 pub async fn record(
     req: ServiceRequest,
@@ -18,20 +47,18 @@ pub async fn record(
         *req.method(),
         actix_web::http::Method::GET | actix_web::http::Method::HEAD | actix_web::http::Method::OPTIONS
     );
-    let spine = req.app_data::<web::Data<Spine>>().cloned();
+    let writer = req.app_data::<web::Data<AuditWriter>>().cloned();
     let method = req.method().to_string();
     let path = req.path().to_owned();
     let res = next.call(req).await?;
-    if mutating && let Some(spine) = spine {
+    if mutating && let Some(writer) = writer {
         // The principal as resolved for this request (login responses carry the user who logged in).
         let principal = res.request().extensions().get::<Principal>().cloned();
         if let Some(p) = principal {
             let action = format!("{method} {}", res.request().match_pattern().unwrap_or_else(|| path.clone()));
             let outcome = res.status().as_u16();
-            if let Err(e) = spine.db().access().record_audit(p.org_id, &p.label(), &action, Some(&path), outcome).await
-            {
-                tracing::error!(error = %e, %action, "could not write the audit log");
-            }
+            let entry = NewAuditEntry { org_id: p.org_id, actor: p.label(), action, target: Some(path), outcome };
+            writer.committer.submit(entry).await;
         }
     }
     Ok(res)

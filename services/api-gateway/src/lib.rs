@@ -42,6 +42,7 @@ impl Application {
         let limiter = web::Data::new(auth::LoginLimiter::new(settings.auth.login_attempts_per_minute));
         let hub = web::Data::new(routes::streams::EventHub::start(spine.clone()));
         let credentials = web::Data::new(auth::CredentialCache::new());
+        let audit_writer = web::Data::new(audit::AuditWriter::start(&spine));
         let limit = settings.http.max_body_bytes;
         let cors_origins = settings.http.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
@@ -61,6 +62,7 @@ impl Application {
                 .app_data(limiter.clone())
                 .app_data(hub.clone())
                 .app_data(credentials.clone())
+                .app_data(audit_writer.clone())
                 .service(
                     web::scope("/api/v1")
                         .wrap(middleware::from_fn(audit::record))
