@@ -13,19 +13,37 @@ const BATCH: u64 = 500;
 
 pub struct Relay {
     spine: Spine,
+    /// When the (more expensive) repair scan is due next; it need not run on every pass.
+    next_repair: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Relay {
     pub fn new(spine: Spine) -> Self {
-        Self { spine }
+        Self { spine, next_repair: std::sync::Mutex::new(std::time::Instant::now()) }
+    }
+
+    /// The repair scan reads every queued and running row, so it runs a few times per
+    /// `relay.stuck_after_ms` rather than on every pass.
+    fn repair_due(&self) -> bool {
+        let settings = &self.spine.settings().relay;
+        let every = (settings.stuck_after() / 4).clamp(settings.interval(), Duration::from_secs(60));
+        let mut next = self.next_repair.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if now < *next {
+            return false;
+        }
+        *next = now + every;
+        true
     }
 
     /// One pass: publishes every overdue unpublished job. Returns how many were published.
     pub async fn run_once(&self) -> Result<usize, crate::SpineError> {
         let stuck_after = chrono::Duration::from_std(self.spine.settings().relay.stuck_after()).unwrap_or_default();
-        let repaired = self.spine.store().repair_stuck(stuck_after).await?;
-        if repaired > 0 {
-            tracing::warn!(repaired, "republishing jobs the bus appears to have lost");
+        if self.repair_due() {
+            let repaired = self.spine.store().repair_stuck(stuck_after).await?;
+            if repaired > 0 {
+                tracing::warn!(repaired, "republishing jobs the bus appears to have lost");
+            }
         }
         let grace = chrono::Duration::from_std(self.spine.settings().relay.grace()).unwrap_or_default();
         let mut total = 0;
