@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod auth;
+mod job_cache;
 pub mod openapi;
 mod problem;
 mod routes;
@@ -40,7 +41,8 @@ impl Application {
             readiness: Arc::new(SpineReadiness { spine: spine.clone(), queues: spine.catalog().queues() }),
         };
         let limiter = web::Data::new(auth::LoginLimiter::new(settings.auth.login_attempts_per_minute));
-        let hub = web::Data::new(routes::streams::EventHub::start(spine.clone()));
+        let jobs_cache = web::Data::new(job_cache::JobCache::new());
+        let hub = web::Data::new(routes::streams::EventHub::start(spine.clone(), jobs_cache.clone().into_inner()));
         let credentials = web::Data::new(auth::CredentialCache::new());
         let audit_writer = web::Data::new(audit::AuditWriter::start(&spine));
         let limit = settings.http.max_body_bytes;
@@ -61,6 +63,7 @@ impl Application {
                 )
                 .app_data(limiter.clone())
                 .app_data(hub.clone())
+                .app_data(jobs_cache.clone())
                 .app_data(credentials.clone())
                 .app_data(audit_writer.clone())
                 .service(

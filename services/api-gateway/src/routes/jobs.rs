@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Problem;
 use crate::auth::Principal;
+use crate::job_cache::JobCache;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/jobs", web::post().to(enqueue))
@@ -236,6 +237,23 @@ pub(crate) async fn job_of(spine: &Spine, principal: &Principal, raw: &str) -> R
     spine.store().get_in_org(principal.org_id, id).await?.ok_or_else(|| Problem::not_found(&format!("job {id}")))
 }
 
+/// Like [`job_of`], through the read cache (for read-only routes).
+pub(crate) async fn cached_job_of(
+    spine: &Spine,
+    cache: &JobCache,
+    principal: &Principal,
+    raw: &str,
+) -> Result<JobRecord, Problem> {
+    let id = parse_id(raw)?;
+    if let Some(job) = cache.get(principal.org_id, id) {
+        return Ok(job);
+    }
+    let started = std::time::Instant::now();
+    let job = job_of(spine, principal, raw).await?;
+    cache.put(job.clone(), started);
+    Ok(job)
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/jobs/{id}",
@@ -253,10 +271,11 @@ pub(crate) async fn job_of(spine: &Spine, principal: &Principal, raw: &str) -> R
 pub(crate) async fn get_job(
     principal: Principal,
     spine: web::Data<Spine>,
+    cache: web::Data<JobCache>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
-    Ok(HttpResponse::Ok().json(JobView::from(job_of(&spine, &principal, &path).await?)))
+    Ok(HttpResponse::Ok().json(JobView::from(cached_job_of(&spine, &cache, &principal, &path).await?)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -389,11 +408,15 @@ pub(crate) async fn counts(principal: Principal, spine: web::Data<Spine>) -> Res
 pub(crate) async fn cancel(
     principal: Principal,
     spine: web::Data<Spine>,
+    cache: web::Data<JobCache>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let id = job_of(&spine, &principal, &path).await?.id;
-    match spine.store().request_cancel(id).await? {
+    let outcome = spine.store().request_cancel(id).await?;
+    // This replica's readers see the change at once (others when the event reaches them).
+    cache.evict(id);
+    match outcome {
         CancelOutcome::Cancelled(ev) => {
             spine.broadcast(&ev).await;
             Ok(HttpResponse::Ok().json(serde_json::json!({ "id": id, "state": JobState::Cancelled })))
@@ -460,11 +483,14 @@ pub(crate) async fn requeue(spine: &Spine, id: JobId) -> Result<JobRecord, Probl
 pub(crate) async fn retry(
     principal: Principal,
     spine: web::Data<Spine>,
+    cache: web::Data<JobCache>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let id = job_of(&spine, &principal, &path).await?.id;
-    Ok(HttpResponse::Ok().json(JobView::from(requeue(&spine, id).await?)))
+    let job = requeue(&spine, id).await;
+    cache.evict(id);
+    Ok(HttpResponse::Ok().json(JobView::from(job?)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -685,12 +711,15 @@ async fn find_dead_letter(
 pub(crate) async fn requeue_dead_letter(
     principal: Principal,
     spine: web::Data<Spine>,
+    cache: web::Data<JobCache>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let (queue, entry) = path.into_inner();
     let (queue, dead) = find_dead_letter(&spine, &principal, &queue, &entry).await?;
-    let job = requeue(&spine, dead.job_id).await?;
+    let job = requeue(&spine, dead.job_id).await;
+    cache.evict(dead.job_id);
+    let job = job?;
     spine
         .bus()
         .remove_dead_letter(&queue, &dead.entry_id)

@@ -33,7 +33,8 @@ pub struct EventHub {
 }
 
 impl EventHub {
-    pub fn start(spine: Spine) -> Self {
+    /// Subscribes once to the bus; every event also evicts its job from the read cache.
+    pub fn start(spine: Spine, cache: Arc<crate::job_cache::JobCache>) -> Self {
         let (sender, _) = broadcast::channel(65_536);
         let tx = sender.clone();
         tokio::spawn(async move {
@@ -42,6 +43,7 @@ impl EventHub {
                 match spine.bus().subscribe_events().await {
                     Ok(mut events) => {
                         while let Some(ev) = events.next().await {
+                            cache.evict(ev.job_id);
                             // No receiver is fine: nobody is streaming right now.
                             let _ = tx.send(Arc::new(ev));
                         }

@@ -7,7 +7,7 @@ use sentinel_jobs::{EnqueueRequest, Spine};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::jobs::{count_by_state, job_of};
+use super::jobs::{cached_job_of, count_by_state};
 use crate::Problem;
 use crate::auth::Principal;
 
@@ -79,10 +79,11 @@ pub(crate) async fn enqueue(
 pub(crate) async fn status(
     principal: Principal,
     spine: web::Data<Spine>,
+    cache: web::Data<crate::job_cache::JobCache>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
-    let job = job_of(&spine, &principal, &path).await?;
+    let job = cached_job_of(&spine, &cache, &principal, &path).await?;
     Ok(HttpResponse::Ok().json(json!({
         "jobId": job.id,
         "state": job.state,
