@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use sentinel_db::{DbError, JobRecord, NewJob};
 use sentinel_domain::{JobId, JobKind, Priority, RetryPolicy};
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{FieldError, Spine};
@@ -99,11 +100,20 @@ impl Spine {
             // Test only: die between commit and publish, as a crash would.
             std::process::abort();
         }
-        match self.publish(&job).await {
-            Ok(()) => self.mark_published_later(job.id),
-            Err(e) => tracing::warn!(error = %e, job_id = %job.id, "publish failed; the outbox relay will retry"),
-        }
-        self.broadcast(&event).await;
+        // The row is committed, so the job will run: publishing can finish after the caller has its
+        // answer (if it fails or the process dies first, the outbox relay publishes the row).
+        let spine = self.clone();
+        let published = job.clone();
+        tokio::spawn(
+            async move {
+                match spine.publish(&published).await {
+                    Ok(()) => spine.mark_published_later(published.id),
+                    Err(e) => tracing::warn!(error = %e, job_id = %published.id, "publish failed; the outbox relay will retry"),
+                }
+                spine.broadcast(&event).await;
+            }
+            .in_current_span(),
+        );
         Ok(Enqueued { job, created: true })
     }
 }
