@@ -92,6 +92,8 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// Largest accepted JSON body, in bytes.
     pub max_body_bytes: usize,
+    /// HTTP worker threads of the gateway; 0 means one per CPU core.
+    pub workers: usize,
     /// A root API key (admin role, organization `auth.bootstrap_org`) for automation and first
     /// set-up; optional. `sentinel up` generates one in its data directory.
     pub api_token: Option<SecretString>,
@@ -178,6 +180,7 @@ pool_size = 16
 [http]
 listen = "127.0.0.1:8080"
 max_body_bytes = 1048576
+workers = 0
 
 cors_allowed_origins = []
 

@@ -82,6 +82,11 @@ impl Application {
                 )
                 .default_service(web::to(problem::not_found))
         })
+        .workers(if settings.http.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            settings.http.workers
+        })
         .disable_signals()
         .listen(listener)?
         .run();
