@@ -202,20 +202,22 @@ fn event(job: &JobRecord, seq: i64, at: DateTime<Utc>, body: JobEventKind) -> Jo
     JobEvent { id: 0, org_id: job.org_id, job_id: job.id, kind: job.kind.clone(), seq, at, body }
 }
 
-/// Stores the event and records its position in the deployment-wide log in `ev.id`.
-async fn insert_event(txn: &DatabaseTransaction, ev: &mut JobEvent) -> Result<(), DbError> {
+/// The row an event is stored as.
+fn event_row(ev: &JobEvent) -> Result<job_events::ActiveModel, DbError> {
     let data = serde_json::to_value(&ev.body).map_err(|e| DbError::Corrupt(e.to_string()))?;
-    job_events::ActiveModel {
+    Ok(job_events::ActiveModel {
         job_id: Set(ev.job_id.as_uuid()),
         seq: Set(ev.seq),
         event_type: Set(ev.body.name().to_owned()),
         data: Set(data),
         at: Set(ev.at),
         ..Default::default()
-    }
-    .insert(txn)
-    .await
-    .map(|m| ev.id = m.id)?;
+    })
+}
+
+/// Stores the event and records its position in the deployment-wide log in `ev.id`.
+async fn insert_event(txn: &DatabaseTransaction, ev: &mut JobEvent) -> Result<(), DbError> {
+    ev.id = event_row(ev)?.insert(txn).await?.id;
     Ok(())
 }
 
@@ -281,24 +283,10 @@ impl JobStore {
             })?;
         let records = rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
         let mut events: Vec<JobEvent> = records.iter().map(|j| event(j, 1, now, JobEventKind::Queued)).collect();
-        let stored = job_events::Entity::insert_many(
-            events
-                .iter()
-                .map(|ev| {
-                    let data = serde_json::to_value(&ev.body).map_err(|e| DbError::Corrupt(e.to_string()))?;
-                    Ok(job_events::ActiveModel {
-                        job_id: Set(ev.job_id.as_uuid()),
-                        seq: Set(ev.seq),
-                        event_type: Set(ev.body.name().to_owned()),
-                        data: Set(data),
-                        at: Set(ev.at),
-                        ..Default::default()
-                    })
-                })
-                .collect::<Result<Vec<_>, DbError>>()?,
-        )
-        .exec_with_returning(txn)
-        .await?;
+        let stored =
+            job_events::Entity::insert_many(events.iter().map(event_row).collect::<Result<Vec<_>, DbError>>()?)
+                .exec_with_returning(txn)
+                .await?;
         let ids: std::collections::HashMap<Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();
         for ev in &mut events {
             ev.id = ids.get(&ev.job_id.as_uuid()).copied().unwrap_or_default();
