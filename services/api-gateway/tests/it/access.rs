@@ -250,3 +250,70 @@ async fn the_last_admin_cannot_be_demoted_or_deleted() {
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(problem["conflicting_id"], me);
 }
+
+#[tokio::test]
+async fn admins_manage_users_of_their_organization() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (status, user) = app
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({ "email": "Ops@A.test", "password": ADMIN_PASSWORD, "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    assert_eq!(user["email"], "ops@a.test", "emails are normalised");
+    assert!(user.get("password_hash").is_none());
+    let id = user["id"].as_str().expect("id").to_owned();
+    let token = app.login("ops@a.test", ADMIN_PASSWORD).await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&token),
+            Some(json!({ "kind": "demo.sleep", "payload": { "seconds": 0 } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a viewer cannot enqueue");
+
+    let (status, user) = app
+        .call(Method::PATCH, &format!("/api/v1/users/{id}"), Some(&admin), Some(json!({ "role": "operator" })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(user["role"], "operator");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&token),
+            Some(json!({ "kind": "demo.sleep", "payload": { "seconds": 0 } })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "the new role applies to the live session at once");
+
+    let (status, _) =
+        app.call(Method::PATCH, &format!("/api/v1/users/{id}"), Some(&admin), Some(json!({ "disabled": true }))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call(Method::GET, "/api/v1/me", Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "disabling a user ends their sessions");
+
+    let (status, _) = app.call(Method::DELETE, &format!("/api/v1/users/{id}"), Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, users) = app.call(Method::GET, "/api/v1/users", Some(&admin), None).await;
+    assert!(users.as_array().expect("users").iter().all(|u| u["id"] != json!(id)));
+
+    let (status, problem) = app
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({ "email": "not-an-email", "password": "short", "role": "root" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> =
+        problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["email", "password", "role"]);
+}
