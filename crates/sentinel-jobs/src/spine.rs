@@ -46,7 +46,7 @@ struct Inner {
 impl Spine {
     /// Connects the database (checking the schema, or migrating if configured) and the bus.
     pub async fn connect(settings: &Settings, catalog: Catalog) -> Result<Self, SpineError> {
-        let db = Database::connect(settings.database.url.expose_secret(), settings.database.max_connections).await?;
+        let db = Database::connect(settings.database.url.expose_secret(), settings.database.pool_size()).await?;
         db.ensure_schema(settings.database.auto_migrate).await?;
         let bus = Self::bus_from_settings(settings)?;
         Ok(Self::new(db, bus, catalog, settings.clone()))
