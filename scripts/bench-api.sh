@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 server=${SENTINEL_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 duration=${BENCH_SECONDS:-20}
-connections=${BENCH_CONNECTIONS:-64}
+connections=${BENCH_CONNECTIONS:-48}
 db="sentinel_bench_$$"
 prefix="bench$$"
 token="bench-token-$(date +%s)-0123456789"

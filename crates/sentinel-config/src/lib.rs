@@ -112,6 +112,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// On SIGTERM, how long in-flight jobs get to finish before the rest is left for reclaim.
     pub shutdown_grace_ms: u64,
+    /// After a cancel, how long a handler's subprocesses get between SIGTERM and SIGKILL.
+    pub cancel_grace_ms: u64,
     /// Registers the test-only `fault.*` job kinds. Never enable in production.
     pub fault_injection: bool,
     /// Finished jobs (and their event logs) are deleted after this many days.
@@ -190,6 +192,7 @@ cors_allowed_origins = []
 concurrency = 16
 shutdown_grace_ms = 20000
 fault_injection = false
+cancel_grace_ms = 5000
 retention_days = 30
 
 [relay]
@@ -367,6 +370,9 @@ impl BusSettings {
 impl WorkerSettings {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn cancel_grace(&self) -> Duration {
+        Duration::from_millis(self.cancel_grace_ms)
     }
 }
 

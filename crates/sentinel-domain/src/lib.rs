@@ -21,6 +21,8 @@ pub mod builtin {
     pub const FAULT_CRASH: &str = "fault.crash";
     /// Test-only fault kind: always fails with a handler error (enabled by configuration only).
     pub const FAULT_FAIL: &str = "fault.fail";
+    /// Test-only fault kind: runs a subprocess tree that sleeps until cancelled (enabled by configuration only).
+    pub const FAULT_SUBPROCESS: &str = "fault.subprocess";
     /// The queue that the built-in kinds travel on; every worker service consumes it.
     pub const DEFAULT_QUEUE: &str = "default";
 }

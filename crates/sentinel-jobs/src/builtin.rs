@@ -57,6 +57,20 @@ impl JobHandler for FaultFail {
     }
 }
 
+/// `fault.subprocess`: starts a shell that starts a sleeping grandchild and sleeps itself, and ignores
+/// SIGTERM — the worst case for cancel, which must still leave no process behind.
+pub struct FaultSubprocess;
+
+#[async_trait]
+impl JobHandler for FaultSubprocess {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "trap '' TERM; sleep 300 & echo child $!; sleep 300; wait"]);
+        let outcome = ctx.run_command(cmd).await?;
+        Ok(json!({ "exit_code": outcome.code }))
+    }
+}
+
 /// Handlers for the built-in kinds every worker runs; fault kinds only when enabled.
 pub fn builtin_handlers(fault_injection: bool) -> HashMap<JobKind, Arc<dyn JobHandler>> {
     let mut map: HashMap<JobKind, Arc<dyn JobHandler>> = HashMap::new();
@@ -69,6 +83,7 @@ pub fn builtin_handlers(fault_injection: bool) -> HashMap<JobKind, Arc<dyn JobHa
     if fault_injection {
         add(builtin::FAULT_CRASH, Arc::new(FaultCrash));
         add(builtin::FAULT_FAIL, Arc::new(FaultFail));
+        add(builtin::FAULT_SUBPROCESS, Arc::new(FaultSubprocess));
     }
     map
 }

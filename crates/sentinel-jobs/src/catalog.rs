@@ -80,6 +80,7 @@ impl Catalog {
             for (name, description) in [
                 (builtin::FAULT_CRASH, "Test only: aborts the worker process that runs it."),
                 (builtin::FAULT_FAIL, "Test only: fails with a handler error on every attempt."),
+                (builtin::FAULT_SUBPROCESS, "Test only: runs a subprocess tree until cancelled."),
             ] {
                 let (kind, queue) = parse(name, builtin::DEFAULT_QUEUE);
                 c.register(KindSpec { kind, queue, description, validate: accept_any });

@@ -3,6 +3,7 @@
 
 mod builtin;
 mod catalog;
+mod command;
 mod context;
 mod enqueue;
 mod group_commit;
@@ -13,6 +14,7 @@ mod worker;
 
 pub use builtin::{DemoSleep, FaultCrash, FaultFail, builtin_handlers};
 pub use catalog::{Catalog, FieldError, KindSpec};
+pub use command::CommandOutcome;
 pub use context::{JobContext, JobError};
 pub use enqueue::{EnqueueError, EnqueueRequest, Enqueued};
 pub use group_commit::GroupCommit;

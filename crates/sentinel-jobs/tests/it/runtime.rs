@@ -179,3 +179,49 @@ async fn futures_join(env: &Env, n: usize, seconds: u64) -> Vec<sentinel_jobs::d
     }
     ids
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_whole_process_group_after_the_grace_period() {
+    let env = Env::start(Mode::Embedded, &[("worker.cancel_grace_ms", "500")]).await;
+    let job = env.enqueue(builtin::FAULT_SUBPROCESS, json!({})).await;
+    // The shell (which ignores SIGTERM) reports its grandchild's pid in the job log.
+    let pids = sentinel_testkit::eventually(Duration::from_secs(10), || async {
+        let events = env.spine.store().events(job.id, 0, 100).await.ok()?;
+        let mut pids = Vec::new();
+        for e in events {
+            if let JobEventKind::Log { line, .. } = e.body {
+                if let Some(p) = line.strip_prefix("child ") {
+                    pids.push(p.trim().to_owned());
+                }
+                if let Some(p) = line.strip_prefix("started process group ") {
+                    pids.push(p.trim().to_owned());
+                }
+            }
+        }
+        (pids.len() == 2).then_some(pids)
+    })
+    .await
+    .expect("the subprocess tree started");
+    for pid in &pids {
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "process {pid} should be running");
+    }
+    let outcome = env.spine.store().request_cancel(job.id).await.expect("cancel");
+    let sentinel_jobs::db::CancelOutcome::Requested(ev) = outcome else {
+        panic!("expected a cancel request, got {outcome:?}")
+    };
+    env.spine.broadcast(&ev).await;
+    let cancelled = env.wait_for(job.id, JobState::Cancelled, Duration::from_secs(10)).await;
+    assert_eq!(cancelled.attempt, 1);
+    // Nothing of the tree survives (a zombie reaped later would show as absent or 'Z').
+    let gone = sentinel_testkit::eventually(Duration::from_secs(5), || async {
+        pids.iter()
+            .all(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |s| s.split_whitespace().nth(2) == Some("Z"))
+            })
+            .then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "processes {pids:?} outlived the cancel");
+    env.stop().await;
+}
