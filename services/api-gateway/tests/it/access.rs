@@ -317,3 +317,25 @@ async fn admins_manage_users_of_their_organization() {
         problem["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, ["email", "password", "role"]);
 }
+
+#[tokio::test]
+async fn expired_sessions_are_refused() {
+    let app = spawn_app().await;
+    let access = app.spine.db().access();
+    let admin = access.user_by_email(ADMIN_EMAIL).await.expect("query").expect("bootstrap admin");
+    let live = api_gateway::auth::random_token();
+    let expired = api_gateway::auth::random_token();
+    let now = chrono::Utc::now();
+    access
+        .create_session(&api_gateway::auth::token_hash(&live), admin.id, now + chrono::Duration::hours(1))
+        .await
+        .expect("live");
+    access
+        .create_session(&api_gateway::auth::token_hash(&expired), admin.id, now - chrono::Duration::seconds(1))
+        .await
+        .expect("expired");
+    let (status, _) = app.call(Method::GET, "/api/v1/me", Some(&live), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call(Method::GET, "/api/v1/me", Some(&expired), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
