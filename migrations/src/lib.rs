@@ -4,6 +4,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_jobs;
 mod m0002_access;
+mod m0003_schedules;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -13,6 +14,6 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_jobs::Migration), Box::new(m0002_access::Migration)]
+        vec![Box::new(m0001_jobs::Migration), Box::new(m0002_access::Migration), Box::new(m0003_schedules::Migration)]
     }
 }

@@ -32,6 +32,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub worker: WorkerSettings,
     pub relay: RelaySettings,
+    pub scheduler: SchedulerSettings,
     pub auth: AuthSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -132,6 +133,28 @@ pub struct RelaySettings {
     pub stuck_after_ms: u64,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// How long the active scheduler's lease lasts without renewal; a standby takes over after it
+    /// expires (renewed every third of it).
+    pub lease_ttl_ms: u64,
+    /// How often a standby replica tries to take the lease.
+    pub standby_poll_ms: u64,
+    /// How often the active scheduler looks for schedules created or edited through the API.
+    pub reload_ms: u64,
+    /// A tick later than this is a misfire, handled by its schedule's misfire policy; later ticks
+    /// still fire (a takeover or a busy database delays them by a few seconds).
+    pub misfire_grace_ms: u64,
+    /// Built-in periodic work, in seconds (0 disables one).
+    pub metric_eval_interval_secs: u64,
+    pub heartbeat_check_interval_secs: u64,
+    /// How often due HTTP checks are dispatched (each target keeps its own interval).
+    pub http_check_dispatch_interval_secs: u64,
+    /// How often finished jobs and firing records past `worker.retention_days` are deleted.
+    pub retention_interval_secs: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -199,6 +222,16 @@ retention_days = 30
 interval_ms = 1000
 grace_ms = 2000
 stuck_after_ms = 600000
+
+[scheduler]
+lease_ttl_ms = 3000
+standby_poll_ms = 500
+reload_ms = 500
+misfire_grace_ms = 10000
+metric_eval_interval_secs = 60
+heartbeat_check_interval_secs = 120
+http_check_dispatch_interval_secs = 5
+retention_interval_secs = 300
 
 [auth]
 session_ttl_secs = 43200
@@ -307,6 +340,15 @@ impl Settings {
         if self.relay.interval_ms == 0 {
             return invalid("relay.interval_ms", "must be at least 1");
         }
+        if self.scheduler.lease_ttl_ms < 300 {
+            return invalid("scheduler.lease_ttl_ms", "must be at least 300");
+        }
+        if self.scheduler.standby_poll_ms == 0 || self.scheduler.standby_poll_ms >= self.scheduler.lease_ttl_ms {
+            return invalid("scheduler.standby_poll_ms", "must be above 0 and below scheduler.lease_ttl_ms");
+        }
+        if self.scheduler.reload_ms == 0 {
+            return invalid("scheduler.reload_ms", "must be at least 1");
+        }
         if let Some(token) = &self.http.api_token
             && token.expose_secret().len() < 16
         {
@@ -373,6 +415,21 @@ impl WorkerSettings {
     }
     pub fn cancel_grace(&self) -> Duration {
         Duration::from_millis(self.cancel_grace_ms)
+    }
+}
+
+impl SchedulerSettings {
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+    pub fn standby_poll(&self) -> Duration {
+        Duration::from_millis(self.standby_poll_ms)
+    }
+    pub fn reload(&self) -> Duration {
+        Duration::from_millis(self.reload_ms)
+    }
+    pub fn misfire_grace(&self) -> Duration {
+        Duration::from_millis(self.misfire_grace_ms)
     }
 }
 

@@ -264,7 +264,8 @@ impl JobStore {
         Ok(out)
     }
 
-    async fn insert_many_in(
+    /// [`JobStore::insert_many`] inside the caller's transaction.
+    pub async fn insert_many_in(
         txn: &DatabaseTransaction,
         news: Vec<NewJob>,
     ) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {

@@ -4,6 +4,7 @@
 mod access;
 pub mod entity;
 mod jobs;
+mod schedules;
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use sentinel_migrations::{Migrator, MigratorTrait};
 
 pub use access::{AccessStore, ApiKey, AuditEntry, NewApiKey, NewAuditEntry, Organization, User};
 pub use jobs::{CancelOutcome, Finish, JobFilter, JobRecord, JobStore, NewJob, StartOutcome};
+pub use schedules::{ClaimedTick, FiringRecord, ScheduleDraft, ScheduleRecord, ScheduleStore, TickClaim};
 
 /// Errors from the persistence layer.
 #[derive(Debug, thiserror::Error)]
@@ -103,5 +105,9 @@ impl Database {
 
     pub fn access(&self) -> AccessStore {
         AccessStore::new(self.conn.clone())
+    }
+
+    pub fn schedules(&self) -> ScheduleStore {
+        ScheduleStore::new(self.conn.clone())
     }
 }

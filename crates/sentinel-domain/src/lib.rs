@@ -6,6 +6,7 @@ mod event;
 mod ids;
 mod job;
 mod retry;
+pub mod schedule;
 
 pub use access::{KeyScope, Role};
 pub use event::{DeadLetterReason, JobEvent, JobEventKind, LogStream};
@@ -25,4 +26,14 @@ pub mod builtin {
     pub const FAULT_SUBPROCESS: &str = "fault.subprocess";
     /// The queue that the built-in kinds travel on; every worker service consumes it.
     pub const DEFAULT_QUEUE: &str = "default";
+    /// Deletes finished jobs and firing records older than the retention period (built-in schedule).
+    pub const SYSTEM_RETENTION: &str = "system.retention";
+    /// The queue of monitoring work; the monitor worker consumes it.
+    pub const MONITOR_QUEUE: &str = "monitor";
+    /// Evaluates metric alert rules (built-in schedule, every 60 s by default).
+    pub const MONITOR_EVALUATE_METRICS: &str = "monitor.evaluate_metrics";
+    /// Flags machines whose heartbeat is overdue (built-in schedule, every 120 s by default).
+    pub const MONITOR_CHECK_HEARTBEATS: &str = "monitor.check_heartbeats";
+    /// Runs the HTTP checks that are due, each target on its own interval (built-in schedule).
+    pub const MONITOR_DISPATCH_HTTP_CHECKS: &str = "monitor.dispatch_http_checks";
 }

@@ -1,4 +1,4 @@
-//! Handlers of the built-in kinds: the seed's demo task and the test-only fault kinds.
+//! Handlers of the built-in kinds: the seed's demo task, the retention sweep and the test-only fault kinds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,6 +71,24 @@ impl JobHandler for FaultSubprocess {
     }
 }
 
+/// `system.retention`: deletes finished jobs (with their events) and schedule firings older than
+/// `worker.retention_days`. Fired by the built-in retention schedule.
+pub struct Retention;
+
+#[async_trait]
+impl JobHandler for Retention {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let spine = ctx.spine();
+        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(spine.settings().worker.retention_days));
+        let jobs = spine.store().delete_finished_before(cutoff).await?;
+        let firings = spine.db().schedules().delete_firings_before(cutoff).await?;
+        if jobs + firings > 0 {
+            tracing::info!(jobs, firings, %cutoff, "retention: removed expired job data");
+        }
+        Ok(json!({ "deleted_jobs": jobs, "deleted_firings": firings, "cutoff": cutoff }))
+    }
+}
+
 /// Handlers for the built-in kinds every worker runs; fault kinds only when enabled.
 pub fn builtin_handlers(fault_injection: bool) -> HashMap<JobKind, Arc<dyn JobHandler>> {
     let mut map: HashMap<JobKind, Arc<dyn JobHandler>> = HashMap::new();
@@ -80,6 +98,7 @@ pub fn builtin_handlers(fault_injection: bool) -> HashMap<JobKind, Arc<dyn JobHa
         }
     };
     add(builtin::DEMO_SLEEP, Arc::new(DemoSleep));
+    add(builtin::SYSTEM_RETENTION, Arc::new(Retention));
     if fault_injection {
         add(builtin::FAULT_CRASH, Arc::new(FaultCrash));
         add(builtin::FAULT_FAIL, Arc::new(FaultFail));

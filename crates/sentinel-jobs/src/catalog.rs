@@ -27,6 +27,8 @@ pub struct KindSpec {
     pub queue: QueueName,
     pub description: &'static str,
     pub validate: fn(&Value) -> Result<(), Vec<FieldError>>,
+    /// System work (retention, monitoring sweeps): only built-in schedules run it, never an API caller.
+    pub internal: bool,
 }
 
 /// Every registered kind, by name.
@@ -65,6 +67,15 @@ fn accept_any(_: &Value) -> Result<(), Vec<FieldError>> {
     Ok(())
 }
 
+/// Periodic system work takes no parameters: an empty object (or null).
+fn validate_no_parameters(payload: &Value) -> Result<(), Vec<FieldError>> {
+    match payload {
+        Value::Null => Ok(()),
+        Value::Object(obj) if obj.is_empty() => Ok(()),
+        _ => Err(vec![FieldError::new("payload", "takes no parameters: send {}")]),
+    }
+}
+
 impl Catalog {
     /// The built-in kinds; the `fault.*` kinds only when fault injection is enabled (tests).
     pub fn builtin(fault_injection: bool) -> Self {
@@ -75,7 +86,25 @@ impl Catalog {
             queue,
             description: "Sleeps `seconds` seconds, reporting progress every second (the seed's demo task).",
             validate: validate_demo_sleep,
+            internal: false,
         });
+        for (name, queue, description) in [
+            (
+                builtin::SYSTEM_RETENTION,
+                builtin::DEFAULT_QUEUE,
+                "Deletes finished jobs and schedule firings older than worker.retention_days.",
+            ),
+            (builtin::MONITOR_EVALUATE_METRICS, builtin::MONITOR_QUEUE, "Evaluates the metric alert rules."),
+            (builtin::MONITOR_CHECK_HEARTBEATS, builtin::MONITOR_QUEUE, "Flags machines whose heartbeat is overdue."),
+            (
+                builtin::MONITOR_DISPATCH_HTTP_CHECKS,
+                builtin::MONITOR_QUEUE,
+                "Runs the HTTP checks that are due, each target on its own interval.",
+            ),
+        ] {
+            let (kind, queue) = parse(name, queue);
+            c.register(KindSpec { kind, queue, description, validate: validate_no_parameters, internal: true });
+        }
         if fault_injection {
             for (name, description) in [
                 (builtin::FAULT_CRASH, "Test only: aborts the worker process that runs it."),
@@ -83,7 +112,7 @@ impl Catalog {
                 (builtin::FAULT_SUBPROCESS, "Test only: runs a subprocess tree until cancelled."),
             ] {
                 let (kind, queue) = parse(name, builtin::DEFAULT_QUEUE);
-                c.register(KindSpec { kind, queue, description, validate: accept_any });
+                c.register(KindSpec { kind, queue, description, validate: accept_any, internal: false });
             }
         }
         c

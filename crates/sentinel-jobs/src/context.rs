@@ -53,6 +53,11 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The spine, for handlers that work on the database or enqueue follow-up jobs.
+    pub fn spine(&self) -> &Spine {
+        &self.spine
+    }
+
     pub fn job(&self) -> &JobRecord {
         &self.job
     }

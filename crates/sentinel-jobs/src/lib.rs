@@ -8,17 +8,19 @@ mod context;
 mod enqueue;
 mod group_commit;
 mod relay;
+mod schedules;
 pub mod service;
 mod spine;
 mod worker;
 
-pub use builtin::{DemoSleep, FaultCrash, FaultFail, builtin_handlers};
+pub use builtin::{DemoSleep, FaultCrash, FaultFail, Retention, builtin_handlers};
 pub use catalog::{Catalog, FieldError, KindSpec};
 pub use command::CommandOutcome;
 pub use context::{JobContext, JobError};
 pub use enqueue::{EnqueueError, EnqueueRequest, Enqueued};
 pub use group_commit::GroupCommit;
 pub use relay::Relay;
+pub use schedules::{MAX_JITTER_MS, MAX_NAME_LEN, ScheduleInput, builtin_schedules, next_tick};
 pub use spine::{Spine, SpineError, SpineReadiness};
 pub use worker::{JobHandler, Worker, WorkerOptions};
 

@@ -15,3 +15,11 @@ pub const STREAM_PENDING: &str = "sentinel_stream_pending";
 pub const STREAM_DELAYED: &str = "sentinel_stream_delayed";
 pub const STREAM_OLDEST_PENDING_AGE: &str = "sentinel_stream_oldest_pending_age_seconds";
 pub const OUTBOX_PUBLISHED: &str = "sentinel_outbox_published_total";
+/// 1 on the scheduler replica that holds the lease, 0 on standbys.
+pub const SCHEDULER_LEADER: &str = "sentinel_scheduler_leader";
+/// Ticks claimed, by outcome (`fired`, `skipped`).
+pub const SCHEDULE_FIRINGS: &str = "sentinel_schedule_firings_total";
+/// Commit time of a firing minus its due time (tick plus jitter).
+pub const SCHEDULE_LATENESS: &str = "sentinel_schedule_lateness_seconds";
+/// Schedules loaded in the active scheduler.
+pub const SCHEDULES_ACTIVE: &str = "sentinel_schedules_active";

@@ -1,39 +1,43 @@
-//! The scheduler service: turns time into jobs. Today it runs the outbox relay (publishing committed
-//! jobs whose message never reached the bus, and delayed retries) and the retention sweep of finished
-//! jobs; cron schedules arrive with the scheduling capability.
+//! The scheduler service: turns time into jobs. It fires cron and interval schedules (one active
+//! replica at a time, exactly one firing per tick, see [`engine`]), keeps the built-in periodic work in
+//! step with configuration, and runs the outbox relay (publishing committed jobs whose message never
+//! reached the bus, and delayed retries).
+
+pub mod engine;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use sentinel_jobs::{Relay, Spine};
 use sentinel_telemetry::Shutdown;
+
+pub use engine::{Engine, LEASE_NAME};
 
 /// This service's name.
 pub const SERVICE: &str = "scheduler";
 
-/// How often finished jobs older than the retention period are deleted.
-const RETENTION_EVERY: Duration = Duration::from_secs(300);
-
-/// Runs the relay and the retention sweep until `shutdown` fires.
+/// Runs the schedule engine and the relay until `shutdown` fires.
 pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
+    ensure_builtins(&spine, &shutdown).await;
     let relay = tokio::spawn(Relay::new(spine.clone()).run(shutdown.clone()));
-    let retention = tokio::spawn(retention_sweep(spine, shutdown.clone()));
+    let engine = tokio::spawn(Engine::new(spine).run(shutdown.clone()));
     let _ = relay.await;
-    let _ = retention.await;
+    let _ = engine.await;
     Ok(())
 }
 
-async fn retention_sweep(spine: Spine, shutdown: Shutdown) {
-    let keep = chrono::Duration::days(i64::from(spine.settings().worker.retention_days));
+/// Creates or updates the built-in schedules, retrying while the database is unreachable.
+async fn ensure_builtins(spine: &Spine, shutdown: &Shutdown) {
     loop {
-        match spine.store().delete_finished_before(Utc::now() - keep).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "retention: removed finished jobs"),
-            Err(e) => tracing::warn!(error = %e, "retention sweep failed; will retry"),
+        match spine.ensure_builtin_schedules().await {
+            Ok(schedules) => {
+                tracing::debug!(count = schedules.len(), "built-in schedules in place");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot set up the built-in schedules; retrying"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
 }

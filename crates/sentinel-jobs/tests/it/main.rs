@@ -3,4 +3,5 @@
 
 mod helpers;
 mod runtime;
+mod schedules;
 mod store;

@@ -1,0 +1,406 @@
+//! Schedule triggers: cron expressions (5 or 6 fields, in an IANA time zone) and fixed intervals, and the
+//! arithmetic that turns them into fire instants, daylight-saving transitions included.
+//!
+//! Cron is evaluated on local wall-clock time and then mapped to instants with these rules (those of
+//! Vixie cron, which operators already expect):
+//! - a wall-clock time that happens twice (the clock goes back) fires once, at its first occurrence —
+//!   unless the hour field is `*`, in which case the expression asks for every hour of real time and
+//!   both occurrences fire;
+//! - a wall-clock time that does not exist (the clock goes forward) fires once, shifted forward by the
+//!   length of the gap (02:30 becomes 03:30) — unless the hour field is `*`, in which case the skipped
+//!   hour simply has no ticks.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The shortest interval a schedule may have.
+pub const MIN_INTERVAL_SECS: u64 = 1;
+/// The longest interval a schedule may have (one year).
+pub const MAX_INTERVAL_SECS: u64 = 366 * 24 * 3600;
+/// How far apart two transitions of one zone can be assumed to be, and the most a transition shifts.
+const DST_WINDOW: Duration = Duration::hours(3);
+
+/// Why a trigger was refused; `field` names the request field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct TriggerError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl TriggerError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+}
+
+/// What to do with ticks that passed while no scheduler was running (or while it was too late to fire
+/// them within the misfire grace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MisfirePolicy {
+    /// Missed ticks are recorded as skipped; the schedule resumes at its next future tick.
+    #[default]
+    Skip,
+    /// The missed ticks are coalesced into one run, fired as soon as the scheduler is back.
+    RunOnce,
+}
+
+impl MisfirePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::RunOnce => "run_once",
+        }
+    }
+}
+
+impl FromStr for MisfirePolicy {
+    type Err = TriggerError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "run_once" => Ok(Self::RunOnce),
+            other => Err(TriggerError::new("misfire_policy", format!("{other:?} is not one of skip, run_once"))),
+        }
+    }
+}
+
+/// A validated trigger that can compute fire instants.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    Cron(Box<CronTrigger>),
+    Interval(IntervalTrigger),
+}
+
+impl Trigger {
+    /// Builds a trigger from exactly one of `cron` (with `timezone`, default UTC) or `interval_secs`
+    /// (ticks at `anchor + k × interval`).
+    pub fn new(
+        cron: Option<&str>,
+        interval_secs: Option<u64>,
+        timezone: Option<&str>,
+        anchor: DateTime<Utc>,
+    ) -> Result<Self, TriggerError> {
+        match (cron, interval_secs) {
+            (Some(expr), None) => Ok(Self::Cron(Box::new(CronTrigger::new(expr, timezone.unwrap_or("UTC"))?))),
+            (None, Some(secs)) => {
+                if let Some(tz) = timezone {
+                    parse_timezone(tz)?;
+                }
+                Ok(Self::Interval(IntervalTrigger::new(secs, anchor)?))
+            }
+            (Some(_), Some(_)) => {
+                Err(TriggerError::new("interval_secs", "give either cron or interval_secs, not both"))
+            }
+            (None, None) => Err(TriggerError::new("cron", "give a cron expression or interval_secs")),
+        }
+    }
+
+    /// The first fire instant strictly after `after`, if any.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Self::Cron(c) => c.next_after(after),
+            Self::Interval(i) => Some(i.next_after(after)),
+        }
+    }
+
+    /// The next `n` fire instants strictly after `after` (fewer if the trigger ends).
+    pub fn upcoming(&self, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(n);
+        let mut at = after;
+        while out.len() < n {
+            match self.next_after(at) {
+                Some(next) => {
+                    out.push(next);
+                    at = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// Parses an IANA time-zone name (`Europe/Paris`, `UTC`).
+pub fn parse_timezone(name: &str) -> Result<Tz, TriggerError> {
+    name.parse::<Tz>().map_err(|_| {
+        TriggerError::new("timezone", format!("{name:?} is not an IANA time zone (e.g. Europe/Paris, UTC)"))
+    })
+}
+
+/// A cron expression evaluated in a time zone.
+#[derive(Debug, Clone)]
+pub struct CronTrigger {
+    schedule: cron::Schedule,
+    tz: Tz,
+    /// The hour field is `*`: the expression follows real time through transitions (see module docs).
+    every_hour: bool,
+}
+
+impl CronTrigger {
+    /// Accepts crontab's 5 fields (minute precision), 6 fields with seconds first, 7 with a year, and
+    /// the `@hourly`-style macros.
+    pub fn new(expr: &str, timezone: &str) -> Result<Self, TriggerError> {
+        let tz = parse_timezone(timezone)?;
+        let (normalised, every_hour) = normalise_cron(expr)?;
+        let schedule = cron::Schedule::from_str(&normalised)
+            .map_err(|e| TriggerError::new("cron", format!("{expr:?} is not a valid cron expression: {e}")))?;
+        if schedule.after(&Utc::now()).next().is_none() && schedule.upcoming(Utc).next().is_none() {
+            return Err(TriggerError::new("cron", format!("{expr:?} never fires")));
+        }
+        Ok(Self { schedule, tz, every_hour })
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local_after = after.with_timezone(&self.tz).naive_local();
+        // Fast path: away from a transition the next wall-clock tick maps to one instant with the same
+        // offset as `after`, and nothing earlier can come between.
+        let naive = self.naive_ticks_after(local_after).next()?;
+        if let LocalResult::Single(at) = self.tz.from_local_datetime(&naive)
+            && at.offset().fix() == after.with_timezone(&self.tz).offset().fix()
+            && at.with_timezone(&Utc) > after
+        {
+            return Some(at.with_timezone(&Utc));
+        }
+        self.next_after_near_transition(after, local_after)
+    }
+
+    /// Wall-clock ticks strictly after `local`, as naive local times.
+    fn naive_ticks_after(&self, local: NaiveDateTime) -> impl Iterator<Item = NaiveDateTime> + '_ {
+        // The cron crate iterates in a zone; UTC has no transitions, so it iterates pure wall-clock time.
+        self.schedule.after(&Utc.from_utc_datetime(&local)).map(|t| t.naive_utc())
+    }
+
+    /// Scans wall-clock ticks around `after` and keeps the earliest instant after it, applying the
+    /// transition rules of the module docs.
+    fn next_after_near_transition(&self, after: DateTime<Utc>, local_after: NaiveDateTime) -> Option<DateTime<Utc>> {
+        let mut best: Option<DateTime<Utc>> = None;
+        let mut stop_after = local_after + DST_WINDOW;
+        for naive in self.naive_ticks_after(local_after - DST_WINDOW) {
+            if naive > stop_after && best.is_some() {
+                break;
+            }
+            for at in self.instants_of(naive).into_iter().flatten() {
+                if at > after && best.is_none_or(|b| at < b) {
+                    best = Some(at);
+                    stop_after = at.with_timezone(&self.tz).naive_local().max(local_after) + DST_WINDOW;
+                }
+            }
+        }
+        best
+    }
+
+    /// The instants a wall-clock tick stands for: zero, one or two.
+    fn instants_of(&self, naive: NaiveDateTime) -> [Option<DateTime<Utc>>; 2] {
+        match self.tz.from_local_datetime(&naive) {
+            LocalResult::Single(at) => [Some(at.with_timezone(&Utc)), None],
+            LocalResult::Ambiguous(first, second) => {
+                [Some(first.with_timezone(&Utc)), self.every_hour.then(|| second.with_timezone(&Utc))]
+            }
+            LocalResult::None if self.every_hour => [None, None],
+            LocalResult::None => {
+                // Shift forward by the gap: read the wall-clock time with the offset in force before it.
+                let before = Utc.from_utc_datetime(&(naive - DST_WINDOW));
+                let offset = self.tz.offset_from_utc_datetime(&before.naive_utc()).fix();
+                let shifted = naive - Duration::seconds(i64::from(offset.local_minus_utc()));
+                [Some(Utc.from_utc_datetime(&shifted)), None]
+            }
+        }
+    }
+}
+
+/// Turns crontab syntax into the cron crate's (seconds first); reports whether the hour field is `*`.
+fn normalise_cron(expr: &str) -> Result<(String, bool), TriggerError> {
+    let trimmed = expr.trim();
+    if trimmed.is_empty() {
+        return Err(TriggerError::new("cron", "must not be empty"));
+    }
+    if trimmed.starts_with('@') {
+        let every_hour = matches!(trimmed, "@hourly");
+        return Ok((trimmed.to_owned(), every_hour));
+    }
+    let fields: Vec<&str> = trimmed.split_whitespace().collect();
+    let normalised = match fields.len() {
+        5 => format!("0 {}", fields.join(" ")),
+        6 | 7 => fields.join(" "),
+        n => {
+            return Err(TriggerError::new(
+                "cron",
+                format!("{expr:?} has {n} fields; use 5 (minute hour day month weekday) or 6 (seconds first)"),
+            ));
+        }
+    };
+    let hour = if fields.len() == 5 { fields[1] } else { fields[2] };
+    Ok((normalised, hour == "*"))
+}
+
+/// Fixed-rate ticks at `anchor + k × every`.
+#[derive(Debug, Clone, Copy)]
+pub struct IntervalTrigger {
+    every: Duration,
+    anchor: DateTime<Utc>,
+}
+
+impl IntervalTrigger {
+    pub fn new(every_secs: u64, anchor: DateTime<Utc>) -> Result<Self, TriggerError> {
+        if !(MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS).contains(&every_secs) {
+            return Err(TriggerError::new(
+                "interval_secs",
+                format!("must be between {MIN_INTERVAL_SECS} and {MAX_INTERVAL_SECS} seconds"),
+            ));
+        }
+        let every = Duration::seconds(i64::try_from(every_secs).unwrap_or(i64::MAX));
+        Ok(Self { every, anchor })
+    }
+
+    pub fn next_after(&self, after: DateTime<Utc>) -> DateTime<Utc> {
+        if after < self.anchor {
+            return self.anchor;
+        }
+        let step = self.every.num_milliseconds();
+        let elapsed = (after - self.anchor).num_milliseconds();
+        self.anchor + Duration::milliseconds((elapsed / step + 1) * step)
+    }
+}
+
+/// A deterministic delay in `[0, jitter_ms)` for one tick of one schedule, so every scheduler replica
+/// computes the same fire instant for it.
+pub fn jitter_for(schedule: uuid::Uuid, tick: DateTime<Utc>, jitter_ms: u64) -> Duration {
+    if jitter_ms == 0 {
+        return Duration::zero();
+    }
+    // FNV-1a over the id and the tick: stable across processes and releases, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in schedule.as_bytes().iter().chain(tick.timestamp_millis().to_le_bytes().iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    Duration::milliseconds(i64::try_from(hash % jitter_ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("test instant").with_timezone(&Utc)
+    }
+
+    fn cron(expr: &str, tz: &str) -> Trigger {
+        Trigger::new(Some(expr), None, Some(tz), Utc::now()).expect("valid trigger")
+    }
+
+    fn fires(t: &Trigger, from: &str, n: usize) -> Vec<String> {
+        t.upcoming(utc(from), n).iter().map(|d| d.to_rfc3339()).collect()
+    }
+
+    #[test]
+    fn five_fields_mean_minute_precision_and_six_add_seconds() {
+        let five = cron("*/15 * * * *", "UTC");
+        assert_eq!(fires(&five, "2026-01-01T00:07:30Z", 2), ["2026-01-01T00:15:00+00:00", "2026-01-01T00:30:00+00:00"]);
+        let six = cron("*/20 * * * * *", "UTC");
+        assert_eq!(
+            fires(&six, "2026-01-01T00:00:00Z", 3),
+            ["2026-01-01T00:00:20+00:00", "2026-01-01T00:00:40+00:00", "2026-01-01T00:01:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn bad_expressions_and_zones_name_their_field() {
+        let now = Utc::now();
+        assert_eq!(Trigger::new(Some("* * *"), None, None, now).expect_err("refused").field, "cron");
+        assert_eq!(Trigger::new(Some("61 * * * *"), None, None, now).expect_err("refused").field, "cron");
+        assert_eq!(
+            Trigger::new(Some("* * * * *"), None, Some("Mars/Olympus"), now).expect_err("refused").field,
+            "timezone"
+        );
+        assert_eq!(Trigger::new(None, Some(0), None, now).expect_err("refused").field, "interval_secs");
+        assert_eq!(Trigger::new(Some("* * * * *"), Some(5), None, now).expect_err("refused").field, "interval_secs");
+        assert_eq!(Trigger::new(None, None, None, now).expect_err("refused").field, "cron");
+        assert_eq!("later".parse::<MisfirePolicy>().expect_err("refused").field, "misfire_policy");
+    }
+
+    #[test]
+    fn daily_jobs_follow_the_zone_across_both_transitions() {
+        let paris = cron("0 9 * * *", "Europe/Paris");
+        // Winter is UTC+1, summer UTC+2 (the clocks go forward on 2026-03-29).
+        assert_eq!(
+            fires(&paris, "2026-03-28T00:00:00Z", 2),
+            ["2026-03-28T08:00:00+00:00", "2026-03-29T07:00:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn a_time_in_the_spring_gap_fires_once_shifted_by_the_gap() {
+        // New York skips 02:00–03:00 on 2026-03-08.
+        let t = cron("30 2 * * *", "America/New_York");
+        assert_eq!(
+            fires(&t, "2026-03-07T12:00:00Z", 3),
+            [
+                "2026-03-08T07:30:00+00:00", // 02:30 does not exist on the 8th: 03:30 EDT
+                "2026-03-09T06:30:00+00:00", // 02:30 EDT
+                "2026-03-10T06:30:00+00:00",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_time_repeated_in_autumn_fires_once() {
+        // New York repeats 01:00–02:00 on 2026-11-01.
+        let t = cron("30 1 * * *", "America/New_York");
+        assert_eq!(
+            fires(&t, "2026-10-31T12:00:00Z", 3),
+            ["2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00", "2026-11-03T06:30:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn hourly_wildcards_follow_real_time_through_both_transitions() {
+        let t = cron("0 * * * *", "America/New_York");
+        // Autumn: 01:00 happens twice, both fire; one run per real hour.
+        assert_eq!(
+            fires(&t, "2026-11-01T04:30:00Z", 4),
+            [
+                "2026-11-01T05:00:00+00:00",
+                "2026-11-01T06:00:00+00:00",
+                "2026-11-01T07:00:00+00:00",
+                "2026-11-01T08:00:00+00:00"
+            ]
+        );
+        // Spring: the hour 02:00 does not exist, so 01:00 EST is followed by 03:00 EDT, one real hour later.
+        assert_eq!(
+            fires(&t, "2026-03-08T05:30:00Z", 3),
+            ["2026-03-08T06:00:00+00:00", "2026-03-08T07:00:00+00:00", "2026-03-08T08:00:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn intervals_tick_from_their_anchor() {
+        let anchor = utc("2026-01-01T00:00:00Z");
+        let t = Trigger::new(None, Some(7), None, anchor).expect("interval");
+        assert_eq!(t.next_after(utc("2025-12-31T00:00:00Z")), Some(anchor));
+        assert_eq!(t.next_after(anchor), Some(utc("2026-01-01T00:00:07Z")));
+        assert_eq!(t.next_after(utc("2026-01-01T00:00:13.5Z")), Some(utc("2026-01-01T00:00:14Z")));
+    }
+
+    #[test]
+    fn jitter_is_stable_and_bounded() {
+        let id = uuid::Uuid::now_v7();
+        let tick = utc("2026-01-01T00:00:00Z");
+        let a = jitter_for(id, tick, 5_000);
+        assert_eq!(a, jitter_for(id, tick, 5_000));
+        assert!(a >= Duration::zero() && a < Duration::milliseconds(5_000));
+        assert_eq!(jitter_for(id, tick, 0), Duration::zero());
+        let spread: std::collections::HashSet<i64> =
+            (0..50).map(|s| jitter_for(id, tick + Duration::seconds(s), 5_000).num_milliseconds()).collect();
+        assert!(spread.len() > 40, "jitter should vary from tick to tick");
+    }
+}

@@ -1,0 +1,184 @@
+//! The schedule store on both databases: validation into drafts, the per-tick claim that lets exactly
+//! one claimer fire a tick, edits that invalidate stale claims, the lease, and the built-in schedules.
+
+use chrono::{Duration, Utc};
+use sentinel_jobs::ScheduleInput;
+use sentinel_jobs::db::{NewJob, ScheduleDraft, ScheduleRecord, TickClaim};
+use sentinel_jobs::domain::schedule::MisfirePolicy;
+use sentinel_jobs::domain::{JobId, Priority, RetryPolicy, builtin};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::both_modes;
+use crate::helpers::{Env, Mode};
+
+both_modes!(
+    invalid_definitions_name_every_bad_field,
+    racing_claims_fire_a_tick_exactly_once,
+    an_edit_invalidates_claims_computed_before_it,
+    the_lease_has_one_holder_and_a_new_epoch_per_holder,
+    builtin_schedules_follow_configuration,
+);
+
+fn input(interval_secs: u64) -> ScheduleInput {
+    ScheduleInput {
+        name: format!("every {interval_secs}s"),
+        cron: None,
+        interval_secs: Some(interval_secs),
+        timezone: None,
+        job_kind: builtin::DEMO_SLEEP.to_owned(),
+        payload: json!({ "seconds": 0 }),
+        priority: Priority::Normal,
+        enabled: true,
+        misfire_policy: MisfirePolicy::Skip,
+        jitter_ms: 0,
+        end_at: None,
+    }
+}
+
+fn draft(env: &Env, input: ScheduleInput) -> ScheduleDraft {
+    let now = Utc::now();
+    env.spine.schedule_draft(input, None, None, Some("test".into()), now, now).expect("valid schedule")
+}
+
+fn claim(env: &Env, rec: &ScheduleRecord) -> TickClaim {
+    let tick = rec.next_fire_at.expect("has a tick");
+    TickClaim {
+        schedule_id: rec.id,
+        org_id: rec.org_id,
+        version: rec.version,
+        tick_at: tick,
+        next_fire_at: Some(tick + Duration::seconds(60)),
+        fired_at: Utc::now(),
+        job: Some(NewJob {
+            id: JobId::new(),
+            kind: rec.job_kind.clone(),
+            queue: env.spine.catalog().get(&rec.job_kind).expect("known kind").queue.clone(),
+            priority: rec.priority,
+            payload: rec.payload.clone(),
+            retry: RetryPolicy::default(),
+            run_at: None,
+            trace_context: Default::default(),
+            requested_by: Some(format!("schedule:{}", rec.id)),
+            org_id: rec.org_id,
+            dedup_key: None,
+        }),
+        missed_ticks: 0,
+    }
+}
+
+async fn invalid_definitions_name_every_bad_field(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let now = Utc::now();
+    let bad = ScheduleInput {
+        name: " ".into(),
+        cron: Some("*/5 * * *".into()),
+        interval_secs: None,
+        job_kind: "no.such.kind".into(),
+        jitter_ms: 10_000_000,
+        end_at: Some(now - Duration::seconds(1)),
+        ..input(1)
+    };
+    let errors = env.spine.schedule_draft(bad, Some(Uuid::now_v7()), None, None, now, now).expect_err("invalid");
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["name", "cron", "job_kind", "jitter_ms", "end_at"], "{errors:?}");
+    let zone = ScheduleInput {
+        cron: Some("0 9 * * *".into()),
+        interval_secs: None,
+        timezone: Some("Nowhere/City".into()),
+        ..input(1)
+    };
+    let errors = env.spine.schedule_draft(zone, None, None, None, now, now).expect_err("invalid");
+    assert_eq!(errors[0].field, "timezone");
+    let payload = ScheduleInput { payload: json!({ "seconds": "soon" }), ..input(1) };
+    let errors = env.spine.schedule_draft(payload, None, None, None, now, now).expect_err("invalid");
+    assert_eq!(errors[0].field, "payload.seconds");
+    // System kinds are not for organizations' schedules.
+    let system = ScheduleInput { job_kind: builtin::SYSTEM_RETENTION.into(), payload: json!({}), ..input(60) };
+    let errors = env.spine.schedule_draft(system, Some(Uuid::now_v7()), None, None, now, now).expect_err("reserved");
+    assert_eq!(errors[0].field, "job_kind");
+    env.stop().await;
+}
+
+async fn racing_claims_fire_a_tick_exactly_once(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.db().schedules();
+    let rec = store.create(draft(&env, input(1))).await.expect("create");
+    // Eight claimers with the same view of the tick, each with its own job: one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let c = claim(&env, &rec);
+        tasks.push(tokio::spawn(async move { store.claim(vec![c]).await }));
+    }
+    let mut fired = Vec::new();
+    for t in tasks {
+        // A loser either sees the tick already moved (empty result) or, having raced on the same
+        // snapshot, hits the unique firing row and rolls back as a whole.
+        if let Ok(won) = t.await.expect("task") {
+            fired.extend(won);
+        }
+    }
+    assert_eq!(fired.len(), 1, "exactly one claimer wins: {fired:?}");
+    let firings = store.firings(rec.id, None, 10).await.expect("firings");
+    assert_eq!(firings.len(), 1);
+    let job_id = fired[0].job.as_ref().expect("a job").0.id;
+    assert_eq!(firings[0].job_id, Some(job_id));
+    assert_eq!(firings[0].outcome, "fired");
+    assert!(env.spine.store().get(job_id).await.expect("get").is_some(), "the job committed with the firing");
+    let after = store.get(rec.id).await.expect("get").expect("exists");
+    assert_eq!(after.next_fire_at, fired[0].next_fire_at);
+    assert_eq!(after.last_job_id, Some(job_id));
+    // Claiming the old tick again does nothing.
+    assert!(store.claim(vec![claim(&env, &rec)]).await.expect("claim").is_empty());
+    env.stop().await;
+}
+
+async fn an_edit_invalidates_claims_computed_before_it(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.db().schedules();
+    let rec = store.create(draft(&env, input(5))).await.expect("create");
+    let stale = claim(&env, &rec);
+    let mut edit = draft(&env, input(5));
+    edit.enabled = false;
+    edit.next_fire_at = None;
+    let edited = store.replace(None, rec.id, edit).await.expect("replace").expect("exists");
+    assert_eq!(edited.version, rec.version + 1);
+    assert!(store.claim(vec![stale]).await.expect("claim").is_empty(), "a disabled schedule never fires");
+    assert!(store.firings(rec.id, None, 10).await.expect("firings").is_empty());
+    env.stop().await;
+}
+
+async fn the_lease_has_one_holder_and_a_new_epoch_per_holder(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.db().schedules();
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let ttl = Duration::milliseconds(400);
+    let a = store.acquire_lease(&name, "a", ttl).await.expect("lease").expect("a takes it");
+    assert_eq!(store.acquire_lease(&name, "b", ttl).await.expect("lease"), None, "b waits while a holds it");
+    assert_eq!(store.acquire_lease(&name, "a", ttl).await.expect("lease"), Some(a), "a renews under its epoch");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let b = store.acquire_lease(&name, "b", ttl).await.expect("lease").expect("b takes the expired lease");
+    assert!(b > a, "a new holder gets a new epoch");
+    assert_eq!(store.acquire_lease(&name, "a", ttl).await.expect("lease"), None);
+    store.release_lease(&name, "b").await.expect("release");
+    assert!(store.acquire_lease(&name, "a", ttl).await.expect("lease").is_some_and(|e| e > b));
+    env.stop().await;
+}
+
+async fn builtin_schedules_follow_configuration(mode: Mode) {
+    let env = Env::spine_only(mode, &[("scheduler.heartbeat_check_interval_secs", "0")]).await;
+    let first = env.spine.ensure_builtin_schedules().await.expect("builtins");
+    let again = env.spine.ensure_builtin_schedules().await.expect("builtins");
+    assert_eq!(first, again, "idempotent: nothing changes on a second start");
+    let by_kind = |kind: &str| first.iter().find(|s| s.job_kind.as_str() == kind).expect("present").clone();
+    let metrics = by_kind(builtin::MONITOR_EVALUATE_METRICS);
+    assert_eq!((metrics.interval_secs, metrics.enabled, metrics.org_id), (Some(60), true, None));
+    let next = metrics.next_fire_at.expect("next tick");
+    assert_eq!(next.timestamp() % 60, 0, "ticks on round minutes on every replica");
+    assert!(!by_kind(builtin::MONITOR_CHECK_HEARTBEATS).enabled, "an interval of 0 disables it");
+    assert!(by_kind(builtin::MONITOR_DISPATCH_HTTP_CHECKS).enabled);
+    assert!(by_kind(builtin::SYSTEM_RETENTION).enabled);
+    assert_eq!(env.spine.db().schedules().list_system().await.expect("list").len(), 4);
+    env.stop().await;
+}
