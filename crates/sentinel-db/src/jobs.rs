@@ -678,6 +678,25 @@ impl JobStore {
     }
 
     /// The unfinished job of `org` holding deduplication key `key`, if any.
+    /// The jobs of `org` among `ids`, by id (missing ones are absent).
+    pub async fn get_many_in_org(
+        &self,
+        org: Uuid,
+        ids: &[JobId],
+    ) -> Result<std::collections::HashMap<JobId, JobRecord>, DbError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        jobs::Entity::find()
+            .filter(jobs::Column::OrgId.eq(org))
+            .filter(jobs::Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(|m| JobRecord::try_from(m).map(|j| (j.id, j)))
+            .collect()
+    }
+
     pub async fn active_with_dedup_key(&self, org: Option<Uuid>, key: &str) -> Result<Option<JobRecord>, DbError> {
         let mut q = jobs::Entity::find()
             .filter(jobs::Column::DedupKey.eq(key))

@@ -227,7 +227,15 @@ fn normalise_cron(expr: &str) -> Result<(String, bool), TriggerError> {
         let every_hour = matches!(trimmed, "@hourly");
         return Ok((trimmed.to_owned(), every_hour));
     }
-    let fields: Vec<&str> = trimmed.split_whitespace().collect();
+    let mut fields: Vec<String> = trimmed.split_whitespace().map(str::to_owned).collect();
+    let weekday = match fields.len() {
+        5 => 4,
+        6 | 7 => 5,
+        _ => 0,
+    };
+    if weekday > 0 {
+        fields[weekday] = crontab_weekdays(&fields[weekday])?;
+    }
     let normalised = match fields.len() {
         5 => format!("0 {}", fields.join(" ")),
         6 | 7 => fields.join(" "),
@@ -238,8 +246,50 @@ fn normalise_cron(expr: &str) -> Result<(String, bool), TriggerError> {
             ));
         }
     };
-    let hour = if fields.len() == 5 { fields[1] } else { fields[2] };
+    let hour = if fields.len() == 5 { &fields[1] } else { &fields[2] };
     Ok((normalised, hour == "*"))
+}
+
+/// Day names in crontab numbering: 0 and 7 are Sunday, 1 is Monday.
+const DAY_NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+
+/// Rewrites numeric weekdays from crontab numbering (0–7, Monday = 1) into names, because the cron
+/// crate numbers them Quartz-style (Sunday = 1) and `1-5` would otherwise mean Sunday to Thursday.
+/// Numeric ranges and steps are expanded into lists, so `5-7` (Friday to Sunday) works too.
+fn crontab_weekdays(field: &str) -> Result<String, TriggerError> {
+    let bad =
+        |item: &str| TriggerError::new("cron", format!("day-of-week {item:?}: use 0-7 (0 or 7 = Sunday) or MON-SUN"));
+    let mut out: Vec<String> = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s.parse::<usize>().map_err(|_| bad(item))?.max(1))),
+            None => (item, None),
+        };
+        let numeric = |s: &str| s.parse::<usize>().ok().filter(|n| *n <= 7);
+        let bounds = match range.split_once('-') {
+            Some((a, b)) => numeric(a).zip(numeric(b)),
+            None if range == "*" => None,
+            None => numeric(range).map(|n| (n, if step.is_some() { 7 } else { n })),
+        };
+        let Some((from, to)) = bounds else {
+            if range.chars().any(|c| c.is_ascii_digit()) && range != "*" {
+                // Digits that are not a valid 0-7 number or range.
+                return Err(bad(item));
+            }
+            out.push(item.to_owned()); // `*`, `*/2`, names, `L`, `#`: left to the parser.
+            continue;
+        };
+        if from > to {
+            return Err(bad(item));
+        }
+        for day in (from..=to).step_by(step.unwrap_or(1)) {
+            let name = DAY_NAMES[day].to_owned();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    Ok(out.join(","))
 }
 
 /// Fixed-rate ticks at `anchor + k × every`.
@@ -380,6 +430,24 @@ mod tests {
             fires(&t, "2026-03-08T05:30:00Z", 3),
             ["2026-03-08T06:00:00+00:00", "2026-03-08T07:00:00+00:00", "2026-03-08T08:00:00+00:00"]
         );
+    }
+
+    #[test]
+    fn weekdays_use_crontab_numbering() {
+        // 2026-01-05 is a Monday.
+        let weekdays = cron("0 9 * * 1-5", "UTC");
+        let days: Vec<String> =
+            weekdays.upcoming(utc("2026-01-03T00:00:00Z"), 6).iter().map(|d| d.format("%a %d").to_string()).collect();
+        assert_eq!(days, ["Mon 05", "Tue 06", "Wed 07", "Thu 08", "Fri 09", "Mon 12"]);
+        for sunday in ["0 0 * * 0", "0 0 * * 7", "0 0 0 * * SUN"] {
+            let t = cron(sunday, "UTC");
+            assert_eq!(fires(&t, "2026-01-05T00:00:00Z", 1), ["2026-01-11T00:00:00+00:00"], "{sunday}");
+        }
+        let weekend = cron("0 0 * * 5-7", "UTC");
+        let days: Vec<String> =
+            weekend.upcoming(utc("2026-01-05T00:00:00Z"), 3).iter().map(|d| d.format("%a").to_string()).collect();
+        assert_eq!(days, ["Fri", "Sat", "Sun"]);
+        assert_eq!(Trigger::new(Some("0 0 * * 8"), None, None, Utc::now()).expect_err("refused").field, "cron");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct ScheduleInput {
     pub cron: Option<String>,
     pub interval_secs: Option<u64>,
     pub timezone: Option<String>,
-    pub job_kind: String,
+    pub kind: String,
     pub payload: Value,
     pub priority: Priority,
     pub enabled: bool,
@@ -72,10 +72,10 @@ impl Spine {
                 None
             }
         };
-        let kind = match JobKind::parse(&input.job_kind) {
+        let kind = match JobKind::parse(&input.kind) {
             Ok(kind) => match self.catalog().get(&kind) {
                 Some(spec) if org_id.is_some() && spec.internal => {
-                    errors.push(FieldError::new("job_kind", format!("{kind} is reserved for built-in schedules")));
+                    errors.push(FieldError::new("kind", format!("{kind} is reserved for built-in schedules")));
                     None
                 }
                 Some(spec) => {
@@ -88,14 +88,14 @@ impl Spine {
                     let known: Vec<String> =
                         self.catalog().kinds().filter(|k| !k.internal).map(|k| k.kind.to_string()).collect();
                     errors.push(FieldError::new(
-                        "job_kind",
+                        "kind",
                         format!("unknown job kind {kind}; known kinds: {}", known.join(", ")),
                     ));
                     None
                 }
             },
             Err(e) => {
-                errors.push(FieldError::new("job_kind", e.to_string()));
+                errors.push(FieldError::new("kind", e.to_string()));
                 None
             }
         };
@@ -146,7 +146,7 @@ impl Spine {
                 cron: None,
                 interval_secs: Some(every.max(1)),
                 timezone: None,
-                job_kind: kind.to_owned(),
+                kind: kind.to_owned(),
                 payload: Value::Object(Default::default()),
                 priority: Priority::Normal,
                 enabled: every > 0,

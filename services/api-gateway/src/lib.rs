@@ -72,6 +72,7 @@ impl Application {
                         .wrap(middleware::from_fn(auth::authenticate))
                         .configure(routes::access::configure)
                         .configure(routes::jobs::configure)
+                        .configure(routes::schedules::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

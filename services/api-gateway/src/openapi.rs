@@ -4,13 +4,13 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldErrorDoc, Problem};
-use crate::routes::{access, jobs, streams, tasks};
+use crate::routes::{access, jobs, schedules, streams, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Sentinel API",
-        description = "Jobs, access control and live updates of the Sentinel ops control plane. Errors are RFC 9457 problem documents.",
+        description = "Jobs, schedules, access control and live updates of the Sentinel ops control plane. Errors are RFC 9457 problem documents.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -19,6 +19,8 @@ use crate::routes::{access, jobs, streams, tasks};
         access::list_keys, access::create_key, access::revoke_key, access::audit,
         jobs::enqueue, jobs::list, jobs::counts, jobs::get_job, jobs::cancel, jobs::retry, jobs::events, jobs::log,
         jobs::dead_letters, jobs::requeue_dead_letter, jobs::discard_dead_letter,
+        schedules::create, schedules::list, schedules::get_schedule, schedules::replace, schedules::patch,
+        schedules::delete, schedules::preview_definition, schedules::preview_schedule, schedules::firings,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

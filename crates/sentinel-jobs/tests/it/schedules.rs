@@ -26,7 +26,7 @@ fn input(interval_secs: u64) -> ScheduleInput {
         cron: None,
         interval_secs: Some(interval_secs),
         timezone: None,
-        job_kind: builtin::DEMO_SLEEP.to_owned(),
+        kind: builtin::DEMO_SLEEP.to_owned(),
         payload: json!({ "seconds": 0 }),
         priority: Priority::Normal,
         enabled: true,
@@ -74,14 +74,14 @@ async fn invalid_definitions_name_every_bad_field(mode: Mode) {
         name: " ".into(),
         cron: Some("*/5 * * *".into()),
         interval_secs: None,
-        job_kind: "no.such.kind".into(),
+        kind: "no.such.kind".into(),
         jitter_ms: 10_000_000,
         end_at: Some(now - Duration::seconds(1)),
         ..input(1)
     };
     let errors = env.spine.schedule_draft(bad, Some(Uuid::now_v7()), None, None, now, now).expect_err("invalid");
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, ["name", "cron", "job_kind", "jitter_ms", "end_at"], "{errors:?}");
+    assert_eq!(fields, ["name", "cron", "kind", "jitter_ms", "end_at"], "{errors:?}");
     let zone = ScheduleInput {
         cron: Some("0 9 * * *".into()),
         interval_secs: None,
@@ -94,9 +94,9 @@ async fn invalid_definitions_name_every_bad_field(mode: Mode) {
     let errors = env.spine.schedule_draft(payload, None, None, None, now, now).expect_err("invalid");
     assert_eq!(errors[0].field, "payload.seconds");
     // System kinds are not for organizations' schedules.
-    let system = ScheduleInput { job_kind: builtin::SYSTEM_RETENTION.into(), payload: json!({}), ..input(60) };
+    let system = ScheduleInput { kind: builtin::SYSTEM_RETENTION.into(), payload: json!({}), ..input(60) };
     let errors = env.spine.schedule_draft(system, Some(Uuid::now_v7()), None, None, now, now).expect_err("reserved");
-    assert_eq!(errors[0].field, "job_kind");
+    assert_eq!(errors[0].field, "kind");
     env.stop().await;
 }
 

@@ -125,6 +125,10 @@ fn parse_request(body: EnqueueBody, principal: &Principal, catalog: &Catalog) ->
     let mut errors = Vec::new();
     let kind = match JobKind::parse(&body.kind) {
         Ok(kind) => match catalog.get(&kind) {
+            Some(spec) if spec.internal => {
+                errors.push(FieldError::new("kind", format!("{kind} is system work, run by built-in schedules only")));
+                None
+            }
             Some(spec) => {
                 if let Err(payload_errors) = (spec.validate)(&body.payload) {
                     errors.extend(payload_errors);

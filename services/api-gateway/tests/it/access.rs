@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, fill, routes, spawn_app, spawn_app_with};
 
-/// Real ids of the admin's organization for the `{job}`, `{user}` and `{key}` placeholders.
+/// Real ids of the admin's organization for the `{job}`, `{user}`, `{key}` and `{schedule}` placeholders.
 async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'static str, String> {
     let job = app.enqueue(admin, json!({ "kind": "demo.sleep", "payload": { "seconds": 0 } })).await;
     let (_, user) = app
@@ -20,7 +20,11 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
         )
         .await;
     let (_, key) = app.call(Method::POST, "/api/v1/api-keys", Some(admin), Some(json!({"name": "fixture"}))).await;
+    let (_, schedule) = app
+        .call(Method::POST, "/api/v1/schedules", Some(admin), Some(crate::helpers::schedule_body("fixture", 60)))
+        .await;
     HashMap::from([
+        ("schedule", schedule["id"].as_str().expect("schedule id").to_owned()),
         ("job", job["id"].as_str().expect("job id").to_owned()),
         ("user", user["id"].as_str().expect("user id").to_owned()),
         ("key", key["id"].as_str().expect("key id").to_owned()),
@@ -78,7 +82,8 @@ async fn another_organization_cannot_see_or_touch_anything() {
     let ids = fixture_ids(&app, &admin).await;
     let other = app.other_org_admin().await;
     for (method, path, body, _) in routes() {
-        if !(path.contains("{job}") || path.contains("{user}") || path.contains("{key}")) {
+        if !(path.contains("{job}") || path.contains("{user}") || path.contains("{key}") || path.contains("{schedule}"))
+        {
             continue;
         }
         let path = fill(path, &ids);
@@ -87,6 +92,8 @@ async fn another_organization_cannot_see_or_touch_anything() {
     }
     let (_, page) = app.call(Method::GET, "/api/v1/jobs", Some(&other), None).await;
     assert_eq!(page["items"], json!([]));
+    let (_, schedules) = app.call(Method::GET, "/api/v1/schedules", Some(&other), None).await;
+    assert_eq!(schedules["items"], json!([]));
     let (_, counts) = app.call(Method::GET, "/api/v1/jobs/counts", Some(&other), None).await;
     assert_eq!(
         counts["by_state"]["queued"].as_u64().unwrap_or(0) + counts["by_state"]["succeeded"].as_u64().unwrap_or(0),

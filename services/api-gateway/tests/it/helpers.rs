@@ -31,6 +31,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    spawn(extra, false).await
+}
+
+/// A gateway with the scheduler service running in-process too, as in the embedded mode.
+pub async fn spawn_app_with_scheduler() -> TestApp {
+    spawn(&[], true).await
+}
+
+async fn spawn(extra: &[(&str, &str)], with_scheduler: bool) -> TestApp {
     let db = TestDb::sqlite().expect("sqlite");
     let mut overrides = vec![
         ("auth.bootstrap_admin_email", ADMIN_EMAIL),
@@ -48,6 +57,9 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let worker =
         Worker::new(spine.clone(), builtin_handlers(true), WorkerOptions::from_spine(&spine, "gw-test", queues));
     tokio::spawn(worker.run(shutdown.clone()));
+    if with_scheduler {
+        tokio::spawn(scheduler::run(spine.clone(), shutdown.clone()));
+    }
     let client = reqwest::Client::builder().build().expect("client");
     TestApp { base, spine, client, shutdown, _db: db }
 }
@@ -126,8 +138,13 @@ impl TestApp {
     }
 }
 
+/// A schedule body that fires `demo.sleep` every `every` seconds.
+pub fn schedule_body(name: &str, every: u64) -> Value {
+    json!({ "name": name, "interval_secs": every, "kind": "demo.sleep", "payload": { "seconds": 0 } })
+}
+
 /// Every route with a sample body, for the authentication/authorisation matrix. `{job}` is replaced by
-/// a job id, `{user}` by a user id, `{key}` by an API key id.
+/// a job id, `{user}` by a user id, `{key}` by an API key id, `{schedule}` by a schedule id.
 pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
     vec![
         (Method::GET, "/api/v1/me", None, Role::Viewer),
@@ -158,6 +175,15 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::GET, "/api/v1/dead-letters", None, Role::Viewer),
         (Method::POST, "/api/v1/dead-letters/default/1-0/requeue", None, Role::Operator),
         (Method::DELETE, "/api/v1/dead-letters/default/1-0", None, Role::Operator),
+        (Method::POST, "/api/v1/schedules", Some(schedule_body("matrix", 60)), Role::Operator),
+        (Method::GET, "/api/v1/schedules", None, Role::Viewer),
+        (Method::POST, "/api/v1/schedules/preview", Some(json!({"cron": "0 9 * * 1-5"})), Role::Viewer),
+        (Method::GET, "/api/v1/schedules/{schedule}", None, Role::Viewer),
+        (Method::PUT, "/api/v1/schedules/{schedule}", Some(schedule_body("fixture", 120)), Role::Operator),
+        (Method::PATCH, "/api/v1/schedules/{schedule}", Some(json!({"enabled": false})), Role::Operator),
+        (Method::GET, "/api/v1/schedules/{schedule}/preview", None, Role::Viewer),
+        (Method::GET, "/api/v1/schedules/{schedule}/firings", None, Role::Viewer),
+        (Method::DELETE, "/api/v1/schedules/{schedule}", None, Role::Operator),
         (Method::POST, "/tasks/enqueue?seconds=0", None, Role::Operator),
         (Method::GET, "/tasks/status/{job}", None, Role::Viewer),
         (Method::GET, "/tasks/counts", None, Role::Viewer),

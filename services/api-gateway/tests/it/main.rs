@@ -5,4 +5,5 @@ mod access;
 mod helpers;
 mod jobs;
 mod openapi;
+mod schedules;
 mod streams;

@@ -1,0 +1,673 @@
+//! `/api/v1/schedules`: create, read, edit, disable and delete cron or interval schedules, preview
+//! their next fire times, and read their firing history (each tick with the job it started).
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use sentinel_jobs::db::{DbError, FiringRecord, ScheduleRecord};
+use sentinel_jobs::domain::schedule::{MisfirePolicy, Trigger};
+use sentinel_jobs::domain::{JobId, JobState, Priority, Role};
+use sentinel_jobs::{FieldError, ScheduleInput, Spine, next_tick};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Problem;
+use crate::auth::Principal;
+
+/// Most fire times a preview returns.
+const MAX_PREVIEW: usize = 100;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/schedules", web::post().to(create))
+        .route("/schedules", web::get().to(list))
+        .route("/schedules/preview", web::post().to(preview_definition))
+        .route("/schedules/{id}", web::get().to(get_schedule))
+        .route("/schedules/{id}", web::put().to(replace))
+        .route("/schedules/{id}", web::patch().to(patch))
+        .route("/schedules/{id}", web::delete().to(delete))
+        .route("/schedules/{id}/preview", web::get().to(preview_schedule))
+        .route("/schedules/{id}/firings", web::get().to(firings));
+}
+
+/// Body of `POST /api/v1/schedules` and `PUT /api/v1/schedules/{id}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    /// Unique within your organization, 1–128 characters.
+    pub name: String,
+    /// Cron expression: 5 fields (`min hour day month weekday`), 6 with seconds first, or a macro such
+    /// as `@daily`. Exclusive with `interval_secs`.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// Fire every N seconds (1 to 31,622,400). Exclusive with `cron`.
+    #[serde(default)]
+    pub interval_secs: Option<u64>,
+    /// IANA time zone the cron expression is read in (default `UTC`).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The job kind each tick enqueues.
+    pub kind: String,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// `high`, `normal` (default) or `low`.
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `skip` (default): ticks missed during an outage are recorded and skipped. `run_once`: they are
+    /// coalesced into one run when the scheduler is back.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "skip")]
+    pub misfire_policy: Option<String>,
+    /// Delay each run by a stable pseudo-random 0..jitter_ms milliseconds, to spread load.
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// No tick fires after this instant (RFC 3339).
+    #[serde(default)]
+    pub end_at: Option<DateTime<Utc>>,
+}
+
+/// Body of `PATCH /api/v1/schedules/{id}`: only the fields to change.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulePatch {
+    pub name: Option<String>,
+    /// Setting `cron` clears `interval_secs`, and the reverse.
+    pub cron: Option<String>,
+    pub interval_secs: Option<u64>,
+    pub timezone: Option<String>,
+    pub kind: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+    pub priority: Option<String>,
+    pub enabled: Option<bool>,
+    pub misfire_policy: Option<String>,
+    pub jitter_ms: Option<u64>,
+    /// `null` removes the end date.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub end_at: Option<Option<DateTime<Utc>>>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DateTime<Utc>>>, D::Error> {
+    Option::<DateTime<Utc>>::deserialize(d).map(Some)
+}
+
+/// A schedule as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    pub id: Uuid,
+    pub name: String,
+    pub cron: Option<String>,
+    pub interval_secs: Option<u64>,
+    pub timezone: String,
+    pub kind: String,
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    #[schema(value_type = String, example = "normal")]
+    pub priority: Priority,
+    pub enabled: bool,
+    #[schema(value_type = String, example = "skip")]
+    pub misfire_policy: MisfirePolicy,
+    pub jitter_ms: u64,
+    pub end_at: Option<DateTime<Utc>>,
+    /// The next tick (before jitter); absent when disabled or ended.
+    pub next_fire_at: Option<DateTime<Utc>>,
+    pub last_fired_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub last_job_id: Option<JobId>,
+    /// Incremented by every edit.
+    pub version: i64,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ScheduleRecord> for ScheduleView {
+    fn from(s: ScheduleRecord) -> Self {
+        Self {
+            id: s.id,
+            name: s.name,
+            cron: s.cron,
+            interval_secs: s.interval_secs,
+            timezone: s.timezone,
+            kind: s.job_kind.to_string(),
+            payload: s.payload,
+            priority: s.priority,
+            enabled: s.enabled,
+            misfire_policy: s.misfire_policy,
+            jitter_ms: s.jitter_ms,
+            end_at: s.end_at,
+            next_fire_at: s.next_fire_at,
+            last_fired_at: s.last_fired_at,
+            last_job_id: s.last_job_id,
+            version: s.version,
+            created_by: s.created_by,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// Turns a body into the validated input, collecting every invalid field.
+fn input_of(body: ScheduleBody, errors: &mut Vec<FieldError>) -> ScheduleInput {
+    let priority = match body.priority.as_deref() {
+        None => Priority::Normal,
+        Some(p) => p.parse().unwrap_or_else(|e: sentinel_jobs::domain::ParseError| {
+            errors.push(FieldError::new("priority", e.to_string()));
+            Priority::Normal
+        }),
+    };
+    let misfire_policy = match body.misfire_policy.as_deref() {
+        None => MisfirePolicy::Skip,
+        Some(p) => p.parse().unwrap_or_else(|e: sentinel_jobs::domain::schedule::TriggerError| {
+            errors.push(FieldError::new(e.field, e.reason));
+            MisfirePolicy::Skip
+        }),
+    };
+    ScheduleInput {
+        name: body.name,
+        cron: body.cron,
+        interval_secs: body.interval_secs,
+        timezone: body.timezone,
+        kind: body.kind,
+        payload: body.payload,
+        priority,
+        enabled: body.enabled,
+        misfire_policy,
+        jitter_ms: body.jitter_ms,
+        end_at: body.end_at,
+    }
+}
+
+/// Validates and stores a definition: a new schedule, or a new version of `existing`.
+async fn save(
+    spine: &Spine,
+    principal: &Principal,
+    body: ScheduleBody,
+    existing: Option<&ScheduleRecord>,
+) -> Result<ScheduleRecord, Problem> {
+    let mut errors = Vec::new();
+    let input = input_of(body, &mut errors);
+    let now = Utc::now();
+    // An interval keeps its phase across edits that do not change it.
+    let anchor = match existing {
+        Some(old) if old.interval_secs.is_some() && old.interval_secs == input.interval_secs => old.anchor_at,
+        _ => now,
+    };
+    let draft = spine.schedule_draft(input, Some(principal.org_id), None, Some(principal.label()), anchor, now);
+    let draft = match (draft, errors.is_empty()) {
+        (Ok(draft), true) => draft,
+        (Ok(_), false) => return Err(Problem::invalid(errors)),
+        (Err(more), _) => {
+            errors.extend(more);
+            return Err(Problem::invalid(errors));
+        }
+    };
+    let store = spine.db().schedules();
+    let name = draft.name.clone();
+    let saved = match existing {
+        None => store.create(draft).await.map(Some),
+        Some(old) => store.replace(Some(principal.org_id), old.id, draft).await,
+    };
+    match saved {
+        Ok(Some(rec)) => Ok(rec),
+        Ok(None) => Err(Problem::not_found("schedule")),
+        Err(DbError::Duplicate) => Err(Problem::conflict(format!("a schedule named {name:?} already exists"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The schedule if it belongs to the caller's organization; 404 otherwise (malformed ids included).
+async fn schedule_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<ScheduleRecord, Problem> {
+    let not_found = || Problem::not_found(&format!("schedule {raw:?}"));
+    let id: Uuid = raw.parse().map_err(|_| not_found())?;
+    spine.db().schedules().get_in_org(principal.org_id, id).await?.ok_or_else(not_found)
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedules",
+    tag = "schedules",
+    summary = "Create a schedule",
+    request_body = ScheduleBody,
+    responses(
+        (status = 201, description = "Created; effective within 2 s", body = ScheduleView),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named): bad cron, unknown time zone, unknown job kind…", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn create(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    body: web::Json<ScheduleBody>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let rec = save(&spine, &principal, body.into_inner(), None).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/schedules/{}", rec.id)))
+        .json(ScheduleView::from(rec)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// 1–1000, default 100.
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+fn check_limit(limit: u64) -> Result<(), Problem> {
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SchedulePage {
+    pub items: Vec<ScheduleView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules",
+    tag = "schedules",
+    summary = "List schedules, oldest first",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of schedules", body = SchedulePage),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn list(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    check_limit(q.limit)?;
+    let cursor = match q.cursor.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<Uuid>().map_err(|_| Problem::invalid_field("cursor", "not a cursor from a previous page"))?,
+        ),
+    };
+    let mut rows = spine.db().schedules().list(principal.org_id, cursor, q.limit + 1).await?;
+    let more = rows.len() as u64 > q.limit;
+    rows.truncate(q.limit as usize);
+    let next_cursor = if more { rows.last().map(|s| s.id) } else { None };
+    Ok(HttpResponse::Ok().json(SchedulePage { items: rows.into_iter().map(ScheduleView::from).collect(), next_cursor }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{id}",
+    tag = "schedules",
+    summary = "Get a schedule",
+    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleView),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn get_schedule(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    Ok(HttpResponse::Ok().json(ScheduleView::from(schedule_of(&spine, &principal, &path).await?)))
+}
+
+#[utoipa::path(
+    put,
+    path = "/api/v1/schedules/{id}",
+    tag = "schedules",
+    summary = "Replace a schedule's definition",
+    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "Replaced; effective within 2 s", body = ScheduleView),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn replace(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+    body: web::Json<ScheduleBody>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let existing = schedule_of(&spine, &principal, &path).await?;
+    let rec = save(&spine, &principal, body.into_inner(), Some(&existing)).await?;
+    Ok(HttpResponse::Ok().json(ScheduleView::from(rec)))
+}
+
+#[utoipa::path(
+    patch,
+    path = "/api/v1/schedules/{id}",
+    tag = "schedules",
+    summary = "Change some fields of a schedule (e.g. `{\"enabled\": false}` to pause it)",
+    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    request_body = SchedulePatch,
+    responses(
+        (status = 200, description = "Changed; effective within 2 s", body = ScheduleView),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn patch(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+    body: web::Json<SchedulePatch>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let existing = schedule_of(&spine, &principal, &path).await?;
+    let p = body.into_inner();
+    let (cron, interval_secs) = match (p.cron, p.interval_secs) {
+        (None, None) => (existing.cron.clone(), existing.interval_secs),
+        (cron, interval) => (cron, interval),
+    };
+    let merged = ScheduleBody {
+        name: p.name.unwrap_or_else(|| existing.name.clone()),
+        cron,
+        interval_secs,
+        timezone: p.timezone.or_else(|| Some(existing.timezone.clone())),
+        kind: p.kind.unwrap_or_else(|| existing.job_kind.to_string()),
+        payload: p.payload.unwrap_or_else(|| existing.payload.clone()),
+        priority: p.priority.or_else(|| Some(existing.priority.as_str().to_owned())),
+        enabled: p.enabled.unwrap_or(existing.enabled),
+        misfire_policy: p.misfire_policy.or_else(|| Some(existing.misfire_policy.as_str().to_owned())),
+        jitter_ms: p.jitter_ms.unwrap_or(existing.jitter_ms),
+        end_at: p.end_at.unwrap_or(existing.end_at),
+    };
+    let rec = save(&spine, &principal, merged, Some(&existing)).await?;
+    Ok(HttpResponse::Ok().json(ScheduleView::from(rec)))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/schedules/{id}",
+    tag = "schedules",
+    summary = "Delete a schedule and its firing history (jobs it started are kept)",
+    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    responses(
+        (status = 204, description = "Deleted; no tick fires after this"),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn delete(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let rec = schedule_of(&spine, &principal, &path).await?;
+    if !spine.db().schedules().delete(principal.org_id, rec.id).await? {
+        return Err(Problem::not_found(&format!("schedule {}", rec.id)));
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Body of `POST /api/v1/schedules/preview`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewBody {
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default)]
+    pub interval_secs: Option<u64>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub end_at: Option<DateTime<Utc>>,
+    /// How many fire times (1–100, default 10).
+    #[serde(default = "default_count")]
+    pub count: usize,
+    /// Start after this instant (default now).
+    #[serde(default)]
+    pub after: Option<DateTime<Utc>>,
+}
+
+fn default_count() -> usize {
+    10
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Preview {
+    /// The time zone the expression is read in.
+    pub timezone: String,
+    /// The next fire times, in UTC (before jitter).
+    pub fire_times: Vec<DateTime<Utc>>,
+    /// The same instants as wall-clock times in `timezone` (RFC 3339 with offset).
+    pub local_times: Vec<String>,
+}
+
+fn preview_of(
+    trigger: &Trigger,
+    timezone: &str,
+    after: DateTime<Utc>,
+    end_at: Option<DateTime<Utc>>,
+    count: usize,
+) -> Result<Preview, Problem> {
+    if !(1..=MAX_PREVIEW).contains(&count) {
+        return Err(Problem::invalid_field("count", format!("must be from 1 to {MAX_PREVIEW}")));
+    }
+    let tz = sentinel_jobs::domain::schedule::parse_timezone(timezone)
+        .map_err(|e| Problem::invalid_field(e.field, e.reason))?;
+    let mut fire_times = Vec::with_capacity(count);
+    let mut at = after;
+    while fire_times.len() < count {
+        let Some(next) = next_tick(trigger, at, end_at, true) else { break };
+        fire_times.push(next);
+        at = next;
+    }
+    let local_times = fire_times.iter().map(|t| t.with_timezone(&tz).to_rfc3339()).collect();
+    Ok(Preview { timezone: tz.name().to_owned(), fire_times, local_times })
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedules/preview",
+    tag = "schedules",
+    summary = "Preview the next fire times of a definition before saving it",
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "The next fire times", body = Preview),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn preview_definition(
+    principal: Principal,
+    body: web::Json<PreviewBody>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    let body = body.into_inner();
+    let now = Utc::now();
+    let trigger = Trigger::new(body.cron.as_deref(), body.interval_secs, body.timezone.as_deref(), now)
+        .map_err(|e| Problem::invalid_field(e.field, e.reason))?;
+    let timezone = body.timezone.unwrap_or_else(|| "UTC".to_owned());
+    Ok(HttpResponse::Ok().json(preview_of(&trigger, &timezone, body.after.unwrap_or(now), body.end_at, body.count)?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PreviewQuery {
+    /// How many fire times (1–100, default 10).
+    #[serde(default = "default_count")]
+    count: usize,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{id}/preview",
+    tag = "schedules",
+    summary = "The next fire times of a schedule",
+    params(("id" = String, Path, description = "Schedule id (UUID)"), PreviewQuery),
+    responses(
+        (status = 200, description = "The next fire times (empty when disabled or ended)", body = Preview),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn preview_schedule(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+    q: web::Query<PreviewQuery>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    let rec = schedule_of(&spine, &principal, &path).await?;
+    let trigger = rec.trigger().map_err(|e| Problem::internal(&e))?;
+    let Some(next) = rec.next_fire_at.filter(|_| rec.enabled) else {
+        return Ok(HttpResponse::Ok().json(Preview {
+            timezone: rec.timezone,
+            fire_times: Vec::new(),
+            local_times: Vec::new(),
+        }));
+    };
+    // The stored next tick is the first one; the rest follow from it.
+    let mut preview = preview_of(&trigger, &rec.timezone, next, rec.end_at, q.count)?;
+    let tz = sentinel_jobs::domain::schedule::parse_timezone(&rec.timezone).map_err(|e| Problem::internal(&e))?;
+    preview.fire_times.insert(0, next);
+    preview.fire_times.truncate(q.count);
+    preview.local_times = preview.fire_times.iter().map(|t| t.with_timezone(&tz).to_rfc3339()).collect();
+    Ok(HttpResponse::Ok().json(preview))
+}
+
+/// One recorded tick of a schedule.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FiringView {
+    pub id: i64,
+    /// The tick (before jitter).
+    pub tick_at: DateTime<Utc>,
+    /// When the firing committed.
+    pub fired_at: DateTime<Utc>,
+    /// `fired`, or `skipped` for ticks missed during an outage under the `skip` misfire policy.
+    pub outcome: String,
+    /// Earlier ticks this row stands for (skipped, or coalesced into this run).
+    pub missed_ticks: u64,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub job_id: Option<JobId>,
+    /// The job's state now (absent once the job has been deleted by retention).
+    #[schema(value_type = Option<String>, example = "succeeded")]
+    pub job_state: Option<JobState>,
+    pub job_error: Option<String>,
+    pub job_finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FiringPage {
+    pub items: Vec<FiringView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FiringsQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<i64>,
+    /// 1–1000, default 100.
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{id}/firings",
+    tag = "schedules",
+    summary = "When the schedule fired and what happened, newest first",
+    params(("id" = String, Path, description = "Schedule id (UUID)"), FiringsQuery),
+    responses(
+        (status = 200, description = "A page of firings, each with its job's outcome", body = FiringPage),
+        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub(crate) async fn firings(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+    q: web::Query<FiringsQuery>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Viewer)?;
+    check_limit(q.limit)?;
+    let rec = schedule_of(&spine, &principal, &path).await?;
+    let mut rows = spine.db().schedules().firings(rec.id, q.cursor, q.limit + 1).await?;
+    let more = rows.len() as u64 > q.limit;
+    rows.truncate(q.limit as usize);
+    let next_cursor = if more { rows.last().map(|f| f.id) } else { None };
+    let ids: Vec<JobId> = rows.iter().filter_map(|f| f.job_id).collect();
+    let jobs = spine.store().get_many_in_org(principal.org_id, &ids).await?;
+    let items = rows
+        .into_iter()
+        .map(|f: FiringRecord| {
+            let job = f.job_id.and_then(|id| jobs.get(&id));
+            FiringView {
+                id: f.id,
+                tick_at: f.tick_at,
+                fired_at: f.fired_at,
+                outcome: f.outcome,
+                missed_ticks: f.missed_ticks,
+                job_id: f.job_id,
+                job_state: job.map(|j| j.state),
+                job_error: job.and_then(|j| j.error.clone()),
+                job_finished_at: job.and_then(|j| j.finished_at),
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(FiringPage { items, next_cursor }))
+}
