@@ -6,5 +6,6 @@ mod architecture;
 mod distributed;
 mod embedded;
 mod procs;
+mod scheduling;
 mod streams;
 mod telemetry;
