@@ -192,6 +192,9 @@ fn new_row(new: NewJob, now: DateTime<Utc>) -> Result<jobs::Model, DbError> {
     })
 }
 
+/// Rows per multi-row INSERT.
+const INSERT_CHUNK: usize = 500;
+
 /// Repository of jobs and their events.
 #[derive(Clone, Debug)]
 pub struct JobStore {
@@ -274,20 +277,24 @@ impl JobStore {
         }
         let now = Utc::now();
         let rows = news.into_iter().map(|n| new_row(n, now)).collect::<Result<Vec<jobs::Model>, DbError>>()?;
-        // `reset_all` marks every field as set, so each column is inserted.
-        jobs::Entity::insert_many(rows.iter().cloned().map(|m| jobs::ActiveModel::from(m).reset_all()))
-            .exec(txn)
-            .await
-            .map_err(|e| match e.sql_err() {
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
-                _ => DbError::Db(e),
-            })?;
+        // Chunks keep each statement under SQLite's 32,766 bound parameters (a job row binds about 25).
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            // `reset_all` marks every field as set, so each column is inserted.
+            jobs::Entity::insert_many(chunk.iter().cloned().map(|m| jobs::ActiveModel::from(m).reset_all()))
+                .exec(txn)
+                .await
+                .map_err(|e| match e.sql_err() {
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
+                    _ => DbError::Db(e),
+                })?;
+        }
         let records = rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
         let mut events: Vec<JobEvent> = records.iter().map(|j| event(j, 1, now, JobEventKind::Queued)).collect();
-        let stored =
-            job_events::Entity::insert_many(events.iter().map(event_row).collect::<Result<Vec<_>, DbError>>()?)
-                .exec_with_returning(txn)
-                .await?;
+        let mut stored = Vec::with_capacity(events.len());
+        for chunk in events.chunks(INSERT_CHUNK) {
+            let rows = chunk.iter().map(event_row).collect::<Result<Vec<_>, DbError>>()?;
+            stored.extend(job_events::Entity::insert_many(rows).exec_with_returning(txn).await?);
+        }
         let ids: std::collections::HashMap<Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();
         for ev in &mut events {
             ev.id = ids.get(&ev.job_id.as_uuid()).copied().unwrap_or_default();

@@ -37,6 +37,33 @@ pub enum DbError {
     Corrupt(String),
 }
 
+/// A throwaway PostgreSQL database on a server (benchmarks run in one, then drop it).
+pub struct ScratchDatabase {
+    server: DatabaseConnection,
+    name: String,
+    /// Connection URL of the new database.
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates `<prefix>_<random>` on the server at `server_url` (a URL to any of its databases).
+    pub async fn create(server_url: &str, prefix: &str) -> Result<Self, DbError> {
+        use sea_orm::ConnectionTrait;
+        let server = sea_orm::Database::connect(server_url).await?;
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        server.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
+        let base = server_url.rsplit_once('/').map_or(server_url, |(base, _)| base);
+        Ok(Self { url: format!("{base}/{name}"), server, name })
+    }
+
+    /// Drops the database, disconnecting whoever is still connected.
+    pub async fn drop_now(self) -> Result<(), DbError> {
+        use sea_orm::ConnectionTrait;
+        self.server.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await?;
+        Ok(())
+    }
+}
+
 /// A pool of connections to the Sentinel database.
 #[derive(Clone, Debug)]
 pub struct Database {

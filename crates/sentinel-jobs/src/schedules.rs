@@ -48,7 +48,7 @@ pub fn next_tick(
 
 impl Spine {
     /// Validates `input` (every invalid field reported at once) and builds the row to store. Interval
-    /// ticks are anchored at `anchor` (whole seconds); the first tick is the next one after `now`.
+    /// ticks are anchored at `anchor` (to the millisecond); the first tick is the next one after `now`.
     pub fn schedule_draft(
         &self,
         input: ScheduleInput,
@@ -63,7 +63,8 @@ impl Spine {
         if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
             errors.push(FieldError::new("name", format!("must be 1 to {MAX_NAME_LEN} characters")));
         }
-        let anchor = DateTime::from_timestamp(anchor.timestamp(), 0).unwrap_or(anchor);
+        // Milliseconds: every database stores them exactly, so the claim's equality test on ticks holds.
+        let anchor = DateTime::from_timestamp_millis(anchor.timestamp_millis()).unwrap_or(anchor);
         let trigger = match Trigger::new(input.cron.as_deref(), input.interval_secs, input.timezone.as_deref(), anchor)
         {
             Ok(t) => Some(t),

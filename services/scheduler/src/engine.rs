@@ -49,6 +49,9 @@ struct Entry {
 /// skipped when popped instead of being removed from the heap).
 type HeapKey = Reverse<(DateTime<Utc>, Uuid, i64, DateTime<Utc>)>;
 
+/// Receives the lateness (commit time minus due time) of every committed firing.
+pub type LatenessObserver = std::sync::Arc<dyn Fn(Duration) + Send + Sync>;
+
 /// A scheduler replica.
 pub struct Engine {
     spine: Spine,
@@ -56,6 +59,7 @@ pub struct Engine {
     holder: String,
     entries: HashMap<Uuid, Entry>,
     heap: BinaryHeap<HeapKey>,
+    observer: Option<LatenessObserver>,
 }
 
 impl Engine {
@@ -67,7 +71,13 @@ impl Engine {
             &Uuid::new_v4().simple().to_string()[..8]
         );
         let store = spine.db().schedules();
-        Self { spine, store, holder, entries: HashMap::new(), heap: BinaryHeap::new() }
+        Self { spine, store, holder, entries: HashMap::new(), heap: BinaryHeap::new(), observer: None }
+    }
+
+    /// Reports each firing's lateness to `observer` too (the benchmark's exact histogram).
+    pub fn with_lateness_observer(mut self, observer: LatenessObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Competes for the lease until `shutdown`; leads while it holds it.
@@ -209,11 +219,12 @@ impl Engine {
         self.entries.insert(rec.id, Entry { version: rec.version, org_id: rec.org_id, trigger, rec, tick, due });
     }
 
-    /// Claims and fires every due tick, in batches.
+    /// Claims and fires one batch of due ticks. The caller's loop comes straight back while more are
+    /// due, having checked the lease, shutdown and edits in between.
     async fn fire_due(&mut self) -> Result<(), DbError> {
         let grace = chrono::Duration::from_std(self.spine.settings().scheduler.misfire_grace())
             .unwrap_or(chrono::Duration::seconds(10));
-        loop {
+        {
             let now = Utc::now();
             let mut claims = Vec::new();
             let mut claimed_ids = HashSet::new();
@@ -236,16 +247,29 @@ impl Engine {
                 .iter()
                 .filter_map(|c| self.entries.get(&c.schedule_id).map(|e| (c.schedule_id, e.due)))
                 .collect();
+            let mut failed = HashSet::new();
             let claimed = match self.store.claim(claims.clone()).await {
                 Ok(claimed) => claimed,
+                Err(e) if claims.len() == 1 => {
+                    // Nothing committed: try this tick again shortly.
+                    self.retry_later(&claims[0], now);
+                    return Err(e);
+                }
                 Err(e) => {
-                    // Nothing committed: put the ticks back to try again.
+                    // One bad tick must not hold up the others: claim them one by one.
+                    tracing::warn!(error = %e, batch = claims.len(), "scheduler: batch claim failed; claiming one by one");
+                    let mut claimed = Vec::with_capacity(claims.len());
                     for c in &claims {
-                        if let Some(entry) = self.entries.get(&c.schedule_id) {
-                            self.heap.push(Reverse((entry.due, c.schedule_id, entry.version, entry.tick)));
+                        match self.store.claim(vec![c.clone()]).await {
+                            Ok(won) => claimed.extend(won),
+                            Err(e) => {
+                                tracing::warn!(error = %e, schedule_id = %c.schedule_id, "scheduler: cannot fire this tick; will retry");
+                                self.retry_later(c, now);
+                                failed.insert(c.schedule_id);
+                            }
                         }
                     }
-                    return Err(e);
+                    claimed
                 }
             };
             let committed_at = Utc::now();
@@ -254,6 +278,9 @@ impl Engine {
                 if let Some(due) = dues.get(&c.schedule_id) {
                     let late = (committed_at - *due).to_std().unwrap_or(Duration::ZERO);
                     metrics::histogram!(metric::SCHEDULE_LATENESS).record(late.as_secs_f64());
+                    if let Some(observe) = &self.observer {
+                        observe(late);
+                    }
                 }
                 let outcome = if c.job.is_some() { "fired" } else { "skipped" };
                 metrics::counter!(metric::SCHEDULE_FIRINGS, "outcome" => outcome).increment(1);
@@ -261,7 +288,7 @@ impl Engine {
             }
             self.publish(claimed);
             // Lost claims: another replica fired the tick, or the schedule changed. Re-read them.
-            for c in claims.iter().filter(|c| !won.contains(&c.schedule_id)) {
+            for c in claims.iter().filter(|c| !won.contains(&c.schedule_id) && !failed.contains(&c.schedule_id)) {
                 match self.store.get(c.schedule_id).await? {
                     Some(rec) => self.upsert(rec),
                     None => {
@@ -269,6 +296,15 @@ impl Engine {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Puts a tick whose claim failed back in the heap, due again after a pause.
+    fn retry_later(&mut self, claim: &TickClaim, now: DateTime<Utc>) {
+        if let Some(entry) = self.entries.get(&claim.schedule_id) {
+            let again = now + chrono::Duration::from_std(CLAIM_RETRY).unwrap_or_default();
+            self.heap.push(Reverse((again.max(entry.due), claim.schedule_id, entry.version, entry.tick)));
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sentinel_jobs::{Relay, Spine};
 use sentinel_telemetry::Shutdown;
 
-pub use engine::{Engine, LEASE_NAME};
+pub use engine::{Engine, LEASE_NAME, LatenessObserver};
 
 /// This service's name.
 pub const SERVICE: &str = "scheduler";

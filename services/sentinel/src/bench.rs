@@ -15,6 +15,8 @@ use sentinel_domain::{JobId, JobKind, Priority, QueueName};
 pub enum BenchTarget {
     /// Bus throughput and latency with no-op jobs.
     Bus(BusBench),
+    /// Scheduler lateness and CPU with many active schedules.
+    Schedules(crate::bench_schedules::ScheduleBench),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,7 +52,10 @@ pub struct BusBench {
 }
 
 pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
-    let BenchTarget::Bus(args) = target;
+    let args = match target {
+        BenchTarget::Bus(args) => args,
+        BenchTarget::Schedules(args) => return crate::bench_schedules::run(args).await,
+    };
     sentinel_telemetry::install_crypto_provider();
     let queue = QueueName::parse("bench")?;
     println!("| handlers | jobs | enqueue (jobs/s) | end-to-end (jobs/s) |");

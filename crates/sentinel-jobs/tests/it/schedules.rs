@@ -18,6 +18,7 @@ both_modes!(
     an_edit_invalidates_claims_computed_before_it,
     the_lease_has_one_holder_and_a_new_epoch_per_holder,
     builtin_schedules_follow_configuration,
+    a_backlog_of_thousands_of_ticks_is_claimed_in_one_call,
 );
 
 fn input(interval_secs: u64) -> ScheduleInput {
@@ -180,5 +181,22 @@ async fn builtin_schedules_follow_configuration(mode: Mode) {
     assert!(by_kind(builtin::MONITOR_DISPATCH_HTTP_CHECKS).enabled);
     assert!(by_kind(builtin::SYSTEM_RETENTION).enabled);
     assert_eq!(env.spine.db().schedules().list_system().await.expect("list").len(), 4);
+    env.stop().await;
+}
+
+async fn a_backlog_of_thousands_of_ticks_is_claimed_in_one_call(mode: Mode) {
+    // After an outage the scheduler claims up to 2,000 ticks per transaction: more bound parameters
+    // than SQLite allows in one statement, so the store must split its statements.
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.db().schedules();
+    let mut claims = Vec::new();
+    for i in 0..2_000 {
+        let rec =
+            store.create(draft(&env, ScheduleInput { name: format!("s{i}"), ..input(60) })).await.expect("create");
+        claims.push(claim(&env, &rec));
+    }
+    let fired = store.claim(claims).await.expect("one claim for the whole backlog");
+    assert_eq!(fired.len(), 2_000);
+    assert!(fired.iter().all(|c| c.job.is_some()));
     env.stop().await;
 }
