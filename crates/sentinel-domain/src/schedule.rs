@@ -12,7 +12,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -100,11 +100,15 @@ impl Trigger {
         }
     }
 
-    /// The first fire instant strictly after `after`, if any.
+    /// The first fire instant strictly after `after`, if any. Instants outside years 1900–9000 have
+    /// none (so no arithmetic can overflow).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !(1900..=9000).contains(&after.year()) {
+            return None;
+        }
         match self {
             Self::Cron(c) => c.next_after(after),
-            Self::Interval(i) => Some(i.next_after(after)),
+            Self::Interval(i) => i.next_after(after),
         }
     }
 
@@ -311,13 +315,14 @@ impl IntervalTrigger {
         Ok(Self { every, anchor })
     }
 
-    pub fn next_after(&self, after: DateTime<Utc>) -> DateTime<Utc> {
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if after < self.anchor {
-            return self.anchor;
+            return Some(self.anchor);
         }
         let step = self.every.num_milliseconds();
         let elapsed = (after - self.anchor).num_milliseconds();
-        self.anchor + Duration::milliseconds((elapsed / step + 1) * step)
+        let offset = (elapsed / step).checked_add(1)?.checked_mul(step)?;
+        self.anchor.checked_add_signed(Duration::milliseconds(offset))
     }
 }
 
@@ -375,6 +380,7 @@ mod tests {
         assert_eq!(Trigger::new(None, Some(0), None, now).expect_err("refused").field, "interval_secs");
         assert_eq!(Trigger::new(Some("* * * * *"), Some(5), None, now).expect_err("refused").field, "interval_secs");
         assert_eq!(Trigger::new(None, None, None, now).expect_err("refused").field, "cron");
+        assert_eq!(Trigger::new(Some("0 0 30 2 *"), None, None, now).expect_err("never fires").field, "cron");
         assert_eq!("later".parse::<MisfirePolicy>().expect_err("refused").field, "misfire_policy");
     }
 
@@ -457,6 +463,9 @@ mod tests {
         assert_eq!(t.next_after(utc("2025-12-31T00:00:00Z")), Some(anchor));
         assert_eq!(t.next_after(anchor), Some(utc("2026-01-01T00:00:07Z")));
         assert_eq!(t.next_after(utc("2026-01-01T00:00:13.5Z")), Some(utc("2026-01-01T00:00:14Z")));
+        assert_eq!(t.next_after(DateTime::<Utc>::MAX_UTC), None, "no overflow at the end of time");
+        assert_eq!(cron("* * * * *", "Pacific/Kiritimati").next_after(DateTime::<Utc>::MAX_UTC), None);
+        assert_eq!(cron("* * * * *", "UTC").next_after(DateTime::<Utc>::MIN_UTC), None);
     }
 
     #[test]

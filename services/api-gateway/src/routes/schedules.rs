@@ -241,6 +241,9 @@ async fn schedule_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<
     summary = "Create a schedule",
     request_body = ScheduleBody,
     responses(
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
         (status = 201, description = "Created; effective within 2 s", body = ScheduleView),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
@@ -355,6 +358,9 @@ pub(crate) async fn get_schedule(
     params(("id" = String, Path, description = "Schedule id (UUID)")),
     request_body = ScheduleBody,
     responses(
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
         (status = 200, description = "Replaced; effective within 2 s", body = ScheduleView),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
@@ -384,6 +390,9 @@ pub(crate) async fn replace(
     params(("id" = String, Path, description = "Schedule id (UUID)")),
     request_body = SchedulePatch,
     responses(
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
         (status = 200, description = "Changed; effective within 2 s", body = ScheduleView),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
@@ -514,6 +523,9 @@ fn preview_of(
     summary = "Preview the next fire times of a definition before saving it",
     request_body = PreviewBody,
     responses(
+        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
         (status = 200, description = "The next fire times", body = Preview),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
