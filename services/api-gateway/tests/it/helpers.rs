@@ -39,6 +39,11 @@ pub async fn spawn_app_with_scheduler() -> TestApp {
     spawn(&[], true).await
 }
 
+/// Like [`spawn_app_with_scheduler`], with extra settings.
+pub async fn spawn_app_with_scheduler_and(extra: &[(&str, &str)]) -> TestApp {
+    spawn(extra, true).await
+}
+
 async fn spawn(extra: &[(&str, &str)], with_scheduler: bool) -> TestApp {
     let db = TestDb::sqlite().expect("sqlite");
     let mut overrides = vec![

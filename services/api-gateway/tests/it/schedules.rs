@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, schedule_body, spawn_app, spawn_app_with_scheduler};
+use crate::helpers::{TestApp, schedule_body, spawn_app, spawn_app_with_scheduler, spawn_app_with_scheduler_and};
 
 /// How long an API change may take to reach the scheduler (the bound).
 const EFFECTIVE_WITHIN: Duration = Duration::from_secs(2);
@@ -222,4 +222,53 @@ async fn preview_returns_the_next_fire_times_in_the_zone() {
         assert_eq!(local.format("%H:%M").to_string(), "09:00", "nine o'clock Paris time, summer or winter");
         assert!(!matches!(local.format("%a").to_string().as_str(), "Sat" | "Sun"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_stops_at_its_end_date() {
+    let app = spawn_app_with_scheduler().await;
+    let admin = app.admin().await;
+    let end = Utc::now() + chrono::Duration::milliseconds(2_500);
+    let mut body = schedule_body("short-lived", 1);
+    body["end_at"] = json!(end.to_rfc3339());
+    let (status, created) = app.call(Method::POST, "/api/v1/schedules", Some(&admin), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let fired = firings(&app, &admin, &id).await;
+    assert!(!fired.is_empty() && fired.len() <= 3, "{fired:?}");
+    assert!(fired.iter().all(|f| time(&f["tick_at"]) <= end), "no tick after the end date: {fired:?}");
+    let (_, schedule) = app.call(Method::GET, &format!("/api/v1/schedules/{id}"), Some(&admin), None).await;
+    assert!(schedule["next_fire_at"].is_null(), "ended: {schedule}");
+    let (_, preview) = app.call(Method::GET, &format!("/api/v1/schedules/{id}/preview"), Some(&admin), None).await;
+    assert_eq!(preview["fire_times"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_periodic_work_fires_and_runs() {
+    // Retention every second, so the test sees it fire and its job succeed.
+    let app = spawn_app_with_scheduler_and(&[("scheduler.retention_interval_secs", "1")]).await;
+    let store = app.spine.db().schedules();
+    let retention = sentinel_testkit::eventually(Duration::from_secs(10), || async {
+        store.list_system().await.ok()?.into_iter().find(|s| s.owner.as_deref() == Some("builtin:retention"))
+    })
+    .await
+    .expect("the built-in retention schedule exists");
+    assert_eq!(retention.interval_secs, Some(1));
+    let job = sentinel_testkit::eventually(Duration::from_secs(15), || async {
+        for f in store.firings(retention.id, None, 20).await.ok()? {
+            let job = app.spine.store().get(f.job_id?).await.ok()??;
+            if job.state == sentinel_jobs::domain::JobState::Succeeded {
+                return Some(job);
+            }
+        }
+        None
+    })
+    .await
+    .expect("a retention job ran to success");
+    assert!(job.result.as_ref().is_some_and(|r| r.get("deleted_jobs").is_some()), "{:?}", job.result);
+    // System schedules belong to no organization: callers do not see them.
+    let admin = app.admin().await;
+    let (_, page) = app.call(Method::GET, "/api/v1/schedules", Some(&admin), None).await;
+    assert_eq!(page["items"], json!([]));
 }
