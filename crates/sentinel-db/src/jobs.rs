@@ -674,6 +674,18 @@ impl JobStore {
         Ok(res.rows_affected)
     }
 
+    /// Deletes system jobs (no organization: the built-in periodic sweeps) that succeeded before
+    /// `cutoff`. They run every few seconds, so they get a much shorter retention than user jobs.
+    pub async fn delete_succeeded_system_jobs_before(&self, cutoff: DateTime<Utc>) -> Result<u64, DbError> {
+        let res = jobs::Entity::delete_many()
+            .filter(jobs::Column::OrgId.is_null())
+            .filter(jobs::Column::State.eq(JobState::Succeeded.as_str()))
+            .filter(jobs::Column::FinishedAt.lt(cutoff))
+            .exec(&self.conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
     /// A job of `org` (jobs of other organizations do not exist for the caller).
     pub async fn get_in_org(&self, org: Uuid, id: JobId) -> Result<Option<JobRecord>, DbError> {
         jobs::Entity::find_by_id(id.as_uuid())

@@ -385,13 +385,14 @@ impl ScheduleStore {
             .collect())
     }
 
-    /// Deletes firing records older than `cutoff` (retention).
-    pub async fn delete_firings_before(&self, cutoff: DateTime<Utc>) -> Result<u64, DbError> {
-        let res = schedule_firings::Entity::delete_many()
-            .filter(schedule_firings::Column::FiredAt.lt(cutoff))
-            .exec(&self.conn)
-            .await?;
-        Ok(res.rows_affected)
+    /// Deletes firing records older than `cutoff` (retention); with `system_only`, only those of the
+    /// built-in schedules.
+    pub async fn delete_firings_before(&self, cutoff: DateTime<Utc>, system_only: bool) -> Result<u64, DbError> {
+        let mut q = schedule_firings::Entity::delete_many().filter(schedule_firings::Column::FiredAt.lt(cutoff));
+        if system_only {
+            q = q.filter(schedule_firings::Column::OrgId.is_null());
+        }
+        Ok(q.exec(&self.conn).await?.rows_affected)
     }
 
     /// Claims due ticks and commits, in one transaction, the schedules' next ticks, the jobs and the

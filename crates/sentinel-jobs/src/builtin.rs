@@ -72,16 +72,25 @@ impl JobHandler for FaultSubprocess {
 }
 
 /// `system.retention`: deletes finished jobs (with their events) and schedule firings older than
-/// `worker.retention_days`. Fired by the built-in retention schedule.
+/// `worker.retention_days`, and the successful runs of the built-in periodic sweeps (and their firings)
+/// after a day — they fire every few seconds and would otherwise dominate the tables. Fired by the
+/// built-in retention schedule.
 pub struct Retention;
+
+/// How long successful system sweeps are kept.
+const SYSTEM_RETENTION: chrono::Duration = chrono::Duration::days(1);
 
 #[async_trait]
 impl JobHandler for Retention {
     async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
         let spine = ctx.spine();
-        let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(spine.settings().worker.retention_days));
-        let jobs = spine.store().delete_finished_before(cutoff).await?;
-        let firings = spine.db().schedules().delete_firings_before(cutoff).await?;
+        let now = chrono::Utc::now();
+        let cutoff = now - chrono::Duration::days(i64::from(spine.settings().worker.retention_days));
+        let schedules = spine.db().schedules();
+        let jobs = spine.store().delete_finished_before(cutoff).await?
+            + spine.store().delete_succeeded_system_jobs_before(now - SYSTEM_RETENTION).await?;
+        let firings = schedules.delete_firings_before(cutoff, false).await?
+            + schedules.delete_firings_before(now - SYSTEM_RETENTION, true).await?;
         if jobs + firings > 0 {
             tracing::info!(jobs, firings, %cutoff, "retention: removed expired job data");
         }

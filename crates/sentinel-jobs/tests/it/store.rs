@@ -7,7 +7,12 @@ use serde_json::json;
 use crate::both_modes;
 use crate::helpers::{Env, Mode};
 
-both_modes!(stale_attempt_writes_are_refused, a_message_for_an_old_attempt_is_skipped, counts_cover_every_state);
+both_modes!(
+    stale_attempt_writes_are_refused,
+    a_message_for_an_old_attempt_is_skipped,
+    counts_cover_every_state,
+    retention_of_system_sweeps_spares_user_jobs_and_failures,
+);
 
 fn new_job() -> NewJob {
     NewJob {
@@ -95,4 +100,29 @@ async fn an_out_of_date_schema_stops_the_service_with_a_clear_message() {
         conn.ensure_schema(false).await.expect("schema is current");
         assert_eq!(conn.migrate().await.expect("migrate again"), 0);
     }
+}
+
+async fn retention_of_system_sweeps_spares_user_jobs_and_failures(mode: Mode) {
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.store();
+    let finish = |outcome: Finish, org: Option<uuid::Uuid>| {
+        let store = store.clone();
+        async move {
+            let (job, _) = store.insert(NewJob { org_id: org, ..new_job() }).await.expect("insert");
+            let StartOutcome::Started(running, _) = store.start(job.id, 1, false).await.expect("start") else {
+                panic!("not started")
+            };
+            store.finish(job.id, running.epoch, outcome).await.expect("finish");
+            job.id
+        }
+    };
+    let system_ok = finish(Finish::Succeeded(json!({})), None).await;
+    let system_failed = finish(Finish::Failed("boom".into()), None).await;
+    let user_ok = finish(Finish::Succeeded(json!({})), Some(uuid::Uuid::now_v7())).await;
+    let deleted = store.delete_succeeded_system_jobs_before(chrono::Utc::now() + chrono::Duration::minutes(1)).await;
+    assert_eq!(deleted.expect("delete"), 1);
+    assert!(store.get(system_ok).await.expect("get").is_none(), "successful sweeps go after a day");
+    assert!(store.get(system_failed).await.expect("get").is_some(), "failed sweeps stay for inspection");
+    assert!(store.get(user_ok).await.expect("get").is_some(), "user jobs follow worker.retention_days");
+    env.stop().await;
 }
