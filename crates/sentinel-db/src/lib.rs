@@ -33,6 +33,9 @@ pub enum DbError {
     /// A unique constraint refused the row (a deduplication key or a name already in use).
     #[error("already exists")]
     Duplicate,
+    /// An optimistic write found the row changed since it was read.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }

@@ -45,7 +45,7 @@ pub struct ScheduleRecord {
 impl ScheduleRecord {
     /// The trigger this schedule fires on.
     pub fn trigger(&self) -> Result<Trigger, TriggerError> {
-        Trigger::new(self.cron.as_deref(), self.interval_secs, Some(&self.timezone), self.anchor_at)
+        Trigger::stored(self.cron.as_deref(), self.interval_secs, Some(&self.timezone), self.anchor_at)
     }
 }
 
@@ -229,13 +229,19 @@ impl ScheduleStore {
 
     /// Replaces the definition of a schedule of `org`; bumps its version so a scheduler holding the old
     /// one cannot fire it. `None` when there is no such schedule.
+    /// With `expected_version`, the write happens only if nobody changed the schedule since it was read
+    /// (`DbError::Conflict` otherwise).
     pub async fn replace(
         &self,
         org: Option<Uuid>,
         id: Uuid,
         draft: ScheduleDraft,
+        expected_version: Option<i64>,
     ) -> Result<Option<ScheduleRecord>, DbError> {
         let mut cond = Condition::all().add(schedules::Column::Id.eq(id));
+        if let Some(version) = expected_version {
+            cond = cond.add(schedules::Column::Version.eq(version));
+        }
         cond = match org {
             Some(org) => cond.add(schedules::Column::OrgId.eq(org)),
             None => cond.add(schedules::Column::OrgId.is_null()),
@@ -261,7 +267,12 @@ impl ScheduleStore {
             .await
             .map_err(|e| if is_unique_violation(&e) { DbError::Duplicate } else { DbError::Db(e) })?;
         if res.rows_affected == 0 {
-            return Ok(None);
+            return match (expected_version, self.get(id).await?) {
+                (Some(_), Some(rec)) if rec.org_id == org => {
+                    Err(DbError::Conflict(format!("schedule {id} changed meanwhile")))
+                }
+                _ => Ok(None),
+            };
         }
         self.get(id).await
     }
@@ -283,7 +294,7 @@ impl ScheduleStore {
                 if !draft.differs_from(&rec) {
                     return Ok(rec);
                 }
-                self.replace(rec.org_id, rec.id, draft).await?.ok_or_else(|| DbError::NotFound(owner))
+                self.replace(rec.org_id, rec.id, draft, None).await?.ok_or_else(|| DbError::NotFound(owner))
             }
         }
     }
@@ -397,7 +408,7 @@ impl ScheduleStore {
 
     /// Claims due ticks and commits, in one transaction, the schedules' next ticks, the jobs and the
     /// firing rows. A claim wins only if its tick is still the schedule's `next_fire_at` at the version
-    /// it was computed from; claims that lost (another replica fired the tick, or the schedule was
+    /// it was computed from (at most one claim per schedule per call); claims that lost (another replica fired the tick, or the schedule was
     /// edited, disabled or deleted) are left out of the result. The unique (schedule, tick) index makes
     /// a double firing impossible even if two claims raced on a stale read.
     pub async fn claim(&self, claims: Vec<TickClaim>) -> Result<Vec<ClaimedTick>, DbError> {
@@ -413,11 +424,26 @@ impl ScheduleStore {
                 won.insert(row.try_get_by_index::<Uuid>(0)?);
             }
         }
-        let winners: Vec<TickClaim> = claims.into_iter().filter(|c| won.contains(&c.schedule_id)).collect();
+        let mut winners: Vec<TickClaim> = claims.into_iter().filter(|c| won.contains(&c.schedule_id)).collect();
+        // A tick that already has a firing row was fired before (an edit can set `next_fire_at` back to a
+        // tick that fired meanwhile): the claim still moves the schedule on, but fires nothing again.
+        let fired_before = Self::already_fired(&txn, &winners).await?;
+        let mut out = Vec::with_capacity(winners.len());
+        winners.retain(|c| {
+            let again = fired_before.contains(&(c.schedule_id, c.tick_at));
+            if again {
+                out.push(ClaimedTick {
+                    schedule_id: c.schedule_id,
+                    tick_at: c.tick_at,
+                    next_fire_at: c.next_fire_at,
+                    job: None,
+                });
+            }
+            !again
+        });
         let jobs: Vec<NewJob> = winners.iter().filter_map(|c| c.job.clone()).collect();
         let mut inserted = JobStore::insert_many_in(&txn, jobs).await?.into_iter();
         let mut firings = Vec::with_capacity(winners.len());
-        let mut out = Vec::with_capacity(winners.len());
         for c in winners {
             let job = if c.job.is_some() { inserted.next() } else { None };
             firings.push(schedule_firings::ActiveModel {
@@ -440,6 +466,23 @@ impl ScheduleStore {
         }
         txn.commit().await?;
         Ok(out)
+    }
+
+    /// The (schedule, tick) pairs among `claims` that already have a firing row.
+    async fn already_fired(
+        txn: &sea_orm::DatabaseTransaction,
+        claims: &[TickClaim],
+    ) -> Result<std::collections::HashSet<(Uuid, DateTime<Utc>)>, DbError> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in claims.chunks(CLAIM_CHUNK) {
+            let rows = schedule_firings::Entity::find()
+                .filter(schedule_firings::Column::ScheduleId.is_in(chunk.iter().map(|c| c.schedule_id)))
+                .filter(schedule_firings::Column::TickAt.is_in(chunk.iter().map(|c| c.tick_at)))
+                .all(txn)
+                .await?;
+            found.extend(rows.into_iter().map(|r| (r.schedule_id, r.tick_at)));
+        }
+        Ok(found)
     }
 
     /// Takes or renews the lease `name` for `holder` until now + `ttl`. Returns the lease epoch while

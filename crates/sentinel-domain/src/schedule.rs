@@ -22,6 +22,9 @@ pub const MIN_INTERVAL_SECS: u64 = 1;
 pub const MAX_INTERVAL_SECS: u64 = 366 * 24 * 3600;
 /// How far apart two transitions of one zone can be assumed to be, and the most a transition shifts.
 const DST_WINDOW: Duration = Duration::hours(3);
+/// Bound on the wall-clock ticks scanned near a transition (an expression firing every second in
+/// restricted hours is the worst case: 6 h of seconds).
+const MAX_SCANNED_TICKS: usize = 25_000;
 
 /// Why a trigger was refused; `field` names the request field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +103,20 @@ impl Trigger {
         }
     }
 
+    /// Rebuilds the trigger of a stored schedule: like [`Trigger::new`] but accepts a cron expression
+    /// whose last tick has passed.
+    pub fn stored(
+        cron: Option<&str>,
+        interval_secs: Option<u64>,
+        timezone: Option<&str>,
+        anchor: DateTime<Utc>,
+    ) -> Result<Self, TriggerError> {
+        match (cron, interval_secs) {
+            (Some(expr), None) => Ok(Self::Cron(Box::new(CronTrigger::parse(expr, timezone.unwrap_or("UTC"))?))),
+            _ => Self::new(cron, interval_secs, timezone, anchor),
+        }
+    }
+
     /// The first fire instant strictly after `after`, if any. Instants outside years 1900–9000 have
     /// none (so no arithmetic can overflow).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -147,15 +164,22 @@ pub struct CronTrigger {
 
 impl CronTrigger {
     /// Accepts crontab's 5 fields (minute precision), 6 fields with seconds first, 7 with a year, and
-    /// the `@hourly`-style macros.
+    /// the `@hourly`-style macros. Refuses expressions that never fire again.
     pub fn new(expr: &str, timezone: &str) -> Result<Self, TriggerError> {
+        let trigger = Self::parse(expr, timezone)?;
+        if trigger.next_after(Utc::now()).is_none() {
+            return Err(TriggerError::new("cron", format!("{expr:?} never fires")));
+        }
+        Ok(trigger)
+    }
+
+    /// Like [`CronTrigger::new`] without the "fires again" check: for stored schedules, whose last
+    /// tick may be overdue.
+    pub fn parse(expr: &str, timezone: &str) -> Result<Self, TriggerError> {
         let tz = parse_timezone(timezone)?;
         let (normalised, every_hour) = normalise_cron(expr)?;
         let schedule = cron::Schedule::from_str(&normalised)
             .map_err(|e| TriggerError::new("cron", format!("{expr:?} is not a valid cron expression: {e}")))?;
-        if schedule.after(&Utc::now()).next().is_none() && schedule.upcoming(Utc).next().is_none() {
-            return Err(TriggerError::new("cron", format!("{expr:?} never fires")));
-        }
         Ok(Self { schedule, tz, every_hour })
     }
 
@@ -164,12 +188,18 @@ impl CronTrigger {
     }
 
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.every_hour {
+            return self.next_in_real_time(after);
+        }
         let local_after = after.with_timezone(&self.tz).naive_local();
-        // Fast path: away from a transition the next wall-clock tick maps to one instant with the same
-        // offset as `after`, and nothing earlier can come between.
-        let naive = self.naive_ticks_after(local_after).next()?;
+        // Fast path: with no transition in the last few hours, the next wall-clock tick maps to one
+        // instant with the same offset as `after`, and nothing earlier (a shifted or repeated tick) can
+        // come between.
+        let offset_now = self.offset_at(after);
+        let naive = self.next_naive_after(local_after)?;
         if let LocalResult::Single(at) = self.tz.from_local_datetime(&naive)
-            && at.offset().fix() == after.with_timezone(&self.tz).offset().fix()
+            && at.offset().fix() == offset_now
+            && after.checked_sub_signed(DST_WINDOW).is_some_and(|before| self.offset_at(before) == offset_now)
             && at.with_timezone(&Utc) > after
         {
             return Some(at.with_timezone(&Utc));
@@ -177,18 +207,65 @@ impl CronTrigger {
         self.next_after_near_transition(after, local_after)
     }
 
-    /// Wall-clock ticks strictly after `local`, as naive local times.
-    fn naive_ticks_after(&self, local: NaiveDateTime) -> impl Iterator<Item = NaiveDateTime> + '_ {
+    fn offset_at(&self, at: DateTime<Utc>) -> chrono::FixedOffset {
+        self.tz.offset_from_utc_datetime(&at.naive_utc()).fix()
+    }
+
+    /// The first wall-clock tick strictly after `local`.
+    fn next_naive_after(&self, local: NaiveDateTime) -> Option<NaiveDateTime> {
         // The cron crate iterates in a zone; UTC has no transitions, so it iterates pure wall-clock time.
-        self.schedule.after(&Utc.from_utc_datetime(&local)).map(|t| t.naive_utc())
+        self.schedule.after(&Utc.from_utc_datetime(&local)).next().map(|t| t.naive_utc())
+    }
+
+    /// For expressions whose hour field is `*`: the first instant after `after` whose wall-clock time
+    /// (at the offset in force then) matches. Walks offset segments, finding each transition by
+    /// bisection, so it costs a few cron lookups whatever the expression's density.
+    fn next_in_real_time(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Ticks strictly after `from` (wall-clock `from + offset`), or at it when `inclusive`.
+        let (mut from, mut inclusive) = (after, false);
+        for _ in 0..4 {
+            let offset = self.offset_at(from);
+            let shift = Duration::seconds(i64::from(offset.local_minus_utc()));
+            let local = from.naive_utc() + shift;
+            let naive = if inclusive {
+                self.next_naive_after(local - Duration::nanoseconds(1))?
+            } else {
+                self.next_naive_after(local)?
+            };
+            let candidate = Utc.from_utc_datetime(&(naive - shift));
+            if self.offset_at(candidate) == offset && candidate > after {
+                return Some(candidate);
+            }
+            // A transition lies between `from` and the candidate: continue from it, in the new offset.
+            from = self.transition_between(from, candidate.max(from + Duration::seconds(1)));
+            inclusive = true;
+        }
+        None
+    }
+
+    /// The first instant in `(lo, hi]` whose offset differs from `lo`'s (to the second).
+    fn transition_between(&self, mut lo: DateTime<Utc>, mut hi: DateTime<Utc>) -> DateTime<Utc> {
+        let offset = self.offset_at(lo);
+        while hi - lo > Duration::seconds(1) {
+            let mid = lo + (hi - lo) / 2;
+            if self.offset_at(mid) == offset {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        hi
     }
 
     /// Scans wall-clock ticks around `after` and keeps the earliest instant after it, applying the
-    /// transition rules of the module docs.
+    /// transition rules of the module docs. Only reached near a transition, and only by expressions
+    /// with a restricted hour field, so the scan covers few ticks.
     fn next_after_near_transition(&self, after: DateTime<Utc>, local_after: NaiveDateTime) -> Option<DateTime<Utc>> {
         let mut best: Option<DateTime<Utc>> = None;
         let mut stop_after = local_after + DST_WINDOW;
-        for naive in self.naive_ticks_after(local_after - DST_WINDOW) {
+        let mut naive = local_after - DST_WINDOW;
+        for _ in 0..MAX_SCANNED_TICKS {
+            naive = self.next_naive_after(naive)?;
             if naive > stop_after && best.is_some() {
                 break;
             }
@@ -202,20 +279,17 @@ impl CronTrigger {
         best
     }
 
-    /// The instants a wall-clock tick stands for: zero, one or two.
-    fn instants_of(&self, naive: NaiveDateTime) -> [Option<DateTime<Utc>>; 2] {
+    /// The instants a wall-clock tick stands for (hour field restricted): one, or none for a wall-clock
+    /// time that does not exist and is shifted instead.
+    fn instants_of(&self, naive: NaiveDateTime) -> [Option<DateTime<Utc>>; 1] {
         match self.tz.from_local_datetime(&naive) {
-            LocalResult::Single(at) => [Some(at.with_timezone(&Utc)), None],
-            LocalResult::Ambiguous(first, second) => {
-                [Some(first.with_timezone(&Utc)), self.every_hour.then(|| second.with_timezone(&Utc))]
-            }
-            LocalResult::None if self.every_hour => [None, None],
+            LocalResult::Single(at) => [Some(at.with_timezone(&Utc))],
+            LocalResult::Ambiguous(first, _) => [Some(first.with_timezone(&Utc))],
             LocalResult::None => {
-                // Shift forward by the gap: read the wall-clock time with the offset in force before it.
-                let before = Utc.from_utc_datetime(&(naive - DST_WINDOW));
-                let offset = self.tz.offset_from_utc_datetime(&before.naive_utc()).fix();
-                let shifted = naive - Duration::seconds(i64::from(offset.local_minus_utc()));
-                [Some(Utc.from_utc_datetime(&shifted)), None]
+                // Shift forward by the gap: read the wall-clock time with the offset in force before it
+                // (that of the wall-clock time a few hours earlier, which exists).
+                let offset = self.tz.from_local_datetime(&(naive - DST_WINDOW)).earliest().map(|d| d.offset().fix());
+                [offset.map(|o| Utc.from_utc_datetime(&(naive - Duration::seconds(i64::from(o.local_minus_utc())))))]
             }
         }
     }
@@ -251,7 +325,7 @@ fn normalise_cron(expr: &str) -> Result<(String, bool), TriggerError> {
         }
     };
     let hour = if fields.len() == 5 { &fields[1] } else { &fields[2] };
-    Ok((normalised, hour == "*"))
+    Ok((normalised, matches!(hour.as_str(), "*" | "*/1" | "0-23")))
 }
 
 /// Day names in crontab numbering: 0 and 7 are Sunday, 1 is Monday.
@@ -280,7 +354,7 @@ fn crontab_weekdays(field: &str) -> Result<String, TriggerError> {
                 // Digits that are not a valid 0-7 number or range.
                 return Err(bad(item));
             }
-            out.push(item.to_owned()); // `*`, `*/2`, names, `L`, `#`: left to the parser.
+            out.push(item.to_owned()); // `*`, `*/2` and names: left to the parser (numeric Quartz forms such as `5L` are refused above).
             continue;
         };
         if from > to {
@@ -369,6 +443,13 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_expression_whose_last_tick_passed_still_loads() {
+        let past = Trigger::stored(Some("0 0 0 1 1 * 2020"), None, Some("UTC"), Utc::now()).expect("loads");
+        assert_eq!(past.next_after(Utc::now()), None);
+        assert!(Trigger::new(Some("0 0 0 1 1 * 2020"), None, None, Utc::now()).is_err());
+    }
+
+    #[test]
     fn bad_expressions_and_zones_name_their_field() {
         let now = Utc::now();
         assert_eq!(Trigger::new(Some("* * *"), None, None, now).expect_err("refused").field, "cron");
@@ -406,6 +487,45 @@ mod tests {
                 "2026-03-10T06:30:00+00:00",
             ]
         );
+    }
+
+    #[test]
+    fn the_spring_gap_shift_uses_the_offset_before_it_east_of_utc_too() {
+        // Sydney goes from +10 to +11 at 02:00 on 2026-10-04: 02:30 becomes 03:30 AEDT.
+        let t = cron("30 2 * * *", "Australia/Sydney");
+        assert_eq!(
+            fires(&t, "2026-10-02T12:00:00Z", 3),
+            ["2026-10-02T16:30:00+00:00", "2026-10-03T16:30:00+00:00", "2026-10-04T15:30:00+00:00"]
+        );
+        // Two ticks that both fall in the gap stay two runs.
+        let both = cron("30 1,2 * * *", "Australia/Sydney");
+        assert_eq!(fires(&both, "2026-10-03T14:00:00Z", 2), ["2026-10-03T15:30:00+00:00", "2026-10-03T16:30:00+00:00"]);
+    }
+
+    #[test]
+    fn a_shifted_tick_is_not_skipped_by_a_caller_just_after_the_gap() {
+        // At 03:15 EDT on 2026-03-08, the shifted 02:30 run (03:30 EDT) is still to come.
+        let t = cron("30 2 * * *", "America/New_York");
+        assert_eq!(fires(&t, "2026-03-08T07:15:00Z", 1), ["2026-03-08T07:30:00+00:00"]);
+    }
+
+    #[test]
+    fn dense_expressions_near_a_transition_stay_cheap_and_exact() {
+        // Every second, through the repeated hour: one run per real second.
+        let t = cron("* * * * * *", "America/New_York");
+        let around = fires(&t, "2026-11-01T05:59:58Z", 4);
+        assert_eq!(
+            around,
+            [
+                "2026-11-01T05:59:59+00:00",
+                "2026-11-01T06:00:00+00:00",
+                "2026-11-01T06:00:01+00:00",
+                "2026-11-01T06:00:02+00:00"
+            ]
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(t.upcoming(utc("2026-11-01T05:30:00Z"), 100).len(), 100);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "no scan of hours of ticks");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub fn next_tick(
 impl Spine {
     /// Validates `input` (every invalid field reported at once) and builds the row to store. Interval
     /// ticks are anchored at `anchor` (to the millisecond); the first tick is the next one after `now`.
+    /// An `end_at` in the past is accepted (the schedule simply has no next tick); the API refuses one
+    /// in new input.
     pub fn schedule_draft(
         &self,
         input: ScheduleInput,
@@ -103,10 +105,18 @@ impl Spine {
         if input.jitter_ms > MAX_JITTER_MS {
             errors.push(FieldError::new("jitter_ms", format!("must be at most {MAX_JITTER_MS} (one hour)")));
         }
-        if let Some(end) = input.end_at
-            && end <= now
+        // Jitter must stay below the time between ticks, or runs would queue behind each other's delay.
+        if let Some(t) = &trigger
+            && input.jitter_ms > 0
+            && let [first, second] = t.upcoming(now, 2)[..]
         {
-            errors.push(FieldError::new("end_at", "must be in the future"));
+            let period = (second - first).num_milliseconds().max(0) as u64;
+            if input.jitter_ms >= period {
+                errors.push(FieldError::new(
+                    "jitter_ms",
+                    format!("must be shorter than the time between ticks ({period} ms)"),
+                ));
+            }
         }
         let (Some(trigger), Some(job_kind), true) = (trigger, kind, errors.is_empty()) else {
             return Err(errors);

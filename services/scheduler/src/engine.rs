@@ -24,10 +24,12 @@ use uuid::Uuid;
 pub const LEASE_NAME: &str = "scheduler";
 /// Most ticks fired in one transaction.
 const MAX_BATCH: usize = 2_000;
-/// Most missed ticks counted one by one after an outage (beyond that the count is a lower bound).
-const MAX_COUNTED_MISSES: u64 = 100_000;
-/// Edits committed this long after their `updated_at` are still seen by the change poll.
-const CHANGE_OVERLAP: chrono::Duration = chrono::Duration::seconds(2);
+/// Most missed cron ticks counted one by one after an outage (beyond that the count is a lower bound;
+/// interval ticks are counted exactly, by arithmetic).
+const MAX_COUNTED_MISSES: u64 = 1_000;
+/// Edits committed this long after their `updated_at` are still seen by the change poll. It also absorbs
+/// clock skew between the gateway that stamps `updated_at` and this replica.
+const CHANGE_OVERLAP: chrono::Duration = chrono::Duration::seconds(10);
 /// How often the active replica reloads every schedule, in case an edit slipped past the change poll.
 const FULL_RESYNC: Duration = Duration::from_secs(300);
 /// Pause after a failed claim before trying those ticks again.
@@ -289,10 +291,14 @@ impl Engine {
             self.publish(claimed);
             // Lost claims: another replica fired the tick, or the schedule changed. Re-read them.
             for c in claims.iter().filter(|c| !won.contains(&c.schedule_id) && !failed.contains(&c.schedule_id)) {
-                match self.store.get(c.schedule_id).await? {
-                    Some(rec) => self.upsert(rec),
-                    None => {
+                match self.store.get(c.schedule_id).await {
+                    Ok(Some(rec)) => self.upsert(rec),
+                    Ok(None) => {
                         self.entries.remove(&c.schedule_id);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, schedule_id = %c.schedule_id, "scheduler: cannot re-read a schedule; will retry");
+                        self.retry_later(c, now);
                     }
                 }
             }
@@ -330,15 +336,25 @@ impl Engine {
         let cutoff = now - grace;
         let mut missed = 1u64;
         let mut next = claim.next_fire_at;
-        while let Some(t) = next {
-            if t + jitter_for(rec.id, t, rec.jitter_ms) > cutoff || missed >= MAX_COUNTED_MISSES {
-                break;
+        match (&entry.trigger, rec.interval_secs) {
+            (Trigger::Interval(_), Some(every)) if rec.jitter_ms == 0 => {
+                // Interval ticks are evenly spaced: count them by arithmetic.
+                let every_ms = (every as i64).saturating_mul(1000).max(1);
+                missed += ((cutoff - entry.tick).num_milliseconds().max(0) / every_ms) as u64;
+                next = next_tick(&entry.trigger, cutoff, end_at, true);
             }
-            missed += 1;
-            next = next_tick(&entry.trigger, t, end_at, true);
-        }
-        if missed >= MAX_COUNTED_MISSES {
-            next = next_tick(&entry.trigger, cutoff, end_at, true);
+            _ => {
+                while let Some(t) = next {
+                    if t + jitter_for(rec.id, t, rec.jitter_ms) > cutoff || missed >= MAX_COUNTED_MISSES {
+                        break;
+                    }
+                    missed += 1;
+                    next = next_tick(&entry.trigger, t, end_at, true);
+                }
+                if missed >= MAX_COUNTED_MISSES {
+                    next = next_tick(&entry.trigger, cutoff, end_at, true);
+                }
+            }
         }
         claim.next_fire_at = next;
         match rec.misfire_policy {

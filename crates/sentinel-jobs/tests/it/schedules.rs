@@ -19,6 +19,7 @@ both_modes!(
     the_lease_has_one_holder_and_a_new_epoch_per_holder,
     builtin_schedules_follow_configuration,
     a_backlog_of_thousands_of_ticks_is_claimed_in_one_call,
+    a_tick_that_already_fired_moves_on_without_firing_again,
 );
 
 fn input(interval_secs: u64) -> ScheduleInput {
@@ -82,7 +83,14 @@ async fn invalid_definitions_name_every_bad_field(mode: Mode) {
     };
     let errors = env.spine.schedule_draft(bad, Some(Uuid::now_v7()), None, None, now, now).expect_err("invalid");
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, ["name", "cron", "kind", "jitter_ms", "end_at"], "{errors:?}");
+    assert_eq!(fields, ["name", "cron", "kind", "jitter_ms"], "{errors:?}");
+    // Jitter longer than the period would make runs queue behind each other.
+    let jittery = ScheduleInput { jitter_ms: 5_000, ..input(5) };
+    let errors = env.spine.schedule_draft(jittery, None, None, None, now, now).expect_err("invalid");
+    assert_eq!(errors[0].field, "jitter_ms");
+    assert!(
+        env.spine.schedule_draft(ScheduleInput { jitter_ms: 4_999, ..input(5) }, None, None, None, now, now).is_ok()
+    );
     let zone = ScheduleInput {
         cron: Some("0 9 * * *".into()),
         interval_secs: None,
@@ -143,10 +151,34 @@ async fn an_edit_invalidates_claims_computed_before_it(mode: Mode) {
     let mut edit = draft(&env, input(5));
     edit.enabled = false;
     edit.next_fire_at = None;
-    let edited = store.replace(None, rec.id, edit).await.expect("replace").expect("exists");
+    let edited = store.replace(None, rec.id, edit.clone(), Some(rec.version)).await.expect("replace").expect("exists");
+    // A second writer holding the old version is told, not silently overwritten.
+    assert!(matches!(
+        store.replace(None, rec.id, edit, Some(rec.version)).await,
+        Err(sentinel_jobs::db::DbError::Conflict(_))
+    ));
     assert_eq!(edited.version, rec.version + 1);
     assert!(store.claim(vec![stale]).await.expect("claim").is_empty(), "a disabled schedule never fires");
     assert!(store.firings(rec.id, None, 10).await.expect("firings").is_empty());
+    env.stop().await;
+}
+
+async fn a_tick_that_already_fired_moves_on_without_firing_again(mode: Mode) {
+    // An edit racing a firing can set next_fire_at back to a tick that has just fired.
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.db().schedules();
+    let rec = store.create(draft(&env, input(5))).await.expect("create");
+    let fired = store.claim(vec![claim(&env, &rec)]).await.expect("claim");
+    assert!(fired[0].job.is_some());
+    let mut same = draft(&env, input(5));
+    same.next_fire_at = rec.next_fire_at;
+    let rewound = store.replace(None, rec.id, same, None).await.expect("replace").expect("exists");
+    let again = store.claim(vec![claim(&env, &rewound)]).await.expect("the claim does not fail");
+    assert_eq!(again.len(), 1);
+    assert!(again[0].job.is_none(), "no second job for the same tick");
+    let after = store.get(rec.id).await.expect("get").expect("exists");
+    assert_eq!(after.next_fire_at, again[0].next_fire_at, "the schedule moved on");
+    assert_eq!(store.firings(rec.id, None, 10).await.expect("firings").len(), 1);
     env.stop().await;
 }
 

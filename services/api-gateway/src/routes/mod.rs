@@ -16,6 +16,7 @@ impl From<DbError> for Problem {
         match e {
             DbError::NotFound(what) => Problem::not_found(&what),
             DbError::Duplicate => Problem::conflict("already exists"),
+            DbError::Conflict(detail) => Problem::conflict(detail),
             other => Problem::internal(&other),
         }
     }

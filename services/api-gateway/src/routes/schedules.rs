@@ -204,8 +204,15 @@ async fn save(
         Some(old) if old.interval_secs.is_some() && old.interval_secs == input.interval_secs => old.anchor_at,
         _ => now,
     };
+    // A new end date must be in the future; an unchanged past one (the schedule has ended) is kept.
+    if let Some(end) = input.end_at
+        && end <= now
+        && existing.is_none_or(|old| old.end_at != Some(end))
+    {
+        errors.push(FieldError::new("end_at", "must be in the future"));
+    }
     let draft = spine.schedule_draft(input, Some(principal.org_id), None, Some(principal.label()), anchor, now);
-    let draft = match (draft, errors.is_empty()) {
+    let mut draft = match (draft, errors.is_empty()) {
         (Ok(draft), true) => draft,
         (Ok(_), false) => return Err(Problem::invalid(errors)),
         (Err(more), _) => {
@@ -213,11 +220,23 @@ async fn save(
             return Err(Problem::invalid(errors));
         }
     };
+    // An edit that leaves the trigger alone keeps the pending tick (it may be waiting out its jitter, or
+    // be overdue after an outage) instead of jumping to the next one after now.
+    if let Some(old) = existing
+        && old.enabled
+        && draft.enabled
+        && old.cron == draft.cron
+        && old.interval_secs == draft.interval_secs
+        && old.timezone == draft.timezone
+        && old.anchor_at == draft.anchor_at
+    {
+        draft.next_fire_at = old.next_fire_at.filter(|t| draft.end_at.is_none_or(|end| *t <= end));
+    }
     let store = spine.db().schedules();
     let name = draft.name.clone();
     let saved = match existing {
         None => store.create(draft).await.map(Some),
-        Some(old) => store.replace(Some(principal.org_id), old.id, draft).await,
+        Some(old) => store.replace(Some(principal.org_id), old.id, draft, Some(old.version)).await,
     };
     match saved {
         Ok(Some(rec)) => Ok(rec),
@@ -365,7 +384,7 @@ pub(crate) async fn get_schedule(
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken, or the schedule changed meanwhile", body = crate::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("api_key" = []), ("session" = []))
@@ -397,7 +416,7 @@ pub(crate) async fn replace(
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The name is taken", body = crate::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name is taken, or the schedule changed meanwhile", body = crate::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("api_key" = []), ("session" = []))
@@ -605,7 +624,9 @@ pub struct FiringView {
     pub fired_at: DateTime<Utc>,
     /// `fired`, or `skipped` for ticks missed during an outage under the `skip` misfire policy.
     pub outcome: String,
-    /// Earlier ticks this row stands for (skipped, or coalesced into this run).
+    /// For `skipped`: how many consecutive ticks, from `tick_at` on, were missed and skipped. For `fired`:
+    /// how many later missed ticks were coalesced into this run (`run_once` policy), usually 0. Above
+    /// 1,000 missed cron ticks the count stops (a lower bound).
     pub missed_ticks: u64,
     #[schema(value_type = Option<String>, format = Uuid)]
     pub job_id: Option<JobId>,

@@ -272,3 +272,38 @@ async fn built_in_periodic_work_fires_and_runs() {
     let (_, page) = app.call(Method::GET, "/api/v1/schedules", Some(&admin), None).await;
     assert_eq!(page["items"], json!([]));
 }
+
+#[tokio::test]
+async fn edits_keep_the_pending_tick_unless_the_trigger_changes() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let end = Utc::now() + chrono::Duration::milliseconds(1_500);
+    let mut body = schedule_body("keeps its tick", 60);
+    body["end_at"] = json!(end.to_rfc3339());
+    let (_, created) = app.call(Method::POST, "/api/v1/schedules", Some(&admin), Some(body)).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v1/schedules/{id}");
+
+    let (status, renamed) = app.call(Method::PATCH, &path, Some(&admin), Some(json!({"name": "renamed"}))).await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["next_fire_at"], created["next_fire_at"], "a rename does not move the pending tick");
+
+    // Once the end date has passed, the schedule can still be renamed or paused (its end date is kept).
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    let (status, paused) = app.call(Method::PATCH, &path, Some(&admin), Some(json!({"enabled": false}))).await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let (status, problem) =
+        app.call(Method::PATCH, &path, Some(&admin), Some(json!({"end_at": "2001-01-01T00:00:00Z"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "a new end date in the past is refused: {problem}");
+
+    let (status, moved) = app
+        .call(Method::PATCH, &path, Some(&admin), Some(json!({"enabled": true, "interval_secs": 30, "end_at": null})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{moved}");
+    assert!(moved["end_at"].is_null());
+    let next = time(&moved["next_fire_at"]);
+    assert!(
+        next > Utc::now() && next <= Utc::now() + chrono::Duration::seconds(30),
+        "a new interval starts now: {moved}"
+    );
+}
