@@ -156,7 +156,8 @@ pub fn parse_timezone(name: &str) -> Result<Tz, TriggerError> {
 /// A cron expression evaluated in a time zone.
 #[derive(Debug, Clone)]
 pub struct CronTrigger {
-    schedule: cron::Schedule,
+    /// One schedule, or two whose union is the expression (crontab's day-of-month OR day-of-week).
+    schedules: Vec<cron::Schedule>,
     tz: Tz,
     /// The hour field is `*`: the expression follows real time through transitions (see module docs).
     every_hour: bool,
@@ -178,9 +179,12 @@ impl CronTrigger {
     pub fn parse(expr: &str, timezone: &str) -> Result<Self, TriggerError> {
         let tz = parse_timezone(timezone)?;
         let (normalised, every_hour) = normalise_cron(expr)?;
-        let schedule = cron::Schedule::from_str(&normalised)
+        let schedules = normalised
+            .iter()
+            .map(|n| cron::Schedule::from_str(n))
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| TriggerError::new("cron", format!("{expr:?} is not a valid cron expression: {e}")))?;
-        Ok(Self { schedule, tz, every_hour })
+        Ok(Self { schedules, tz, every_hour })
     }
 
     pub fn timezone(&self) -> Tz {
@@ -214,7 +218,8 @@ impl CronTrigger {
     /// The first wall-clock tick strictly after `local`.
     fn next_naive_after(&self, local: NaiveDateTime) -> Option<NaiveDateTime> {
         // The cron crate iterates in a zone; UTC has no transitions, so it iterates pure wall-clock time.
-        self.schedule.after(&Utc.from_utc_datetime(&local)).next().map(|t| t.naive_utc())
+        let from = Utc.from_utc_datetime(&local);
+        self.schedules.iter().filter_map(|s| s.after(&from).next()).min().map(|t| t.naive_utc())
     }
 
     /// For expressions whose hour field is `*`: the first instant after `after` whose wall-clock time
@@ -296,14 +301,16 @@ impl CronTrigger {
 }
 
 /// Turns crontab syntax into the cron crate's (seconds first); reports whether the hour field is `*`.
-fn normalise_cron(expr: &str) -> Result<(String, bool), TriggerError> {
+/// When both day-of-month and day-of-week are restricted, crontab fires on days matching *either*, while
+/// the cron crate requires both: such an expression becomes two, whose union is taken.
+fn normalise_cron(expr: &str) -> Result<(Vec<String>, bool), TriggerError> {
     let trimmed = expr.trim();
     if trimmed.is_empty() {
         return Err(TriggerError::new("cron", "must not be empty"));
     }
     if trimmed.starts_with('@') {
         let every_hour = matches!(trimmed, "@hourly");
-        return Ok((trimmed.to_owned(), every_hour));
+        return Ok((vec![trimmed.to_owned()], every_hour));
     }
     let mut fields: Vec<String> = trimmed.split_whitespace().map(str::to_owned).collect();
     let weekday = match fields.len() {
@@ -314,18 +321,24 @@ fn normalise_cron(expr: &str) -> Result<(String, bool), TriggerError> {
     if weekday > 0 {
         fields[weekday] = crontab_weekdays(&fields[weekday])?;
     }
-    let normalised = match fields.len() {
-        5 => format!("0 {}", fields.join(" ")),
-        6 | 7 => fields.join(" "),
-        n => {
-            return Err(TriggerError::new(
-                "cron",
-                format!("{expr:?} has {n} fields; use 5 (minute hour day month weekday) or 6 (seconds first)"),
-            ));
-        }
-    };
-    let hour = if fields.len() == 5 { &fields[1] } else { &fields[2] };
-    Ok((normalised, matches!(hour.as_str(), "*" | "*/1" | "0-23")))
+    if fields.len() == 5 {
+        fields.insert(0, "0".to_owned());
+    }
+    if !(6..=7).contains(&fields.len()) {
+        return Err(TriggerError::new(
+            "cron",
+            format!("{expr:?} has {} fields; use 5 (minute hour day month weekday) or 6 (seconds first)", fields.len()),
+        ));
+    }
+    let every_hour = matches!(fields[2].as_str(), "*" | "*/1" | "0-23");
+    let unrestricted = |f: &str| f == "*" || f == "?";
+    if unrestricted(&fields[3]) || unrestricted(&fields[5]) {
+        return Ok((vec![fields.join(" ")], every_hour));
+    }
+    let (mut by_day_of_month, mut by_day_of_week) = (fields.clone(), fields);
+    by_day_of_month[5] = "*".to_owned();
+    by_day_of_week[3] = "*".to_owned();
+    Ok((vec![by_day_of_month.join(" "), by_day_of_week.join(" ")], every_hour))
 }
 
 /// Day names in crontab numbering: 0 and 7 are Sunday, 1 is Monday.
@@ -574,6 +587,15 @@ mod tests {
             weekend.upcoming(utc("2026-01-05T00:00:00Z"), 3).iter().map(|d| d.format("%a").to_string()).collect();
         assert_eq!(days, ["Fri", "Sat", "Sun"]);
         assert_eq!(Trigger::new(Some("0 0 * * 8"), None, None, Utc::now()).expect_err("refused").field, "cron");
+    }
+
+    #[test]
+    fn day_of_month_and_day_of_week_combine_as_in_crontab() {
+        // The 1st and the 15th, and every Friday: 2026-01-01 is a Thursday.
+        let t = cron("0 0 1,15 * 5", "UTC");
+        let days: Vec<String> =
+            t.upcoming(utc("2025-12-31T12:00:00Z"), 5).iter().map(|d| d.format("%a %d").to_string()).collect();
+        assert_eq!(days, ["Thu 01", "Fri 02", "Fri 09", "Thu 15", "Fri 16"]);
     }
 
     #[test]
