@@ -424,65 +424,48 @@ impl ScheduleStore {
                 won.insert(row.try_get_by_index::<Uuid>(0)?);
             }
         }
-        let mut winners: Vec<TickClaim> = claims.into_iter().filter(|c| won.contains(&c.schedule_id)).collect();
-        // A tick that already has a firing row was fired before (an edit can set `next_fire_at` back to a
-        // tick that fired meanwhile): the claim still moves the schedule on, but fires nothing again.
-        let fired_before = Self::already_fired(&txn, &winners).await?;
-        let mut out = Vec::with_capacity(winners.len());
-        winners.retain(|c| {
-            let again = fired_before.contains(&(c.schedule_id, c.tick_at));
-            if again {
-                out.push(ClaimedTick {
-                    schedule_id: c.schedule_id,
-                    tick_at: c.tick_at,
-                    next_fire_at: c.next_fire_at,
-                    job: None,
-                });
-            }
-            !again
-        });
-        let jobs: Vec<NewJob> = winners.iter().filter_map(|c| c.job.clone()).collect();
-        let mut inserted = JobStore::insert_many_in(&txn, jobs).await?.into_iter();
-        let mut firings = Vec::with_capacity(winners.len());
-        for c in winners {
-            let job = if c.job.is_some() { inserted.next() } else { None };
-            firings.push(schedule_firings::ActiveModel {
+        let winners: Vec<TickClaim> = claims.into_iter().filter(|c| won.contains(&c.schedule_id)).collect();
+        // Firing rows first, skipping ticks that already have one: an edit can set `next_fire_at` back to
+        // a tick that fired meanwhile, and such a claim moves the schedule on but fires nothing again.
+        let mut recorded = std::collections::HashSet::with_capacity(winners.len());
+        for chunk in winners.chunks(CLAIM_CHUNK) {
+            let rows = chunk.iter().map(|c| schedule_firings::ActiveModel {
                 schedule_id: Set(c.schedule_id),
                 org_id: Set(c.org_id),
                 tick_at: Set(c.tick_at),
                 fired_at: Set(c.fired_at),
-                job_id: Set(job.as_ref().map(|(j, _)| j.id.as_uuid())),
-                outcome: Set(if job.is_some() { "fired" } else { "skipped" }.to_owned()),
+                job_id: Set(c.job.as_ref().map(|j| j.id.as_uuid())),
+                outcome: Set(if c.job.is_some() { "fired" } else { "skipped" }.to_owned()),
                 missed_ticks: Set(c.missed_ticks as i64),
                 ..Default::default()
             });
-            out.push(ClaimedTick { schedule_id: c.schedule_id, tick_at: c.tick_at, next_fire_at: c.next_fire_at, job });
+            let on_conflict = sea_orm::sea_query::OnConflict::columns([
+                schedule_firings::Column::ScheduleId,
+                schedule_firings::Column::TickAt,
+            ])
+            .do_nothing()
+            .to_owned();
+            match schedule_firings::Entity::insert_many(rows).on_conflict(on_conflict).exec_with_returning(&txn).await {
+                Ok(inserted) => recorded.extend(inserted.into_iter().map(|f| f.schedule_id)),
+                Err(sea_orm::DbErr::RecordNotInserted) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        for chunk in firings.chunks(CLAIM_CHUNK) {
-            schedule_firings::Entity::insert_many(chunk.to_vec())
-                .exec(&txn)
-                .await
-                .map_err(|e| if is_unique_violation(&e) { DbError::Duplicate } else { DbError::Db(e) })?;
-        }
+        let jobs: Vec<NewJob> =
+            winners.iter().filter(|c| recorded.contains(&c.schedule_id)).filter_map(|c| c.job.clone()).collect();
+        let mut inserted: std::collections::HashMap<JobId, (JobRecord, JobEvent)> =
+            JobStore::insert_many_in(&txn, jobs).await?.into_iter().map(|(j, e)| (j.id, (j, e))).collect();
+        let out = winners
+            .into_iter()
+            .map(|c| ClaimedTick {
+                schedule_id: c.schedule_id,
+                tick_at: c.tick_at,
+                next_fire_at: c.next_fire_at,
+                job: c.job.as_ref().and_then(|j| inserted.remove(&j.id)),
+            })
+            .collect();
         txn.commit().await?;
         Ok(out)
-    }
-
-    /// The (schedule, tick) pairs among `claims` that already have a firing row.
-    async fn already_fired(
-        txn: &sea_orm::DatabaseTransaction,
-        claims: &[TickClaim],
-    ) -> Result<std::collections::HashSet<(Uuid, DateTime<Utc>)>, DbError> {
-        let mut found = std::collections::HashSet::new();
-        for chunk in claims.chunks(CLAIM_CHUNK) {
-            let rows = schedule_firings::Entity::find()
-                .filter(schedule_firings::Column::ScheduleId.is_in(chunk.iter().map(|c| c.schedule_id)))
-                .filter(schedule_firings::Column::TickAt.is_in(chunk.iter().map(|c| c.tick_at)))
-                .all(txn)
-                .await?;
-            found.extend(rows.into_iter().map(|r| (r.schedule_id, r.tick_at)));
-        }
-        Ok(found)
     }
 
     /// Takes or renews the lease `name` for `holder` until now + `ttl`. Returns the lease epoch while
