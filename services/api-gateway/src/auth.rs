@@ -159,6 +159,13 @@ pub async fn authenticate(
         let hash = token_hash(&presented);
         let generation = cache.as_ref().map_or(0, |c| c.generation());
         let cached = cache.as_ref().and_then(|c| c.get(&hash));
+        // One lookup per credential at a time: when a busy client's entry expires, its concurrent
+        // requests wait for that lookup instead of each querying (and queueing on) the database.
+        let _flight = match (&cached, &cache) {
+            (None, Some(c)) => Some(c.single_flight(&hash).lock_owned().await),
+            _ => None,
+        };
+        let cached = cached.or_else(|| cache.as_ref().and_then(|c| c.get(&hash)));
         let principal = match cached {
             Some(p) => Some(p),
             None => {
@@ -217,6 +224,8 @@ pub struct CredentialCache {
     entries: Mutex<HashMap<String, (Principal, Instant)>>,
     /// Bumped by every `clear`; a lookup that began before a clear must not be cached after it.
     generation: std::sync::atomic::AtomicU64,
+    /// Per-credential locks serialising lookups of one credential (single flight).
+    flights: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl CredentialCache {
@@ -224,7 +233,20 @@ impl CredentialCache {
     const MAX: usize = 10_000;
 
     pub fn new() -> Self {
-        Self { entries: Mutex::new(HashMap::new()), generation: std::sync::atomic::AtomicU64::new(0) }
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lock that lookups of `hash` take in turn. Locks nobody holds or waits for are dropped.
+    fn single_flight(&self, hash: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights.len() >= Self::MAX {
+            flights.retain(|_, lock| std::sync::Arc::strong_count(lock) > 1);
+        }
+        flights.entry(hash.to_owned()).or_default().clone()
     }
 
     fn generation(&self) -> u64 {
