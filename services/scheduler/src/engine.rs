@@ -226,80 +226,76 @@ impl Engine {
     async fn fire_due(&mut self) -> Result<(), DbError> {
         let grace = chrono::Duration::from_std(self.spine.settings().scheduler.misfire_grace())
             .unwrap_or(chrono::Duration::seconds(10));
-        {
-            let now = Utc::now();
-            let mut claims = Vec::new();
-            let mut claimed_ids = HashSet::new();
-            while claims.len() < MAX_BATCH {
-                let Some(Reverse((due, id, version, tick))) = self.heap.peek().cloned() else { break };
-                if due > now {
-                    break;
-                }
-                self.heap.pop();
-                let Some(entry) = self.entries.get(&id) else { continue };
-                if entry.version != version || entry.tick != tick || !claimed_ids.insert(id) {
-                    continue;
-                }
-                claims.push(self.claim_for(entry, now, grace));
+        let now = Utc::now();
+        let mut claims = Vec::new();
+        let mut claimed_ids = HashSet::new();
+        while claims.len() < MAX_BATCH {
+            let Some(Reverse((due, id, version, tick))) = self.heap.peek().cloned() else { break };
+            if due > now {
+                break;
             }
-            if claims.is_empty() {
-                return Ok(());
+            self.heap.pop();
+            let Some(entry) = self.entries.get(&id) else { continue };
+            if entry.version != version || entry.tick != tick || !claimed_ids.insert(id) {
+                continue;
             }
-            let dues: HashMap<Uuid, DateTime<Utc>> = claims
-                .iter()
-                .filter_map(|c| self.entries.get(&c.schedule_id).map(|e| (c.schedule_id, e.due)))
-                .collect();
-            let mut failed = HashSet::new();
-            let claimed = match self.store.claim(claims.clone()).await {
-                Ok(claimed) => claimed,
-                Err(e) if claims.len() == 1 => {
-                    // Nothing committed: try this tick again shortly.
-                    self.retry_later(&claims[0], now);
-                    return Err(e);
-                }
-                Err(e) => {
-                    // One bad tick must not hold up the others: claim them one by one.
-                    tracing::warn!(error = %e, batch = claims.len(), "scheduler: batch claim failed; claiming one by one");
-                    let mut claimed = Vec::with_capacity(claims.len());
-                    for c in &claims {
-                        match self.store.claim(vec![c.clone()]).await {
-                            Ok(won) => claimed.extend(won),
-                            Err(e) => {
-                                tracing::warn!(error = %e, schedule_id = %c.schedule_id, "scheduler: cannot fire this tick; will retry");
-                                self.retry_later(c, now);
-                                failed.insert(c.schedule_id);
-                            }
+            claims.push(self.claim_for(entry, now, grace));
+        }
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let dues: HashMap<Uuid, DateTime<Utc>> =
+            claims.iter().filter_map(|c| self.entries.get(&c.schedule_id).map(|e| (c.schedule_id, e.due))).collect();
+        let mut failed = HashSet::new();
+        let claimed = match self.store.claim(claims.clone()).await {
+            Ok(claimed) => claimed,
+            Err(e) if claims.len() == 1 => {
+                // Nothing committed: try this tick again shortly.
+                self.retry_later(&claims[0], now);
+                return Err(e);
+            }
+            Err(e) => {
+                // One bad tick must not hold up the others: claim them one by one.
+                tracing::warn!(error = %e, batch = claims.len(), "scheduler: batch claim failed; claiming one by one");
+                let mut claimed = Vec::with_capacity(claims.len());
+                for c in &claims {
+                    match self.store.claim(vec![c.clone()]).await {
+                        Ok(won) => claimed.extend(won),
+                        Err(e) => {
+                            tracing::warn!(error = %e, schedule_id = %c.schedule_id, "scheduler: cannot fire this tick; will retry");
+                            self.retry_later(c, now);
+                            failed.insert(c.schedule_id);
                         }
                     }
-                    claimed
                 }
-            };
-            let committed_at = Utc::now();
-            let won: HashSet<Uuid> = claimed.iter().map(|c| c.schedule_id).collect();
-            for c in &claimed {
-                if let Some(due) = dues.get(&c.schedule_id) {
-                    let late = (committed_at - *due).to_std().unwrap_or(Duration::ZERO);
-                    metrics::histogram!(metric::SCHEDULE_LATENESS).record(late.as_secs_f64());
-                    if let Some(observe) = &self.observer {
-                        observe(late);
-                    }
-                }
-                let outcome = if c.job.is_some() { "fired" } else { "skipped" };
-                metrics::counter!(metric::SCHEDULE_FIRINGS, "outcome" => outcome).increment(1);
-                self.advance(c);
+                claimed
             }
-            self.publish(claimed);
-            // Lost claims: another replica fired the tick, or the schedule changed. Re-read them.
-            for c in claims.iter().filter(|c| !won.contains(&c.schedule_id) && !failed.contains(&c.schedule_id)) {
-                match self.store.get(c.schedule_id).await {
-                    Ok(Some(rec)) => self.upsert(rec),
-                    Ok(None) => {
-                        self.entries.remove(&c.schedule_id);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, schedule_id = %c.schedule_id, "scheduler: cannot re-read a schedule; will retry");
-                        self.retry_later(c, now);
-                    }
+        };
+        let committed_at = Utc::now();
+        let won: HashSet<Uuid> = claimed.iter().map(|c| c.schedule_id).collect();
+        for c in &claimed {
+            if let Some(due) = dues.get(&c.schedule_id) {
+                let late = (committed_at - *due).to_std().unwrap_or(Duration::ZERO);
+                metrics::histogram!(metric::SCHEDULE_LATENESS).record(late.as_secs_f64());
+                if let Some(observe) = &self.observer {
+                    observe(late);
+                }
+            }
+            let outcome = if c.job.is_some() { "fired" } else { "skipped" };
+            metrics::counter!(metric::SCHEDULE_FIRINGS, "outcome" => outcome).increment(1);
+            self.advance(c);
+        }
+        self.publish(claimed);
+        // Lost claims: another replica fired the tick, or the schedule changed. Re-read them.
+        for c in claims.iter().filter(|c| !won.contains(&c.schedule_id) && !failed.contains(&c.schedule_id)) {
+            match self.store.get(c.schedule_id).await {
+                Ok(Some(rec)) => self.upsert(rec),
+                Ok(None) => {
+                    self.entries.remove(&c.schedule_id);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, schedule_id = %c.schedule_id, "scheduler: cannot re-read a schedule; will retry");
+                    self.retry_later(c, now);
                 }
             }
         }

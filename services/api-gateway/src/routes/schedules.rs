@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sentinel_jobs::db::{DbError, FiringRecord, ScheduleRecord};
 use sentinel_jobs::domain::schedule::{MisfirePolicy, Trigger};
 use sentinel_jobs::domain::{JobId, JobState, Priority, Role};
-use sentinel_jobs::{FieldError, ScheduleInput, Spine, next_tick};
+use sentinel_jobs::{FieldError, ScheduleInput, Spine};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -524,13 +524,8 @@ fn preview_of(
     }
     let tz = sentinel_jobs::domain::schedule::parse_timezone(timezone)
         .map_err(|e| Problem::invalid_field(e.field, e.reason))?;
-    let mut fire_times = Vec::with_capacity(count);
-    let mut at = after;
-    while fire_times.len() < count {
-        let Some(next) = next_tick(trigger, at, end_at, true) else { break };
-        fire_times.push(next);
-        at = next;
-    }
+    let fire_times: Vec<DateTime<Utc>> =
+        trigger.upcoming(after, count).into_iter().take_while(|t| end_at.is_none_or(|end| *t <= end)).collect();
     let local_times = fire_times.iter().map(|t| t.with_timezone(&tz).to_rfc3339()).collect();
     Ok(Preview { timezone: tz.name().to_owned(), fire_times, local_times })
 }
