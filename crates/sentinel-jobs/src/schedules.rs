@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sentinel_config::Settings;
 use sentinel_db::{DbError, ScheduleDraft, ScheduleRecord};
-use sentinel_domain::schedule::{MisfirePolicy, Trigger};
+use sentinel_domain::schedule::{MisfirePolicy, Trigger, parse_timezone};
 use sentinel_domain::{JobKind, Priority, builtin};
 use serde_json::Value;
 use uuid::Uuid;
@@ -67,8 +67,13 @@ impl Spine {
         }
         // Milliseconds: every database stores them exactly, so the claim's equality test on ticks holds.
         let anchor = DateTime::from_timestamp_millis(anchor.timestamp_millis()).unwrap_or(anchor);
-        let trigger = match Trigger::new(input.cron.as_deref(), input.interval_secs, input.timezone.as_deref(), anchor)
-        {
+        // The zone is checked on its own first, so a bad zone and a bad expression are both reported.
+        let zone_error = input.timezone.as_deref().and_then(|tz| parse_timezone(tz).err());
+        let zone = if zone_error.is_some() { Some("UTC") } else { input.timezone.as_deref() };
+        if let Some(e) = zone_error {
+            errors.push(FieldError::new(e.field, e.reason));
+        }
+        let trigger = match Trigger::new(input.cron.as_deref(), input.interval_secs, zone, anchor) {
             Ok(t) => Some(t),
             Err(e) => {
                 errors.push(FieldError::new(e.field, e.reason));

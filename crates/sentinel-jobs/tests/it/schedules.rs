@@ -99,6 +99,16 @@ async fn invalid_definitions_name_every_bad_field(mode: Mode) {
     };
     let errors = env.spine.schedule_draft(zone, None, None, None, now, now).expect_err("invalid");
     assert_eq!(errors[0].field, "timezone");
+    // A bad zone does not hide a bad expression: both are named.
+    let both = ScheduleInput {
+        cron: Some("61 * * * *".into()),
+        interval_secs: None,
+        timezone: Some("Mars/Base".into()),
+        ..input(1)
+    };
+    let errors = env.spine.schedule_draft(both, None, None, None, now, now).expect_err("invalid");
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["timezone", "cron"], "{errors:?}");
     let payload = ScheduleInput { payload: json!({ "seconds": "soon" }), ..input(1) };
     let errors = env.spine.schedule_draft(payload, None, None, None, now, now).expect_err("invalid");
     assert_eq!(errors[0].field, "payload.seconds");
