@@ -11,8 +11,8 @@ use sea_orm::{
 use sentinel_domain::{KeyScope, Role};
 use uuid::Uuid;
 
-use crate::DbError;
 use crate::entity::{api_keys, audit_log, organizations, sessions, users};
+use crate::{DbError, unique};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Organization {
@@ -60,13 +60,6 @@ pub struct AuditEntry {
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> DbError {
     DbError::Corrupt(format!("{what}: {e}"))
-}
-
-fn unique(e: sea_orm::DbErr) -> DbError {
-    match e.sql_err() {
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
-        _ => DbError::Db(e),
-    }
 }
 
 impl TryFrom<users::Model> for User {

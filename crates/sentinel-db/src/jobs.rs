@@ -14,8 +14,8 @@ use sentinel_domain::{
 };
 use uuid::Uuid;
 
-use crate::DbError;
 use crate::entity::{job_events, jobs};
+use crate::{DbError, unique};
 
 /// A job to create.
 #[derive(Debug, Clone)]
@@ -283,10 +283,7 @@ impl JobStore {
             jobs::Entity::insert_many(chunk.iter().cloned().map(|m| jobs::ActiveModel::from(m).reset_all()))
                 .exec(txn)
                 .await
-                .map_err(|e| match e.sql_err() {
-                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
-                    _ => DbError::Db(e),
-                })?;
+                .map_err(unique)?;
         }
         let records = rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
         let mut events: Vec<JobEvent> = records.iter().map(|j| event(j, 1, now, JobEventKind::Queued)).collect();
@@ -802,11 +799,8 @@ impl JobStore {
             .filter(jobs::Column::State.is_in([JobState::Failed.as_str(), JobState::Cancelled.as_str()]))
             .exec(&txn)
             .await
-            .map_err(|e| match e.sql_err() {
-                // Another unfinished job holds the same deduplication key.
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
-                _ => DbError::Db(e),
-            })?;
+            // Duplicate: another unfinished job holds the same deduplication key.
+            .map_err(unique)?;
         if res.rows_affected == 0 {
             txn.rollback().await?;
             return Ok(None);

@@ -40,6 +40,14 @@ pub enum DbError {
     Corrupt(String),
 }
 
+/// Maps a unique-constraint violation to `DbError::Duplicate` (a name or deduplication key in use).
+pub(crate) fn unique(e: sea_orm::DbErr) -> DbError {
+    match e.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => DbError::Duplicate,
+        _ => DbError::Db(e),
+    }
+}
+
 /// A throwaway PostgreSQL database on a server (benchmarks run in one, then drop it).
 pub struct ScratchDatabase {
     server: DatabaseConnection,

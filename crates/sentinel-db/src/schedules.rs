@@ -13,7 +13,7 @@ use sentinel_domain::{JobEvent, JobId, JobKind, Priority};
 use uuid::Uuid;
 
 use crate::entity::{schedule_firings, scheduler_leases, schedules};
-use crate::{DbError, JobRecord, JobStore, NewJob};
+use crate::{DbError, JobRecord, JobStore, NewJob, unique};
 
 /// A schedule as read from the table, with typed fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,10 +182,6 @@ pub struct ScheduleStore {
     conn: DatabaseConnection,
 }
 
-fn is_unique_violation(e: &sea_orm::DbErr) -> bool {
-    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
-}
-
 impl ScheduleStore {
     pub fn new(conn: DatabaseConnection) -> Self {
         Self { conn }
@@ -219,11 +215,7 @@ impl ScheduleStore {
             last_fired_at: None,
             last_job_id: None,
         };
-        schedules::ActiveModel::from(model.clone())
-            .reset_all()
-            .insert(&self.conn)
-            .await
-            .map_err(|e| if is_unique_violation(&e) { DbError::Duplicate } else { DbError::Db(e) })?;
+        schedules::ActiveModel::from(model.clone()).reset_all().insert(&self.conn).await.map_err(unique)?;
         model.try_into()
     }
 
@@ -265,7 +257,7 @@ impl ScheduleStore {
             .filter(cond)
             .exec(&self.conn)
             .await
-            .map_err(|e| if is_unique_violation(&e) { DbError::Duplicate } else { DbError::Db(e) })?;
+            .map_err(unique)?;
         if res.rows_affected == 0 {
             return match (expected_version, self.get(id).await?) {
                 (Some(_), Some(rec)) if rec.org_id == org => {
@@ -482,8 +474,11 @@ impl ScheduleStore {
             };
             return match row.insert(&self.conn).await {
                 Ok(_) => Ok(Some(1)),
-                Err(e) if is_unique_violation(&e) => Ok(None),
-                Err(e) => Err(e.into()),
+                // Another replica created it first.
+                Err(e) => match unique(e) {
+                    DbError::Duplicate => Ok(None),
+                    other => Err(other),
+                },
             };
         };
         let epoch = match (lease.holder == holder, lease.expires_at > now) {

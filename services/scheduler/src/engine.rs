@@ -37,8 +37,6 @@ const CLAIM_RETRY: Duration = Duration::from_millis(200);
 
 /// One schedule as the active replica holds it.
 struct Entry {
-    version: i64,
-    org_id: Option<Uuid>,
     trigger: Trigger,
     rec: ScheduleRecord,
     /// The tick to fire next (the row's `next_fire_at`).
@@ -194,7 +192,7 @@ impl Engine {
     async fn reload_changes(&mut self, since: DateTime<Utc>) -> Result<DateTime<Utc>, DbError> {
         let started = Utc::now();
         for rec in self.store.changed_since(since).await? {
-            if self.entries.get(&rec.id).is_none_or(|e| e.version != rec.version) {
+            if self.entries.get(&rec.id).is_none_or(|e| e.rec.version != rec.version) {
                 self.upsert(rec);
             }
         }
@@ -218,7 +216,7 @@ impl Engine {
         };
         let due = tick + jitter_for(rec.id, tick, rec.jitter_ms);
         self.heap.push(Reverse((due, rec.id, rec.version, tick)));
-        self.entries.insert(rec.id, Entry { version: rec.version, org_id: rec.org_id, trigger, rec, tick, due });
+        self.entries.insert(rec.id, Entry { trigger, rec, tick, due });
     }
 
     /// Claims and fires one batch of due ticks. The caller's loop comes straight back while more are
@@ -236,7 +234,7 @@ impl Engine {
             }
             self.heap.pop();
             let Some(entry) = self.entries.get(&id) else { continue };
-            if entry.version != version || entry.tick != tick || !claimed_ids.insert(id) {
+            if entry.rec.version != version || entry.tick != tick || !claimed_ids.insert(id) {
                 continue;
             }
             claims.push(self.claim_for(entry, now, grace));
@@ -306,7 +304,7 @@ impl Engine {
     fn retry_later(&mut self, claim: &TickClaim, now: DateTime<Utc>) {
         if let Some(entry) = self.entries.get(&claim.schedule_id) {
             let again = now + chrono::Duration::from_std(CLAIM_RETRY).unwrap_or_default();
-            self.heap.push(Reverse((again.max(entry.due), claim.schedule_id, entry.version, entry.tick)));
+            self.heap.push(Reverse((again.max(entry.due), claim.schedule_id, entry.rec.version, entry.tick)));
         }
     }
 
@@ -317,8 +315,8 @@ impl Engine {
         let end_at = rec.end_at;
         let mut claim = TickClaim {
             schedule_id: rec.id,
-            org_id: entry.org_id,
-            version: entry.version,
+            org_id: rec.org_id,
+            version: rec.version,
             tick_at: entry.tick,
             next_fire_at: next_tick(&entry.trigger, entry.tick, end_at, true),
             fired_at: now,
@@ -395,8 +393,7 @@ impl Engine {
             Some(next) => {
                 entry.tick = next;
                 entry.due = next + jitter_for(entry.rec.id, next, entry.rec.jitter_ms);
-                entry.rec.next_fire_at = Some(next);
-                self.heap.push(Reverse((entry.due, claimed.schedule_id, entry.version, next)));
+                self.heap.push(Reverse((entry.due, claimed.schedule_id, entry.rec.version, next)));
             }
             None => {
                 self.entries.remove(&claimed.schedule_id);
