@@ -53,7 +53,7 @@ pub struct BusOptions {
 impl Default for BusOptions {
     fn default() -> Self {
         Self {
-            visibility_timeout: Duration::from_secs(30),
+            visibility_timeout: Duration::from_secs(10),
             block: Duration::from_secs(2),
             dead_letter_cap: 10_000,
             events_cap: 100_000,

@@ -12,7 +12,9 @@ use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend};
 use sentinel_migrations::{Migrator, MigratorTrait};
 
 pub use access::{AccessStore, ApiKey, AuditEntry, NewApiKey, NewAuditEntry, Organization, User};
-pub use jobs::{CancelOutcome, Finish, JobFilter, JobRecord, JobStore, NewJob, StartOutcome};
+pub use jobs::{
+    AttemptWrite, AttemptWritten, CancelOutcome, Finish, JobFilter, JobRecord, JobStore, NewJob, StartOutcome,
+};
 pub use schedules::{ClaimedTick, FiringRecord, ScheduleDraft, ScheduleRecord, ScheduleStore, TickClaim};
 
 /// Errors from the persistence layer.

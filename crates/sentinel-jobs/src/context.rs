@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sentinel_db::{DbError, JobRecord};
+use sentinel_db::{AttemptWrite, AttemptWritten, DbError, JobRecord};
 use sentinel_domain::{JobEventKind, LogStream, Progress};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -82,9 +82,14 @@ impl JobContext {
         if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
             return Err(JobError::LeaseLost);
         }
-        let ev = self.spine.store().append(self.job.id, self.job.epoch, body).await?;
-        self.spine.broadcast(&ev).await;
-        Ok(())
+        let write = AttemptWrite::Append { id: self.job.id, epoch: self.job.epoch, body };
+        match self.spine.write_attempt(write).await? {
+            AttemptWritten::Appended(ev) => {
+                self.spine.broadcast(&ev).await;
+                Ok(())
+            }
+            other => Err(JobError::Retryable(format!("unexpected answer to a log write: {other:?}"))),
+        }
     }
 
     /// Resolves when the job is cancelled (or its lease is lost). Use in `select!` around long waits.

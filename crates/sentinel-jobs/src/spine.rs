@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use secrecy::ExposeSecret;
 use sentinel_bus::{Bus, BusError, BusOptions, MemoryBus, Message, RedisBus};
 use sentinel_config::{BusBackend, Settings};
-use sentinel_db::{Database, DbError, JobRecord, JobStore, NewJob};
+use sentinel_db::{AttemptWrite, AttemptWritten, Database, DbError, JobRecord, JobStore, NewJob};
 use sentinel_domain::{JobEvent, JobId, QueueName};
 use sentinel_telemetry::metric;
 use sentinel_telemetry::ops::Readiness;
@@ -24,6 +24,9 @@ pub enum SpineError {
 /// Commits new jobs in batches; answers each with its row and `queued` event.
 type JobCommitter = GroupCommit<NewJob, Result<(JobRecord, JobEvent), DbError>>;
 
+/// Commits the writes of running attempts (starts, log lines, progress, outcomes) in batches.
+type AttemptCommitter = GroupCommit<AttemptWrite, Result<AttemptWritten, DbError>>;
+
 /// Database + bus + catalog. Every service is built on one; the all-in-one binary shares one between
 /// all its services (that is how the in-process bus connects them).
 #[derive(Clone)]
@@ -36,6 +39,8 @@ struct Inner {
     store: JobStore,
     /// Group commit of new jobs (created on first enqueue, inside the runtime).
     inserts: std::sync::OnceLock<JobCommitter>,
+    /// Group commit of the worker's writes (created on first use, inside the runtime).
+    attempts: std::sync::OnceLock<AttemptCommitter>,
     /// Batched, fire-and-forget "published" marks (a lost mark only means a harmless republish).
     published: std::sync::OnceLock<GroupCommit<JobId, ()>>,
     bus: Arc<dyn Bus>,
@@ -79,6 +84,7 @@ impl Spine {
                 db,
                 store,
                 inserts: std::sync::OnceLock::new(),
+                attempts: std::sync::OnceLock::new(),
                 published: std::sync::OnceLock::new(),
                 bus,
                 catalog,
@@ -131,6 +137,23 @@ impl Spine {
         match committer.submit(new).await {
             Some(result) => result,
             None => Err(DbError::Corrupt("the job committer stopped".to_owned())),
+        }
+    }
+
+    /// Applies one write of a running attempt through the group committer: the starts, log lines and
+    /// outcomes of concurrent jobs share one transaction and one statement per kind of write. Each
+    /// caller still waits for its own write to be committed.
+    pub async fn write_attempt(&self, write: AttemptWrite) -> Result<AttemptWritten, DbError> {
+        let store = self.inner.store.clone();
+        let committer = self.inner.attempts.get_or_init(|| {
+            GroupCommit::start(256, 2, move |batch: Vec<AttemptWrite>| {
+                let store = store.clone();
+                async move { store.write_attempts(batch).await }
+            })
+        });
+        match committer.submit(write).await {
+            Some(result) => result,
+            None => Err(DbError::Corrupt("the attempt committer stopped".to_owned())),
         }
     }
 

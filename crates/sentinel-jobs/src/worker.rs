@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use futures::StreamExt;
 use sentinel_bus::{Delivery, Message};
-use sentinel_db::{DbError, Finish, StartOutcome};
-use sentinel_domain::{DeadLetterReason, JobEventKind, JobId, JobKind, QueueName};
+use sentinel_db::{AttemptWrite, AttemptWritten, DbError, Finish, JobRecord, StartOutcome};
+use sentinel_domain::{DeadLetterReason, JobEvent, JobEventKind, JobId, JobKind, QueueName};
 use sentinel_telemetry::{Shutdown, metric};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -154,7 +154,17 @@ impl Worker {
     }
 }
 
+/// Most deliveries one read asks for.
+const MAX_READ: usize = 256;
+
 /// Reads one queue and hands deliveries (each with a concurrency permit) to the pool.
+///
+/// A blocking read never holds a slot: a worker consuming several queues would otherwise park its
+/// free slots in the blocking read of an idle queue while jobs of a busy one wait. So the loop takes
+/// only the slots free right now and reads without blocking; when that finds nothing (or no slot is
+/// free) it blocks for at most one message without a slot, then waits for a slot for it, renewing
+/// its lease meanwhile. Each queue therefore prefetches at most one message beyond the pool's
+/// concurrency, which also hides the read's round trip when the pool is full.
 async fn consume(
     spine: Spine,
     queue: QueueName,
@@ -178,32 +188,38 @@ async fn consume(
     };
     let mut backoff = Duration::from_millis(100);
     loop {
-        // Wait for a free slot before reading, so messages are never hoarded by a busy worker.
-        let first = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = semaphore.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let mut permits = vec![first];
-        while let Ok(p) = semaphore.clone().try_acquire_owned() {
-            permits.push(p);
-            if permits.len() >= 256 {
-                break;
+        let mut permits = Vec::new();
+        while permits.len() < MAX_READ {
+            match semaphore.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
             }
         }
-        let received = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = consumer.receive(permits.len(), block) => r,
-        };
+        let mut received = Ok(Vec::new());
+        if !permits.is_empty() {
+            received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = consumer.receive(permits.len(), Duration::ZERO) => r,
+            };
+        }
+        if matches!(&received, Ok(d) if d.is_empty()) {
+            // Nothing ready (or no free slot): give the slots back before blocking.
+            permits.clear();
+            received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = consumer.receive(1, block) => r,
+            };
+        }
         match received {
             Ok(deliveries) => {
                 backoff = Duration::from_millis(100);
                 for delivery in deliveries {
                     let permit = match permits.pop() {
                         Some(p) => p,
-                        // A blocking read may return a couple more than asked; wait for a slot.
-                        None => match semaphore.clone().acquire_owned().await {
-                            Ok(p) => p,
-                            Err(_) => return,
+                        None => match wait_for_slot(&spine, &semaphore, &delivery, &shutdown).await {
+                            Some(p) => p,
+                            None if shutdown.is_cancelled() => return,
+                            None => continue,
                         },
                     };
                     if tx.send((delivery, permit)).await.is_err() {
@@ -220,6 +236,31 @@ async fn consume(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+}
+
+/// Waits for a free slot for a delivery read ahead, renewing its lease so it is not reclaimed (and
+/// counted as a crash) while it waits. `None` on shutdown or when the lease was lost anyway.
+async fn wait_for_slot(
+    spine: &Spine,
+    semaphore: &Arc<Semaphore>,
+    delivery: &Delivery,
+    shutdown: &Shutdown,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let every = (spine.settings().bus.visibility_timeout() / 3).max(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            p = semaphore.clone().acquire_owned() => return p.ok(),
+            _ = tokio::time::sleep(every) => match spine.bus().renew(delivery).await {
+                Ok(false) => {
+                    tracing::warn!(job_id = %delivery.message.job_id, "read-ahead delivery lost its lease; dropped");
+                    return None;
+                }
+                Ok(true) => {}
+                Err(e) => tracing::warn!(error = %e, "lease renewal of a read-ahead delivery failed; will retry"),
+            },
         }
     }
 }
@@ -284,7 +325,14 @@ impl Attempt {
             self.quarantine(&delivery, DeadLetterReason::HandlerError, &detail).await;
             return None;
         };
-        let job = match self.spine.store().start(msg.job_id, msg.attempt, delivery.delivery_count > 1).await {
+        let start =
+            AttemptWrite::Start { id: msg.job_id, attempt: msg.attempt, redelivery: delivery.delivery_count > 1 };
+        let started = match self.spine.write_attempt(start).await {
+            Ok(AttemptWritten::Started(outcome)) => Ok(outcome),
+            Ok(other) => Err(DbError::Corrupt(format!("unexpected answer to a start: {other:?}"))),
+            Err(e) => Err(e),
+        };
+        let job = match started {
             Ok(StartOutcome::Started(job, event)) => {
                 self.spine.broadcast(&event).await;
                 *job
@@ -333,7 +381,7 @@ impl Attempt {
         }
         let store = self.spine.store();
         let finished = match outcome {
-            Ok(value) => store.finish(job.id, job.epoch, Finish::Succeeded(value)).await.map(|(_, ev)| {
+            Ok(value) => self.finish(&job, Finish::Succeeded(value)).await.map(|(_, ev)| {
                 metrics::counter!(metric::JOBS_SUCCEEDED, "kind" => kind.clone()).increment(1);
                 Some(ev)
             }),
@@ -341,16 +389,14 @@ impl Attempt {
                 tracing::warn!("attempt fenced off by a newer one; discarding its outcome");
                 return None;
             }
-            Err(JobError::Cancelled) => store.finish(job.id, job.epoch, Finish::Cancelled).await.map(|(_, ev)| {
+            Err(JobError::Cancelled) => self.finish(&job, Finish::Cancelled).await.map(|(_, ev)| {
                 metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
                 Some(ev)
             }),
-            Err(_) if cancel.is_cancelled() => {
-                store.finish(job.id, job.epoch, Finish::Cancelled).await.map(|(_, ev)| {
-                    metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
-                    Some(ev)
-                })
-            }
+            Err(_) if cancel.is_cancelled() => self.finish(&job, Finish::Cancelled).await.map(|(_, ev)| {
+                metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
+                Some(ev)
+            }),
             Err(JobError::Retryable(error)) if job.retry.allows_retry_after(job.attempt) => {
                 let delay = job.retry.delay_after(job.attempt, rand::random::<f64>());
                 let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
@@ -374,7 +420,7 @@ impl Attempt {
                 }
             }
             Err(JobError::Retryable(error) | JobError::Permanent(error)) => {
-                match store.finish(job.id, job.epoch, Finish::Failed(error.clone())).await {
+                match self.finish(&job, Finish::Failed(error.clone())).await {
                     Ok((_, ev)) => {
                         metrics::counter!(metric::JOBS_FAILED, "kind" => kind.clone()).increment(1);
                         metrics::counter!(metric::JOBS_DEAD_LETTERED, "kind" => kind.clone(), "reason" => DeadLetterReason::HandlerError.as_str()).increment(1);
@@ -405,6 +451,14 @@ impl Attempt {
                 tracing::error!(error = %e, "could not record the outcome; leaving message for redelivery");
                 None
             }
+        }
+    }
+
+    /// Records the attempt's outcome through the spine's group committer.
+    async fn finish(&self, job: &JobRecord, outcome: Finish) -> Result<((), JobEvent), DbError> {
+        match self.spine.write_attempt(AttemptWrite::Finish { id: job.id, epoch: job.epoch, outcome }).await? {
+            AttemptWritten::Finished(_, ev) => Ok(((), ev)),
+            other => Err(DbError::Corrupt(format!("unexpected answer to an outcome: {other:?}"))),
         }
     }
 

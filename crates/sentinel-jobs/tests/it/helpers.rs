@@ -46,7 +46,12 @@ impl Env {
     }
 
     pub fn add_worker(&mut self, name: &str) {
-        let queues = vec![QueueName::parse(builtin::DEFAULT_QUEUE).expect("valid")];
+        self.add_worker_on(name, &[builtin::DEFAULT_QUEUE]);
+    }
+
+    /// A worker consuming the given queues, in that order.
+    pub fn add_worker_on(&mut self, name: &str, queues: &[&str]) {
+        let queues = queues.iter().map(|q| QueueName::parse(q).expect("valid")).collect();
         let options = WorkerOptions::from_spine(&self.spine, name, queues);
         let worker = Worker::new(self.spine.clone(), builtin_handlers(true), options);
         self.tasks.push(tokio::spawn(worker.run(self.shutdown.clone())));

@@ -18,6 +18,7 @@ both_modes!(
     running_job_is_cancelled_promptly_and_not_retried,
     delayed_job_runs_at_its_time,
     committed_but_unpublished_job_is_published_by_the_relay,
+    an_idle_queue_holds_no_slot_of_a_busy_one,
 );
 
 async fn demo_job_reports_progress_and_result(mode: Mode) {
@@ -223,5 +224,28 @@ async fn cancel_stops_the_whole_process_group_after_the_grace_period() {
     })
     .await;
     assert!(gone.is_some(), "processes {pids:?} outlived the cancel");
+    env.stop().await;
+}
+
+/// A worker with one slot consuming an idle queue and a busy one: the idle queue's blocking read (20 s
+/// here) must not hold the slot, or each job of the busy queue waits for that read to time out.
+async fn an_idle_queue_holds_no_slot_of_a_busy_one(mode: Mode) {
+    let extra = [
+        ("worker.concurrency", "1"),
+        ("bus.block_ms", "20000"),
+        ("bus.visibility_timeout_ms", "60000"),
+        ("relay.stuck_after_ms", "120000"),
+    ];
+    let mut env = Env::spine_only(mode, &extra).await;
+    env.add_worker_on("two-queues", &["idle", builtin::DEFAULT_QUEUE]);
+    // Let both consume loops reach their blocking reads.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut jobs = Vec::new();
+    for _ in 0..5 {
+        jobs.push(env.enqueue(builtin::DEMO_SLEEP, json!({ "seconds": 0 })).await);
+    }
+    for job in jobs {
+        env.wait_for(job.id, JobState::Succeeded, Duration::from_secs(10)).await;
+    }
     env.stop().await;
 }

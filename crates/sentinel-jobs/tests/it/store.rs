@@ -1,6 +1,6 @@
 //! The job store on both databases: migrations, the schema check, and fencing by lease epoch.
 
-use sentinel_jobs::db::{DbError, Finish, NewJob, StartOutcome};
+use sentinel_jobs::db::{AttemptWrite, AttemptWritten, DbError, Finish, NewJob, StartOutcome};
 use sentinel_jobs::domain::{JobId, JobKind, JobState, QueueName, RetryPolicy, builtin};
 use serde_json::json;
 
@@ -12,6 +12,7 @@ both_modes!(
     a_message_for_an_old_attempt_is_skipped,
     counts_cover_every_state,
     retention_of_system_sweeps_spares_user_jobs_and_failures,
+    batched_attempt_writes_keep_fencing_and_order,
 );
 
 fn new_job() -> NewJob {
@@ -124,5 +125,72 @@ async fn retention_of_system_sweeps_spares_user_jobs_and_failures(mode: Mode) {
     assert!(store.get(system_ok).await.expect("get").is_none(), "successful sweeps go after a day");
     assert!(store.get(system_failed).await.expect("get").is_some(), "failed sweeps stay for inspection");
     assert!(store.get(user_ok).await.expect("get").is_some(), "user jobs follow worker.retention_days");
+    env.stop().await;
+}
+
+/// One batch mixing the starts, log lines, progress and outcomes of several jobs answers each write as
+/// it would be answered alone: stale epochs and attempts are refused, a cancelled job does not start,
+/// and each job's events stay numbered in order.
+async fn batched_attempt_writes_keep_fencing_and_order(mode: Mode) {
+    use sentinel_jobs::domain::{JobEventKind, LogStream, Progress};
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.store();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(store.insert(new_job()).await.expect("insert").0.id);
+    }
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    // d is cancelled while queued: its start must be skipped.
+    store.request_cancel(d).await.expect("cancel");
+    let starts = store
+        .write_attempts(vec![
+            AttemptWrite::Start { id: a, attempt: 1, redelivery: false },
+            AttemptWrite::Start { id: b, attempt: 1, redelivery: false },
+            AttemptWrite::Start { id: c, attempt: 2, redelivery: false },
+            AttemptWrite::Start { id: d, attempt: 1, redelivery: false },
+        ])
+        .await;
+    let epoch = |r: &Result<AttemptWritten, DbError>| match r {
+        Ok(AttemptWritten::Started(StartOutcome::Started(job, ev))) => {
+            assert_eq!(ev.seq, 2);
+            assert!(ev.id > 0, "the event has its place in the deployment-wide log");
+            job.epoch
+        }
+        other => panic!("not started: {other:?}"),
+    };
+    let (ea, eb) = (epoch(&starts[0]), epoch(&starts[1]));
+    assert!(matches!(&starts[2], Ok(AttemptWritten::Started(StartOutcome::Skip { why: "stale attempt", .. }))));
+    assert!(matches!(&starts[3], Ok(AttemptWritten::Started(StartOutcome::Skip { .. }))), "{:?}", starts[3]);
+    let progress = Progress { step: 1, total: 2, info: Some("half".into()) };
+    let writes = store
+        .write_attempts(vec![
+            AttemptWrite::Append {
+                id: a,
+                epoch: ea,
+                body: JobEventKind::Log { stream: LogStream::Stdout, line: "x".into() },
+            },
+            AttemptWrite::Append { id: b, epoch: eb, body: JobEventKind::Progress(progress.clone()) },
+            // Same job twice in one batch: applied in order.
+            AttemptWrite::Finish { id: a, epoch: ea, outcome: Finish::Succeeded(json!({ "n": 1 })) },
+            AttemptWrite::Finish { id: b, epoch: eb + 7, outcome: Finish::Failed("stale".into()) },
+        ])
+        .await;
+    assert!(matches!(&writes[0], Ok(AttemptWritten::Appended(ev)) if ev.seq == 3));
+    assert!(matches!(&writes[1], Ok(AttemptWritten::Appended(ev)) if ev.seq == 3));
+    assert!(
+        matches!(&writes[2], Ok(AttemptWritten::Finished(job, ev)) if ev.seq == 4 && job.state == JobState::Succeeded)
+    );
+    assert!(matches!(&writes[3], Err(DbError::Fenced { .. })), "{:?}", writes[3]);
+    let job_a = store.get(a).await.expect("get").expect("a");
+    assert_eq!((job_a.state, job_a.result), (JobState::Succeeded, Some(json!({ "n": 1 }))));
+    let job_b = store.get(b).await.expect("get").expect("b");
+    assert_eq!((job_b.state, job_b.progress), (JobState::Running, Some(progress)));
+    assert_eq!(store.get(d).await.expect("get").expect("d").state, JobState::Cancelled);
+    let names: Vec<&str> = store.events(a, 0, 10).await.expect("events").iter().map(|e| e.body.name()).collect();
+    assert_eq!(names, ["queued", "started", "log", "finished"]);
+    let finish_b = store
+        .write_attempts(vec![AttemptWrite::Finish { id: b, epoch: eb, outcome: Finish::Failed("boom".into()) }])
+        .await;
+    assert!(matches!(&finish_b[0], Ok(AttemptWritten::Finished(job, _)) if job.error.as_deref() == Some("boom")));
     env.stop().await;
 }

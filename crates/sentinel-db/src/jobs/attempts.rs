@@ -1,0 +1,286 @@
+//! Batched writes of running attempts: the starts, log lines, progress reports and outcomes of many
+//! concurrent jobs committed in one transaction with one multi-row statement per kind of write, so a
+//! worker's database cost per job is a share of a few statements instead of several transactions.
+//! Fencing is unchanged: every row is matched on its lease epoch (or, for a start, its attempt and
+//! state) inside the statement, and a write that matches nothing is refused exactly as it is alone.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query, ReturningClause, SimpleExpr, UpdateStatement};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, TransactionTrait};
+use sentinel_domain::{JobEvent, JobEventKind, JobId, JobState};
+
+use super::{Finish, JobRecord, JobStore, StartOutcome, event, event_row, fenced};
+use crate::DbError;
+use crate::entity::{job_events, jobs};
+
+/// One write of a running attempt (see [`JobStore::write_attempts`]).
+#[derive(Debug, Clone)]
+pub enum AttemptWrite {
+    /// Start attempt `attempt` (see [`JobStore::start`]).
+    Start { id: JobId, attempt: u32, redelivery: bool },
+    /// A progress report or log line of the attempt holding `epoch` (see [`JobStore::append`]).
+    Append { id: JobId, epoch: i64, body: JobEventKind },
+    /// The outcome of the attempt holding `epoch` (see [`JobStore::finish`]).
+    Finish { id: JobId, epoch: i64, outcome: Finish },
+}
+
+impl AttemptWrite {
+    fn job_id(&self) -> JobId {
+        match self {
+            Self::Start { id, .. } | Self::Append { id, .. } | Self::Finish { id, .. } => *id,
+        }
+    }
+}
+
+/// What one [`AttemptWrite`] did.
+#[derive(Debug)]
+pub enum AttemptWritten {
+    Started(StartOutcome),
+    Appended(JobEvent),
+    Finished(Box<JobRecord>, JobEvent),
+}
+
+/// Rows per multi-row UPDATE (each row binds a handful of parameters; SQLite allows 32,766).
+const UPDATE_CHUNK: usize = 500;
+
+impl JobStore {
+    /// Applies the writes of many attempts, answering one result per write, in order. Writes of the same
+    /// job are applied in order, each in a later statement than the one before. The batch commits as
+    /// one transaction; if that fails (a lost connection, say), each write is tried again on its own
+    /// so every caller gets its own answer.
+    pub async fn write_attempts(&self, writes: Vec<AttemptWrite>) -> Vec<Result<AttemptWritten, DbError>> {
+        let mut answers: Vec<Option<Result<AttemptWritten, DbError>>> = (0..writes.len()).map(|_| None).collect();
+        for round in rounds(&writes) {
+            let batch: Vec<(usize, AttemptWrite)> = round.iter().map(|&i| (i, writes[i].clone())).collect();
+            match self.write_round(&batch).await {
+                Ok(done) => {
+                    for (i, answer) in done {
+                        answers[i] = Some(answer);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, writes = batch.len(), "batched attempt writes failed; writing one by one");
+                    for (i, write) in batch {
+                        answers[i] = Some(self.write_one(write).await);
+                    }
+                }
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(DbError::Corrupt("attempt write left unanswered".to_owned()))))
+            .collect()
+    }
+
+    /// The unbatched path for one write.
+    async fn write_one(&self, write: AttemptWrite) -> Result<AttemptWritten, DbError> {
+        match write {
+            AttemptWrite::Start { id, attempt, redelivery } => {
+                self.start(id, attempt, redelivery).await.map(AttemptWritten::Started)
+            }
+            AttemptWrite::Append { id, epoch, body } => {
+                self.append(id, epoch, body).await.map(AttemptWritten::Appended)
+            }
+            AttemptWrite::Finish { id, epoch, outcome } => {
+                self.finish(id, epoch, outcome).await.map(|(job, ev)| AttemptWritten::Finished(Box::new(job), ev))
+            }
+        }
+    }
+
+    /// One transaction for writes of distinct jobs. Starts that matched nothing are classified after
+    /// the commit (the rare path: a stale message, a finished or cancelled job).
+    async fn write_round(
+        &self,
+        batch: &[(usize, AttemptWrite)],
+    ) -> Result<Vec<(usize, Result<AttemptWritten, DbError>)>, DbError> {
+        let now = Utc::now();
+        let txn = self.conn.begin().await?;
+        let starts: Vec<&AttemptWrite> =
+            batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Start { .. })).collect();
+        let appends: Vec<&AttemptWrite> =
+            batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Append { .. })).collect();
+        let finishes: Vec<&AttemptWrite> =
+            batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Finish { .. })).collect();
+        let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
+        for chunk in starts.chunks(UPDATE_CHUNK) {
+            rows.extend(update_returning(&txn, start_statement(chunk, now)).await?);
+        }
+        for chunk in appends.chunks(UPDATE_CHUNK) {
+            rows.extend(update_returning(&txn, append_statement(chunk, now)).await?);
+        }
+        for chunk in finishes.chunks(UPDATE_CHUNK) {
+            rows.extend(update_returning(&txn, finish_statement(chunk, now)).await?);
+        }
+        // The events of every matched write, in the batch's order.
+        let mut events: Vec<(usize, JobEvent)> = Vec::new();
+        for (i, write) in batch {
+            let Some(job) = rows.get(&write.job_id()) else { continue };
+            let body = match write {
+                AttemptWrite::Start { .. } => JobEventKind::Started { attempt: job.attempt, epoch: job.epoch },
+                AttemptWrite::Append { body, .. } => body.clone(),
+                AttemptWrite::Finish { .. } => JobEventKind::Finished { state: job.state, error: job.error.clone() },
+            };
+            events.push((*i, event(job, job.event_seq, now, body)));
+        }
+        for chunk in events.chunks_mut(super::INSERT_CHUNK) {
+            let models = chunk.iter().map(|(_, ev)| event_row(ev)).collect::<Result<Vec<_>, DbError>>()?;
+            let stored = job_events::Entity::insert_many(models).exec_with_returning(&txn).await?;
+            let ids: HashMap<uuid::Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();
+            for (_, ev) in chunk.iter_mut() {
+                ev.id = ids.get(&ev.job_id.as_uuid()).copied().unwrap_or_default();
+            }
+        }
+        txn.commit().await?;
+
+        let mut events: HashMap<usize, JobEvent> = events.into_iter().collect();
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, write) in batch {
+            let answer = match (write, events.remove(i)) {
+                (AttemptWrite::Start { id, .. }, Some(ev)) => match rows.remove(id) {
+                    Some(job) => Ok(AttemptWritten::Started(StartOutcome::Started(Box::new(job), ev))),
+                    None => Err(DbError::Corrupt("started job row missing".to_owned())),
+                },
+                (AttemptWrite::Start { id, attempt, redelivery }, None) => {
+                    self.start(*id, *attempt, *redelivery).await.map(AttemptWritten::Started)
+                }
+                (AttemptWrite::Append { .. }, Some(ev)) => Ok(AttemptWritten::Appended(ev)),
+                (AttemptWrite::Finish { id, .. }, Some(ev)) => match rows.remove(id) {
+                    Some(job) => Ok(AttemptWritten::Finished(Box::new(job), ev)),
+                    None => Err(DbError::Corrupt("finished job row missing".to_owned())),
+                },
+                (AttemptWrite::Append { id, epoch, .. } | AttemptWrite::Finish { id, epoch, .. }, None) => {
+                    Err(DbError::Fenced { job_id: id.to_string(), epoch: *epoch })
+                }
+            };
+            out.push((*i, answer));
+        }
+        Ok(out)
+    }
+}
+
+/// Splits a batch into rounds in which each job appears once, keeping each job's writes in order.
+fn rounds(writes: &[AttemptWrite]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<(HashSet<JobId>, Vec<usize>)> = Vec::new();
+    let mut last_round: HashMap<JobId, usize> = HashMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        let id = w.job_id();
+        let r = last_round.get(&id).map_or(0, |r| r + 1);
+        if rounds.len() <= r {
+            rounds.push((HashSet::new(), Vec::new()));
+        }
+        rounds[r].0.insert(id);
+        rounds[r].1.push(i);
+        last_round.insert(id, r);
+    }
+    rounds.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Runs an UPDATE … RETURNING * and reads the rows back as records, by id.
+async fn update_returning(
+    txn: &DatabaseTransaction,
+    mut stmt: UpdateStatement,
+) -> Result<Vec<(JobId, JobRecord)>, DbError> {
+    stmt.returning(ReturningClause::All);
+    let built = txn.get_database_backend().build(&stmt);
+    let models = jobs::Entity::find().from_raw_sql(built).all(txn).await?;
+    models.into_iter().map(|m| JobRecord::try_from(m).map(|j| (j.id, j))).collect()
+}
+
+/// `CASE WHEN id = … THEN … END` over the given jobs, keeping the column as it is for the others.
+fn per_job<T: Into<sea_orm::Value>>(
+    column: jobs::Column,
+    values: impl IntoIterator<Item = (JobId, T)>,
+    keep_others: bool,
+) -> SimpleExpr {
+    let mut case = CaseStatement::new();
+    for (id, value) in values {
+        case = case.case(jobs::Column::Id.eq(id.as_uuid()), Expr::value(value));
+    }
+    if keep_others {
+        case = case.finally(Expr::col(column));
+    }
+    case.into()
+}
+
+fn start_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateStatement {
+    let mut matching = Condition::any();
+    for w in writes {
+        let AttemptWrite::Start { id, attempt, redelivery } = w else { continue };
+        let mut startable = Condition::any().add(jobs::Column::State.eq(JobState::Queued.as_str()));
+        if *redelivery {
+            startable = startable.add(jobs::Column::State.eq(JobState::Running.as_str()));
+        }
+        matching = matching.add(
+            Condition::all()
+                .add(jobs::Column::Id.eq(id.as_uuid()))
+                .add(jobs::Column::Attempt.eq(*attempt as i32))
+                .add(startable),
+        );
+    }
+    Query::update()
+        .table(jobs::Entity)
+        .value(jobs::Column::State, JobState::Running.as_str())
+        .value(jobs::Column::Epoch, Expr::col(jobs::Column::Epoch).add(1))
+        .value(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+        .value(jobs::Column::StartedAt, now)
+        .value(jobs::Column::UpdatedAt, now)
+        .cond_where(Condition::all().add(jobs::Column::CancelRequested.eq(false)).add(matching))
+        .to_owned()
+}
+
+fn append_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateStatement {
+    let mut matching = Condition::any();
+    let mut progress = Vec::new();
+    for w in writes {
+        let AttemptWrite::Append { id, epoch, body } = w else { continue };
+        matching = matching.add(fenced(*id, *epoch));
+        if let JobEventKind::Progress(p) = body {
+            progress.push((*id, p.clone()));
+        }
+    }
+    let mut stmt = Query::update();
+    stmt.table(jobs::Entity)
+        .value(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+        .value(jobs::Column::UpdatedAt, now)
+        .cond_where(matching);
+    if !progress.is_empty() {
+        let steps = progress.iter().map(|(id, p)| (*id, p.step as i64));
+        let totals = progress.iter().map(|(id, p)| (*id, p.total as i64));
+        let infos = progress.iter().map(|(id, p)| (*id, p.info.clone()));
+        stmt.value(jobs::Column::ProgressStep, per_job(jobs::Column::ProgressStep, steps, true))
+            .value(jobs::Column::ProgressTotal, per_job(jobs::Column::ProgressTotal, totals, true))
+            .value(jobs::Column::ProgressInfo, per_job(jobs::Column::ProgressInfo, infos, true));
+    }
+    stmt
+}
+
+fn finish_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateStatement {
+    let mut matching = Condition::any();
+    let mut states = Vec::new();
+    let mut results = Vec::new();
+    let mut errors = Vec::new();
+    for w in writes {
+        let AttemptWrite::Finish { id, epoch, outcome } = w else { continue };
+        matching = matching.add(fenced(*id, *epoch));
+        let (state, result, error) = match outcome {
+            Finish::Succeeded(v) => (JobState::Succeeded, Some(v.clone()), None),
+            Finish::Failed(e) => (JobState::Failed, None, Some(e.clone())),
+            Finish::Cancelled => (JobState::Cancelled, None, None),
+        };
+        states.push((*id, state.as_str()));
+        results.push((*id, result));
+        errors.push((*id, error));
+    }
+    Query::update()
+        .table(jobs::Entity)
+        .value(jobs::Column::State, per_job(jobs::Column::State, states, true))
+        .value(jobs::Column::Result, per_job(jobs::Column::Result, results, true))
+        .value(jobs::Column::Error, per_job(jobs::Column::Error, errors, true))
+        .value(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+        .value(jobs::Column::FinishedAt, now)
+        .value(jobs::Column::UpdatedAt, now)
+        .cond_where(matching)
+        .to_owned()
+}
