@@ -140,6 +140,14 @@ pub trait Bus: Send + Sync + 'static {
     /// Broadcasts a job event to every subscriber.
     async fn publish_event(&self, event: &JobEvent) -> Result<(), BusError>;
 
+    /// Broadcasts several events in order (Redis: one pipelined round trip).
+    async fn publish_events(&self, events: &[JobEvent]) -> Result<(), BusError> {
+        for event in events {
+            self.publish_event(event).await?;
+        }
+        Ok(())
+    }
+
     /// Receives every event published from now on. The stream reconnects by itself.
     async fn subscribe_events(&self) -> Result<EventStream, BusError>;
 

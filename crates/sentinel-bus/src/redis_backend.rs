@@ -351,6 +351,27 @@ impl Bus for RedisBus {
         Ok(())
     }
 
+    async fn publish_events(&self, events: &[JobEvent]) -> Result<(), BusError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for event in events {
+            pipe.cmd("XADD")
+                .arg(self.keys.events())
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(self.options.events_cap)
+                .arg("*")
+                .arg(BODY)
+                .arg(serde_json::to_string(event)?)
+                .ignore();
+        }
+        let mut conn = self.conn().await?;
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     async fn subscribe_events(&self) -> Result<EventStream, BusError> {
         // Start after the newest event that exists now, so nothing published after this call is missed.
         let mut conn = self.conn().await?;

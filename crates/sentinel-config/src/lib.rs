@@ -153,6 +153,9 @@ pub struct SchedulerSettings {
     pub http_check_dispatch_interval_secs: u64,
     /// How often finished jobs and firing records past `worker.retention_days` are deleted.
     pub retention_interval_secs: u64,
+    /// A due job still queued after this long means no worker consumes its queue: the scheduler's
+    /// `/ready` then warns about that queue.
+    pub unconsumed_warning_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -232,6 +235,7 @@ metric_eval_interval_secs = 60
 heartbeat_check_interval_secs = 120
 http_check_dispatch_interval_secs = 5
 retention_interval_secs = 300
+unconsumed_warning_secs = 60
 
 [auth]
 session_ttl_secs = 43200

@@ -40,6 +40,38 @@ pub enum DbError {
     Conflict(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The database could not be reached (a batch's failure, answered to each of its writes).
+    #[error("database unreachable: {0}")]
+    Unavailable(String),
+}
+
+impl DbError {
+    /// Whether the database could not be reached — connection refused or lost, pool exhausted, server
+    /// shutting down or refusing connections: a condition to wait out, never the fault of the caller
+    /// or of the job being written.
+    pub fn is_unavailable(&self) -> bool {
+        use sea_orm::{DbErr, RuntimeErr};
+        match self {
+            DbError::Unavailable(_) | DbError::Db(DbErr::ConnectionAcquire(_)) => true,
+            DbError::Db(DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e)) => match e {
+                RuntimeErr::SqlxError(e) => sqlx_unavailable(e),
+                RuntimeErr::Internal(_) => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match e {
+        Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => true,
+        Error::Protocol(_) => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, cannot connect now),
+        // 53300 (too many connections).
+        Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
 }
 
 /// Maps a unique-constraint violation to `DbError::Duplicate` (a name or deduplication key in use).
@@ -89,8 +121,8 @@ impl Database {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(max_connections)
             .min_connections(0)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .acquire_timeout(Duration::from_secs(3))
             .sqlx_logging(false);
         opts.map_sqlx_sqlite_opts(|o| {
             use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};

@@ -9,10 +9,10 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, Statement, TransactionTrait, Value,
 };
 use sentinel_domain::schedule::{MisfirePolicy, Trigger, TriggerError};
-use sentinel_domain::{JobEvent, JobId, JobKind, Priority};
+use sentinel_domain::{JobEvent, JobId, JobKind, JobState, Priority};
 use uuid::Uuid;
 
-use crate::entity::{schedule_firings, scheduler_leases, schedules};
+use crate::entity::{jobs, schedule_firings, scheduler_leases, schedules};
 use crate::{DbError, JobRecord, JobStore, NewJob, unique};
 
 /// A schedule as read from the table, with typed fields.
@@ -416,7 +416,34 @@ impl ScheduleStore {
                 won.insert(row.try_get_by_index::<Uuid>(0)?);
             }
         }
-        let winners: Vec<TickClaim> = claims.into_iter().filter(|c| won.contains(&c.schedule_id)).collect();
+        let mut winners: Vec<TickClaim> = claims.into_iter().filter(|c| won.contains(&c.schedule_id)).collect();
+        // A job with a deduplication key (the built-in sweeps) is not queued again while the previous
+        // one is unfinished: the tick is recorded as skipped, so a sweep nobody runs cannot pile up.
+        let keyed: Vec<String> =
+            winners.iter().filter_map(|c| c.job.as_ref().and_then(|j| j.dedup_key.clone())).collect();
+        if !keyed.is_empty() {
+            let busy: std::collections::HashSet<(Option<Uuid>, String)> = jobs::Entity::find()
+                .select_only()
+                .column(jobs::Column::OrgId)
+                .column(jobs::Column::DedupKey)
+                .filter(jobs::Column::DedupKey.is_in(keyed))
+                .filter(jobs::Column::State.is_in(JobState::STARTABLE.map(|s| s.as_str())))
+                .into_tuple::<(Option<Uuid>, Option<String>)>()
+                .all(&txn)
+                .await?
+                .into_iter()
+                .filter_map(|(org, key)| Some((org, key?)))
+                .collect();
+            for c in &mut winners {
+                let held =
+                    c.job.as_ref().and_then(|j| j.dedup_key.clone()).is_some_and(|k| busy.contains(&(c.org_id, k)));
+                if held {
+                    // Recorded as a skipped tick (a skipped row counts the ticks it stands for).
+                    c.job = None;
+                    c.missed_ticks += 1;
+                }
+            }
+        }
         // Firing rows first, skipping ticks that already have one: an edit can set `next_fire_at` back to
         // a tick that fired meanwhile, and such a claim moves the schedule on but fires nothing again.
         let mut recorded = std::collections::HashSet::with_capacity(winners.len());

@@ -1,6 +1,7 @@
 //! The job spine: enqueue (database row + bus message, repaired by an outbox relay), the catalog of job
 //! kinds, and the worker runtime that runs handlers with leases, fencing, retries, cancel and dead letters.
 
+mod availability;
 mod builtin;
 mod catalog;
 mod command;
@@ -13,14 +14,15 @@ pub mod service;
 mod spine;
 mod worker;
 
+pub use availability::DbAvailability;
 pub use builtin::{DemoSleep, FaultCrash, FaultFail, Retention, builtin_handlers};
 pub use catalog::{Catalog, FieldError, KindSpec};
 pub use command::CommandOutcome;
 pub use context::{JobContext, JobError};
-pub use enqueue::{EnqueueError, EnqueueRequest, Enqueued};
+pub use enqueue::{EnqueueError, EnqueueManyError, EnqueueRequest, Enqueued};
 pub use group_commit::GroupCommit;
 pub use relay::Relay;
-pub use schedules::{MAX_JITTER_MS, MAX_NAME_LEN, ScheduleInput, builtin_schedules, next_tick};
+pub use schedules::{BUILTIN_OWNER_PREFIX, MAX_JITTER_MS, MAX_NAME_LEN, ScheduleInput, builtin_schedules, next_tick};
 pub use spine::{Spine, SpineError, SpineReadiness};
 pub use worker::{JobHandler, Worker, WorkerOptions};
 

@@ -180,6 +180,10 @@ impl Spine {
     }
 }
 
+/// Owner keys of the built-in schedules start with this; their jobs carry the owner key as their
+/// deduplication key, so a sweep is never queued again while the previous one is unfinished.
+pub const BUILTIN_OWNER_PREFIX: &str = "builtin:";
+
 /// The built-in periodic work: (owner, name, job kind, interval in seconds).
 pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &'static str, u64); 4] {
     let s = &settings.scheduler;

@@ -12,14 +12,25 @@ use sentinel_telemetry::ops::{Ops, OpsServer};
 
 use crate::{Catalog, Spine, SpineReadiness};
 
+/// Which ops endpoints a binary serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpsEndpoints {
+    /// None (the gateway serves its own on its API port).
+    Off,
+    /// `/health`, `/ready`, `/metrics` with the given queues' stream depths.
+    On,
+    /// As `On`, plus every queue's waiting jobs (the scheduler: a queue nobody consumes shows up).
+    WatchingQueues,
+}
+
 /// Loads settings (with `default_listen` as this binary's own default port), installs telemetry,
 /// connects the spine and hands it to `body` together with a shutdown token fired by SIGTERM/SIGINT.
-/// With `serve_ops`, also serves `/health`, `/ready` and `/metrics` (reporting on `queues`).
+/// Unless `ops` is `Off`, also serves `/health`, `/ready` and `/metrics` (reporting on `queues`).
 pub async fn run_binary<F, Fut>(
     service: &'static str,
     default_listen: &str,
     queues: Vec<QueueName>,
-    serve_ops: bool,
+    ops: OpsEndpoints,
     body: F,
 ) -> anyhow::Result<()>
 where
@@ -39,8 +50,10 @@ where
             shutdown.cancel();
         });
     }
-    let ops_task = if serve_ops {
-        let ops = Ops { service, readiness: Arc::new(SpineReadiness { spine: spine.clone(), queues }) };
+    let ops_task = if ops != OpsEndpoints::Off {
+        let watch_waiting = ops == OpsEndpoints::WatchingQueues;
+        let readiness = SpineReadiness { spine: spine.clone(), queues, watch_waiting };
+        let ops = Ops { service, readiness: Arc::new(readiness) };
         let server = OpsServer::bind(settings.http.listen, ops)
             .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
         tracing::info!(service, port = server.port(), "ops endpoints listening");

@@ -11,7 +11,7 @@ use sentinel_domain::{JobEvent, JobId, QueueName};
 use sentinel_telemetry::metric;
 use sentinel_telemetry::ops::Readiness;
 
-use crate::{Catalog, GroupCommit};
+use crate::{Catalog, DbAvailability, GroupCommit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpineError {
@@ -46,6 +46,7 @@ struct Inner {
     bus: Arc<dyn Bus>,
     catalog: Catalog,
     settings: Settings,
+    availability: Arc<DbAvailability>,
 }
 
 impl Spine {
@@ -89,6 +90,7 @@ impl Spine {
                 bus,
                 catalog,
                 settings,
+                availability: Arc::default(),
             }),
         }
     }
@@ -109,6 +111,22 @@ impl Spine {
         &self.inner.settings
     }
 
+    /// Whether the database was found unreachable and has not answered since.
+    pub fn db_down(&self) -> bool {
+        self.inner.availability.is_down()
+    }
+
+    /// Notes a database error; one that says the database is unreachable marks it down until a probe
+    /// reaches it again.
+    pub fn report_db_error(&self, error: &DbError) {
+        self.inner.availability.report(&self.inner.db, error);
+    }
+
+    /// Waits until the database is reachable (at once if it is); `false` on shutdown.
+    pub async fn wait_for_db(&self, shutdown: &sentinel_telemetry::Shutdown) -> bool {
+        self.inner.availability.wait_up(shutdown).await
+    }
+
     /// Commits a new job through the group committer: concurrent enqueues share one transaction. A
     /// batch that fails (one deduplication key taken) is retried job by job, so only the offending
     /// job gets the error.
@@ -121,6 +139,9 @@ impl Spine {
                     let n = batch.len();
                     match store.insert_many(batch.clone()).await {
                         Ok(rows) if rows.len() == n => rows.into_iter().map(Ok).collect(),
+                        Err(e) if e.is_unavailable() => {
+                            (0..n).map(|_| Err(DbError::Unavailable(e.to_string()))).collect()
+                        }
                         Ok(_) | Err(_) if n > 1 => {
                             let mut out = Vec::with_capacity(n);
                             for new in batch {
@@ -134,10 +155,14 @@ impl Spine {
                 }
             })
         });
-        match committer.submit(new).await {
+        let result = match committer.submit(new).await {
             Some(result) => result,
             None => Err(DbError::Corrupt("the job committer stopped".to_owned())),
+        };
+        if let Err(e) = &result {
+            self.report_db_error(e);
         }
+        result
     }
 
     /// Applies one write of a running attempt through the group committer: the starts, log lines and
@@ -151,10 +176,14 @@ impl Spine {
                 async move { store.write_attempts(batch).await }
             })
         });
-        match committer.submit(write).await {
+        let result = match committer.submit(write).await {
             Some(result) => result,
             None => Err(DbError::Corrupt("the attempt committer stopped".to_owned())),
+        };
+        if let Err(e) = &result {
+            self.report_db_error(e);
         }
+        result
     }
 
     /// Records, in the background and in batches, that these jobs' messages are on the bus.
@@ -189,6 +218,15 @@ impl Spine {
         }
     }
 
+    /// Broadcasts events already stored, in order, in pipelined batches. Best effort, like `broadcast`.
+    pub async fn broadcast_many(&self, events: &[JobEvent]) {
+        for chunk in events.chunks(1000) {
+            if let Err(e) = self.inner.bus.publish_events(chunk).await {
+                tracing::warn!(error = %e, count = chunk.len(), "could not broadcast job events");
+            }
+        }
+    }
+
     /// The bus message that starts the job's current attempt.
     pub fn message_for(job: &JobRecord) -> Message {
         Message {
@@ -209,6 +247,27 @@ impl Spine {
             self.inner.bus.publish_at(&job.queue, &message, job.run_at).await
         } else {
             self.inner.bus.publish(&job.queue, std::slice::from_ref(&message)).await
+        }
+    }
+
+    /// Sets the waiting-jobs gauges of every queue from the jobs table (queues that emptied read 0).
+    pub async fn refresh_waiting_gauges(&self) {
+        let rows = match self.inner.store.waiting_by_queue().await {
+            Ok(rows) => rows,
+            Err(e) => return tracing::warn!(error = %e, "could not read queue depths"),
+        };
+        let now = chrono::Utc::now();
+        let mut seen: std::collections::BTreeSet<String> =
+            self.catalog().queues().iter().map(|q| q.to_string()).collect();
+        for (queue, n, oldest) in rows {
+            let age = (now - oldest).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::gauge!(metric::QUEUE_WAITING, "queue" => queue.clone()).set(n as f64);
+            metrics::gauge!(metric::QUEUE_OLDEST_WAITING_AGE, "queue" => queue.clone()).set(age);
+            seen.remove(&queue);
+        }
+        for queue in seen {
+            metrics::gauge!(metric::QUEUE_WAITING, "queue" => queue.clone()).set(0.0);
+            metrics::gauge!(metric::QUEUE_OLDEST_WAITING_AGE, "queue" => queue).set(0.0);
         }
     }
 
@@ -236,6 +295,10 @@ pub struct SpineReadiness {
     pub spine: Spine,
     /// Queues whose depth this service reports on `/metrics`.
     pub queues: Vec<QueueName>,
+    /// Report every queue's waiting jobs (gauges, and a `/ready` warning for a queue whose oldest
+    /// due job has waited longer than `scheduler.unconsumed_warning_secs`): the scheduler does, so a
+    /// queue that no worker consumes is visible rather than a silently growing table.
+    pub watch_waiting: bool,
 }
 
 impl Readiness for SpineReadiness {
@@ -252,7 +315,39 @@ impl Readiness for SpineReadiness {
         })
     }
 
+    fn warnings(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        Box::pin(async move {
+            if !self.watch_waiting {
+                return Vec::new();
+            }
+            let now = chrono::Utc::now();
+            let after = self.spine.settings().scheduler.unconsumed_warning_secs;
+            let after = chrono::Duration::seconds(i64::try_from(after).unwrap_or(i64::MAX / 1000));
+            match self.spine.store().waiting_by_queue().await {
+                Ok(rows) => rows
+                    .into_iter()
+                    .filter(|(_, _, oldest)| now - *oldest > after)
+                    .map(|(queue, n, oldest)| {
+                        let secs = (now - oldest).num_seconds();
+                        (
+                            format!("queue:{queue}"),
+                            format!(
+                                "{n} due job(s) waiting, the oldest for {secs} s: is a worker consuming this queue?"
+                            ),
+                        )
+                    })
+                    .collect(),
+                Err(e) => vec![("queues".to_owned(), format!("cannot read queue depths: {e}"))],
+            }
+        })
+    }
+
     fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.spine.refresh_stream_gauges(&self.queues))
+        Box::pin(async move {
+            self.spine.refresh_stream_gauges(&self.queues).await;
+            if self.watch_waiting {
+                self.spine.refresh_waiting_gauges().await;
+            }
+        })
     }
 }

@@ -188,6 +188,14 @@ async fn consume(
     };
     let mut backoff = Duration::from_millis(100);
     loop {
+        // No new work while the database is unreachable: it could neither start nor finish.
+        if spine.db_down() {
+            tracing::warn!(%queue, "database unreachable; not taking messages until it answers");
+            if !spine.wait_for_db(&shutdown).await {
+                return;
+            }
+            tracing::info!(%queue, "database reachable; taking messages again");
+        }
         let mut permits = Vec::new();
         while permits.len() < MAX_READ {
             match semaphore.clone().try_acquire_owned() {
@@ -327,7 +335,7 @@ impl Attempt {
         };
         let start =
             AttemptWrite::Start { id: msg.job_id, attempt: msg.attempt, redelivery: delivery.delivery_count > 1 };
-        let started = match self.spine.write_attempt(start).await {
+        let started = match self.until_reachable(&delivery, None, || self.spine.write_attempt(start.clone())).await {
             Ok(AttemptWritten::Started(outcome)) => Ok(outcome),
             Ok(other) => Err(DbError::Corrupt(format!("unexpected answer to a start: {other:?}"))),
             Err(e) => Err(e),
@@ -369,7 +377,8 @@ impl Attempt {
         };
         let started = Instant::now();
         let outcome = handler.run(&ctx).await;
-        keeper.abort();
+        // The keeper renews the lease until the outcome is committed (which may wait out an outage).
+        let _keeper = AbortOnDrop(keeper);
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
         metrics::histogram!(metric::JOB_DURATION, "kind" => kind.clone()).record(started.elapsed().as_secs_f64());
 
@@ -381,7 +390,7 @@ impl Attempt {
         }
         let store = self.spine.store();
         let finished = match outcome {
-            Ok(value) => self.finish(&job, Finish::Succeeded(value)).await.map(|(_, ev)| {
+            Ok(value) => self.finish(&delivery, &lease_lost, &job, Finish::Succeeded(value)).await.map(|(_, ev)| {
                 metrics::counter!(metric::JOBS_SUCCEEDED, "kind" => kind.clone()).increment(1);
                 Some(ev)
             }),
@@ -389,18 +398,24 @@ impl Attempt {
                 tracing::warn!("attempt fenced off by a newer one; discarding its outcome");
                 return None;
             }
-            Err(JobError::Cancelled) => self.finish(&job, Finish::Cancelled).await.map(|(_, ev)| {
-                metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
-                Some(ev)
-            }),
-            Err(_) if cancel.is_cancelled() => self.finish(&job, Finish::Cancelled).await.map(|(_, ev)| {
-                metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
-                Some(ev)
-            }),
+            Err(JobError::Cancelled) => {
+                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled).await.map(|(_, ev)| {
+                    metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
+                    Some(ev)
+                })
+            }
+            Err(_) if cancel.is_cancelled() => {
+                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled).await.map(|(_, ev)| {
+                    metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
+                    Some(ev)
+                })
+            }
             Err(JobError::Retryable(error)) if job.retry.allows_retry_after(job.attempt) => {
                 let delay = job.retry.delay_after(job.attempt, rand::random::<f64>());
                 let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                match store.retry(job.id, job.epoch, &error, run_at).await {
+                let retried = self
+                    .until_reachable(&delivery, Some(&lease_lost), || store.retry(job.id, job.epoch, &error, run_at));
+                match retried.await {
                     Ok((_, ev)) => {
                         metrics::counter!(metric::JOBS_RETRIED, "kind" => kind.clone()).increment(1);
                         tracing::info!(%error, delay_ms = delay.as_millis() as u64, "attempt failed; retrying later");
@@ -420,7 +435,7 @@ impl Attempt {
                 }
             }
             Err(JobError::Retryable(error) | JobError::Permanent(error)) => {
-                match self.finish(&job, Finish::Failed(error.clone())).await {
+                match self.finish(&delivery, &lease_lost, &job, Finish::Failed(error.clone())).await {
                     Ok((_, ev)) => {
                         metrics::counter!(metric::JOBS_FAILED, "kind" => kind.clone()).increment(1);
                         metrics::counter!(metric::JOBS_DEAD_LETTERED, "kind" => kind.clone(), "reason" => DeadLetterReason::HandlerError.as_str()).increment(1);
@@ -455,10 +470,57 @@ impl Attempt {
     }
 
     /// Records the attempt's outcome through the spine's group committer.
-    async fn finish(&self, job: &JobRecord, outcome: Finish) -> Result<((), JobEvent), DbError> {
-        match self.spine.write_attempt(AttemptWrite::Finish { id: job.id, epoch: job.epoch, outcome }).await? {
+    async fn finish(
+        &self,
+        delivery: &Delivery,
+        lease_lost: &AtomicBool,
+        job: &JobRecord,
+        outcome: Finish,
+    ) -> Result<((), JobEvent), DbError> {
+        let write = AttemptWrite::Finish { id: job.id, epoch: job.epoch, outcome };
+        match self.until_reachable(delivery, Some(lease_lost), || self.spine.write_attempt(write.clone())).await? {
             AttemptWritten::Finished(_, ev) => Ok(((), ev)),
             other => Err(DbError::Corrupt(format!("unexpected answer to an outcome: {other:?}"))),
+        }
+    }
+
+    /// Runs a write until it is committed or refused. While the database is unreachable the attempt
+    /// keeps its delivery — renewed here before the job starts (`lease_lost: None`), by the lease
+    /// keeper after — so an outage is never counted as a crash, and a finished handler's outcome is
+    /// kept in memory and committed once the database is back. Gives up only if the lease is lost.
+    async fn until_reachable<T, F, Fut>(
+        &self,
+        delivery: &Delivery,
+        lease_lost: Option<&AtomicBool>,
+        mut write: F,
+    ) -> Result<T, DbError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbError>>,
+    {
+        let pause = (self.spine.settings().bus.visibility_timeout() / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let mut warned = false;
+        loop {
+            match write().await {
+                Err(e) if e.is_unavailable() => {
+                    if !warned {
+                        tracing::warn!(error = %e, "database unreachable; holding the job until it answers");
+                        warned = true;
+                    }
+                    tokio::time::sleep(pause).await;
+                    match lease_lost {
+                        Some(lost) if lost.load(Ordering::Acquire) => return Err(e),
+                        Some(_) => {}
+                        None => {
+                            if let Ok(false) = self.spine.bus().renew(delivery).await {
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                other => return other,
+            }
         }
     }
 
@@ -482,6 +544,15 @@ impl Attempt {
         if let Err(e) = self.spine.bus().dead_letter(delivery, reason, detail).await {
             tracing::error!(error = %e, "could not move the message to the dead-letter stream");
         }
+    }
+}
+
+/// Aborts a task when dropped (the lease keeper of an attempt, whichever way the attempt ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -14,6 +14,10 @@ pub const STREAM_LENGTH: &str = "sentinel_stream_length";
 pub const STREAM_PENDING: &str = "sentinel_stream_pending";
 pub const STREAM_DELAYED: &str = "sentinel_stream_delayed";
 pub const STREAM_OLDEST_PENDING_AGE: &str = "sentinel_stream_oldest_pending_age_seconds";
+/// Jobs due and still queued, per queue (the scheduler reports it; a queue nobody consumes grows).
+pub const QUEUE_WAITING: &str = "sentinel_queue_waiting_jobs";
+/// Seconds the oldest due, still-queued job of a queue has waited.
+pub const QUEUE_OLDEST_WAITING_AGE: &str = "sentinel_queue_oldest_waiting_seconds";
 pub const OUTBOX_PUBLISHED: &str = "sentinel_outbox_published_total";
 /// 1 on the scheduler replica that holds the lease, 0 on standbys.
 pub const SCHEDULER_LEADER: &str = "sentinel_scheduler_leader";

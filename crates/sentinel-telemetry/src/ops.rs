@@ -18,6 +18,11 @@ use crate::metric;
 pub trait Readiness: Send + Sync + 'static {
     /// `Ok` when ready; otherwise the name of each failing dependency and why.
     fn check(&self) -> BoxFuture<'_, Result<(), Vec<(String, String)>>>;
+    /// Conditions worth an operator's attention that do not make the service unready (shown by
+    /// `/ready` under `warnings`); the default has none.
+    fn warnings(&self) -> BoxFuture<'_, Vec<(String, String)>> {
+        Box::pin(async { Vec::new() })
+    }
     /// Called before `/metrics` renders; the default does nothing.
     fn refresh_gauges(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
@@ -45,7 +50,20 @@ async fn health(ops: web::Data<Ops>) -> HttpResponse {
 
 async fn ready(ops: web::Data<Ops>) -> HttpResponse {
     match ops.readiness.check().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready", "service": ops.service })),
+        Ok(()) => {
+            let warnings: serde_json::Map<String, serde_json::Value> = ops
+                .readiness
+                .warnings()
+                .await
+                .into_iter()
+                .map(|(name, why)| (name, serde_json::Value::String(why)))
+                .collect();
+            if warnings.is_empty() {
+                HttpResponse::Ok().json(json!({ "status": "ready", "service": ops.service }))
+            } else {
+                HttpResponse::Ok().json(json!({ "status": "ready", "service": ops.service, "warnings": warnings }))
+            }
+        }
         Err(failures) => {
             let checks: serde_json::Map<String, serde_json::Value> =
                 failures.into_iter().map(|(name, why)| (name, serde_json::Value::String(why))).collect();

@@ -12,6 +12,9 @@ use sentinel_jobs::db::NewAuditEntry;
 
 use crate::auth::Principal;
 
+/// How long audit entries of committed changes are retried through a database outage.
+const AUDIT_OUTAGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The audit trail's writer: entries of concurrent requests are committed together; each request still
 /// waits until its entry is stored.
 #[derive(Clone)]
@@ -26,11 +29,22 @@ impl AuditWriter {
             let access = access.clone();
             async move {
                 let n = entries.len();
-                match access.record_audit_many(&entries).await {
-                    Ok(()) => vec![true; n],
-                    Err(e) => {
-                        tracing::error!(error = %e, count = n, "could not write the audit log");
-                        vec![false; n]
+                // The change these entries record is already committed: an outage must not lose
+                // them, so an unreachable database is waited out (the requests wait with them).
+                let mut pause = std::time::Duration::from_millis(100);
+                let deadline = std::time::Instant::now() + AUDIT_OUTAGE_PATIENCE;
+                loop {
+                    match access.record_audit_many(&entries).await {
+                        Ok(()) => return vec![true; n],
+                        Err(e) if e.is_unavailable() && std::time::Instant::now() < deadline => {
+                            tracing::warn!(error = %e, count = n, "audit log unreachable; retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, count = n, "could not write the audit log");
+                            return vec![false; n];
+                        }
                     }
                 }
             }

@@ -176,7 +176,7 @@ pub async fn authenticate(
                     cookie.is_some() && api_key.is_none() && bearer.is_none(),
                 )
                 .await
-                .map_err(|e| Problem::internal(&e))?;
+                .map_err(Problem::from)?;
                 if let (Some(p), Some(c)) = (&p, &cache) {
                     c.put(&hash, p.clone(), generation);
                 }

@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod auth;
+mod db_guard;
 mod job_cache;
 pub mod openapi;
 mod problem;
@@ -38,7 +39,11 @@ impl Application {
         let port = listener.local_addr()?.port();
         let ops = Ops {
             service: SERVICE,
-            readiness: Arc::new(SpineReadiness { spine: spine.clone(), queues: spine.catalog().queues() }),
+            readiness: Arc::new(SpineReadiness {
+                spine: spine.clone(),
+                queues: spine.catalog().queues(),
+                watch_waiting: false,
+            }),
         };
         let limiter = web::Data::new(auth::LoginLimiter::new(settings.auth.login_attempts_per_minute));
         let jobs_cache = web::Data::new(job_cache::JobCache::new());
@@ -70,6 +75,7 @@ impl Application {
                     web::scope("/api/v1")
                         .wrap(middleware::from_fn(audit::record))
                         .wrap(middleware::from_fn(auth::authenticate))
+                        .wrap(middleware::from_fn(db_guard::refuse_while_down))
                         .configure(routes::access::configure)
                         .configure(routes::jobs::configure)
                         .configure(routes::schedules::configure)
@@ -79,6 +85,7 @@ impl Application {
                     web::scope("/tasks")
                         .wrap(middleware::from_fn(audit::record))
                         .wrap(middleware::from_fn(auth::authenticate))
+                        .wrap(middleware::from_fn(db_guard::refuse_while_down))
                         .configure(routes::tasks::configure),
                 )
                 .default_service(web::to(problem::not_found))

@@ -3,6 +3,12 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sentinel_jobs::service::run_binary(api_gateway::SERVICE, "127.0.0.1:8080", Vec::new(), false, api_gateway::run)
-        .await
+    sentinel_jobs::service::run_binary(
+        api_gateway::SERVICE,
+        "127.0.0.1:8080",
+        Vec::new(),
+        sentinel_jobs::service::OpsEndpoints::Off,
+        api_gateway::run,
+    )
+    .await
 }

@@ -26,6 +26,10 @@ pub struct Problem {
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after: Option<u32>,
+    /// Caused by an unreachable database (the gateway then refuses requests until it answers).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub database_down: bool,
 }
 
 fn problem_type_uri<S: serde::Serializer>(slug: &&'static str, s: S) -> Result<S::Ok, S::Error> {
@@ -42,6 +46,7 @@ impl Problem {
             errors: Vec::new(),
             conflicting_id: None,
             retry_after: None,
+            database_down: false,
         }
     }
     pub fn unauthorized() -> Self {
@@ -118,6 +123,13 @@ impl Problem {
         tracing::error!(error = %chain, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", None)
     }
+    /// The database is unreachable: retry shortly (nothing was written).
+    pub fn database_unavailable() -> Self {
+        let mut p = Self::unavailable("the database is unreachable; nothing was changed, retry shortly");
+        p.retry_after = Some(crate::db_guard::RETRY_AFTER_SECS);
+        p.database_down = true;
+        p
+    }
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", Some(detail.into()))
     }
@@ -142,7 +154,11 @@ impl ResponseError for Problem {
         if self.status == 401 {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        res.json(self)
+        let mut response = res.json(self);
+        if self.database_down {
+            response.extensions_mut().insert(crate::db_guard::DatabaseDown);
+        }
+        response
     }
 }
 

@@ -6,7 +6,7 @@ async fn main() -> anyhow::Result<()> {
         backup_worker::SERVICE,
         "127.0.0.1:9102",
         backup_worker::queues(),
-        true,
+        sentinel_jobs::service::OpsEndpoints::On,
         backup_worker::run,
     )
     .await

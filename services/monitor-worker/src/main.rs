@@ -6,7 +6,7 @@ async fn main() -> anyhow::Result<()> {
         monitor_worker::SERVICE,
         "127.0.0.1:9103",
         monitor_worker::queues(),
-        true,
+        sentinel_jobs::service::OpsEndpoints::On,
         monitor_worker::run,
     )
     .await

@@ -6,7 +6,7 @@ async fn main() -> anyhow::Result<()> {
         provision_worker::SERVICE,
         "127.0.0.1:9101",
         provision_worker::queues(),
-        true,
+        sentinel_jobs::service::OpsEndpoints::On,
         provision_worker::run,
     )
     .await

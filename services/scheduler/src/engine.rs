@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sentinel_jobs::db::{ClaimedTick, DbError, NewJob, ScheduleRecord, ScheduleStore, TickClaim};
 use sentinel_jobs::domain::schedule::{MisfirePolicy, Trigger, jitter_for};
 use sentinel_jobs::domain::{JobId, RetryPolicy};
-use sentinel_jobs::{Spine, next_tick};
+use sentinel_jobs::{BUILTIN_OWNER_PREFIX, Spine, next_tick};
 use sentinel_telemetry::{Shutdown, metric};
 use uuid::Uuid;
 
@@ -382,7 +382,8 @@ impl Engine {
             trace_context: Default::default(),
             requested_by: Some(format!("schedule:{}", rec.id)),
             org_id: rec.org_id,
-            dedup_key: None,
+            // A built-in sweep is never queued twice: while one is unfinished, its ticks are skipped.
+            dedup_key: rec.owner.as_ref().filter(|o| o.starts_with(BUILTIN_OWNER_PREFIX)).cloned(),
         }
     }
 

@@ -2,5 +2,12 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    sentinel_jobs::service::run_binary(scheduler::SERVICE, "127.0.0.1:9104", Vec::new(), true, scheduler::run).await
+    sentinel_jobs::service::run_binary(
+        scheduler::SERVICE,
+        "127.0.0.1:9104",
+        Vec::new(),
+        sentinel_jobs::service::OpsEndpoints::WatchingQueues,
+        scheduler::run,
+    )
+    .await
 }

@@ -17,6 +17,8 @@ pub enum BenchTarget {
     Bus(BusBench),
     /// Scheduler lateness and CPU with many active schedules.
     Schedules(crate::bench_schedules::ScheduleBench),
+    /// The whole job path: bulk and single enqueue, drain and end to end through a real worker.
+    Jobs(crate::bench_jobs::JobsBench),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -55,6 +57,7 @@ pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
     let args = match target {
         BenchTarget::Bus(args) => args,
         BenchTarget::Schedules(args) => return crate::bench_schedules::run(args).await,
+        BenchTarget::Jobs(args) => return crate::bench_jobs::run(args).await,
     };
     sentinel_telemetry::install_crypto_provider();
     let queue = QueueName::parse("bench")?;

@@ -1,7 +1,8 @@
 //! The `sentinel` command: `up` runs every service in one process (the embedded default), `migrate`
-//! applies database migrations, `bench` measures the bus and the scheduler.
+//! applies database migrations, `bench` measures the bus, the job path and the scheduler.
 
 mod bench;
+mod bench_jobs;
 mod bench_schedules;
 mod embedded;
 

@@ -60,6 +60,13 @@ impl JobStore {
                         answers[i] = Some(answer);
                     }
                 }
+                // Unreachable: every write of the round would fail the same way, each after its own
+                // connection timeout; answer them all at once instead.
+                Err(e) if e.is_unavailable() => {
+                    for (i, _) in batch {
+                        answers[i] = Some(Err(DbError::Unavailable(e.to_string())));
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, writes = batch.len(), "batched attempt writes failed; writing one by one");
                     for (i, write) in batch {

@@ -20,6 +20,9 @@ pub use attempts::{AttemptWrite, AttemptWritten};
 use record::new_row;
 pub use record::{CancelOutcome, Finish, JobFilter, JobRecord, NewJob, StartOutcome};
 
+/// First created, first started and last finished times of a set of jobs.
+pub type Timing = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// Rows per multi-row INSERT.
 const INSERT_CHUNK: usize = 500;
 
@@ -587,6 +590,38 @@ impl JobStore {
             .into_iter()
             .map(JobRecord::try_from)
             .collect()
+    }
+
+    /// When the jobs of `kind` created at or after `since` were first created, first started and last
+    /// finished (benchmarks read throughput off these).
+    pub async fn timing(&self, kind: &JobKind, since: DateTime<Utc>) -> Result<Timing, DbError> {
+        let row: Option<Timing> = jobs::Entity::find()
+            .select_only()
+            .column_as(jobs::Column::CreatedAt.min(), "first_created")
+            .column_as(jobs::Column::StartedAt.min(), "first_started")
+            .column_as(jobs::Column::FinishedAt.max(), "last_finished")
+            .filter(jobs::Column::Kind.eq(kind.as_str()))
+            .filter(jobs::Column::CreatedAt.gte(since))
+            .into_tuple()
+            .one(&self.conn)
+            .await?;
+        Ok(row.unwrap_or((None, None, None)))
+    }
+
+    /// Per queue: how many jobs are due and still queued, and since when the oldest has been due.
+    pub async fn waiting_by_queue(&self) -> Result<Vec<(String, u64, DateTime<Utc>)>, DbError> {
+        let rows: Vec<(String, i64, Option<DateTime<Utc>>)> = jobs::Entity::find()
+            .select_only()
+            .column(jobs::Column::Queue)
+            .column_as(jobs::Column::Id.count(), "n")
+            .column_as(jobs::Column::RunAt.min(), "oldest")
+            .filter(jobs::Column::State.eq(JobState::Queued.as_str()))
+            .filter(jobs::Column::RunAt.lte(Utc::now()))
+            .group_by(jobs::Column::Queue)
+            .into_tuple()
+            .all(&self.conn)
+            .await?;
+        Ok(rows.into_iter().filter_map(|(q, n, oldest)| Some((q, Ord::max(n, 0) as u64, oldest?))).collect())
     }
 
     /// Number of jobs of `org` per kind and state.

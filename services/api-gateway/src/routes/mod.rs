@@ -17,6 +17,7 @@ impl From<DbError> for Problem {
             DbError::NotFound(what) => Problem::not_found(&what),
             DbError::Duplicate => Problem::conflict("already exists"),
             DbError::Conflict(detail) => Problem::conflict(detail),
+            other if other.is_unavailable() => Problem::database_unavailable(),
             other => Problem::internal(&other),
         }
     }

@@ -186,3 +186,44 @@ async fn after_a_full_outage_missed_ticks_follow_each_misfire_policy() {
     assert_every_tick_once("run once", &coalesced, 1);
     assert_eq!(fx.jobs_of(run_once.id).await, coalesced.len(), "one job per fired row, the catch-up included");
 }
+
+/// With no worker consuming the `monitor` queue, the HTTP check sweep (every second here) fires its
+/// first job and then records its ticks as skipped: at most one of its jobs is ever queued, and the
+/// scheduler's `/metrics` and `/ready` show the queue nobody consumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_nobody_runs_is_queued_once_and_its_queue_is_reported() {
+    let fx = Fixture::new(&[
+        ("SENTINEL_SCHEDULER__HTTP_CHECK_DISPATCH_INTERVAL_SECS", "1"),
+        ("SENTINEL_SCHEDULER__UNCONSUMED_WARNING_SECS", "2"),
+    ])
+    .await;
+    let mut scheduler = fx.start_scheduler(&[]).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let system = fx.spine.db().schedules().list_system().await.expect("system schedules");
+    let sweep = system
+        .iter()
+        .find(|s| s.job_kind.as_str() == builtin::MONITOR_DISPATCH_HTTP_CHECKS)
+        .expect("the dispatch sweep exists");
+    let rows = fx.firings(sweep.id).await;
+    let fired = rows.iter().filter(|r| r.outcome == "fired").count();
+    let skipped = rows.iter().filter(|r| r.outcome == "skipped").count();
+    assert_eq!(fired, 1, "one job while the first is unfinished: {rows:#?}");
+    assert!(skipped >= 3, "later ticks are recorded as skipped: {rows:#?}");
+    assert_every_tick_once("dispatch", &rows, 1);
+    let counts = fx.spine.store().counts(None).await.expect("counts");
+    let queued = counts.iter().find(|(s, _)| *s == sentinel_jobs::domain::JobState::Queued).map_or(0, |(_, n)| *n);
+    assert_eq!(queued, 1, "exactly one sweep job waits: {counts:?}");
+
+    let metrics = crate::procs::get_text(&format!("http://127.0.0.1:{}/metrics", scheduler.port)).await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("sentinel_queue_waiting_jobs") && l.contains("queue=\"monitor\""))
+        .unwrap_or_else(|| panic!("waiting gauge of the monitor queue:\n{metrics}"));
+    assert!(line.ends_with(" 1"), "{line}");
+    let (_, ready) = crate::procs::get_json(&format!("http://127.0.0.1:{}/ready", scheduler.port), None).await;
+    assert_eq!(ready["status"], "ready", "a queue nobody consumes does not make the scheduler unready: {ready}");
+    let warning = ready["warnings"]["queue:monitor"].as_str().unwrap_or_default();
+    assert!(warning.contains("1 due job"), "{ready}");
+    scheduler.signal("-TERM");
+    scheduler.wait_exit(Duration::from_secs(15)).expect("graceful stop");
+}
