@@ -45,6 +45,11 @@ impl KeySpace {
         format!("{{{}}}:events", self.prefix)
     }
 
+    /// A marker naming the current incarnation of this deployment's bus data (see `Bus::incarnation`).
+    pub fn incarnation(&self) -> String {
+        format!("{{{}}}:incarnation", self.prefix)
+    }
+
     /// Every key this deployment owns matches this pattern (used by tests to clean up).
     pub fn pattern(&self) -> String {
         format!("{{{}*", self.prefix)

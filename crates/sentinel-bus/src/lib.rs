@@ -154,6 +154,11 @@ pub trait Bus: Send + Sync + 'static {
     /// Depth figures for each lane of a queue.
     async fn stats(&self, queue: &QueueName) -> Result<Vec<StreamStats>, BusError>;
 
+    /// Names the bus's current body of data. It changes only when the backend lost everything it held
+    /// (a Redis restarted without persistence, a flushed database), which tells the outbox relay to
+    /// republish every queued job at once rather than wait for its stuck-job scan.
+    async fn incarnation(&self) -> Result<String, BusError>;
+
     /// Checks the backend is reachable (readiness).
     async fn ping(&self) -> Result<(), BusError>;
 }

@@ -220,6 +220,11 @@ impl Bus for MemoryBus {
         }))
     }
 
+    async fn incarnation(&self) -> Result<String, BusError> {
+        // The in-process bus lives and dies with its process (and its jobs are requeued at start).
+        Ok("memory".to_owned())
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }

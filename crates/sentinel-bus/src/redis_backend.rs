@@ -462,6 +462,22 @@ impl Bus for RedisBus {
         Ok(out)
     }
 
+    async fn incarnation(&self) -> Result<String, BusError> {
+        let mut conn = self.conn().await?;
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        // SET NX + GET in one round trip: the first caller after a data loss names the new incarnation.
+        let (_, current): (Option<String>, String) = redis::pipe()
+            .cmd("SET")
+            .arg(self.keys.incarnation())
+            .arg(&fresh)
+            .arg("NX")
+            .cmd("GET")
+            .arg(self.keys.incarnation())
+            .query_async(&mut conn)
+            .await?;
+        Ok(current)
+    }
+
     async fn ping(&self) -> Result<(), BusError> {
         let mut conn = self.pooled().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;

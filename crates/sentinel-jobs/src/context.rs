@@ -83,7 +83,20 @@ impl JobContext {
             return Err(JobError::LeaseLost);
         }
         let write = AttemptWrite::Append { id: self.job.id, epoch: self.job.epoch, body };
-        match self.spine.write_attempt(write).await? {
+        // An unreachable database is waited out (the lease keeper holds the job meanwhile): a lost
+        // log line or a retry counted against the job would both be wrong.
+        let written = loop {
+            match self.spine.write_attempt(write.clone()).await {
+                Err(e) if e.is_unavailable() => {
+                    if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
+                        return Err(JobError::LeaseLost);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
+        match written {
             AttemptWritten::Appended(ev) => {
                 self.spine.broadcast(&ev).await;
                 Ok(())

@@ -15,11 +15,17 @@ pub struct Relay {
     spine: Spine,
     /// When the (more expensive) repair scan is due next; it need not run on every pass.
     next_repair: std::sync::Mutex<std::time::Instant>,
+    /// The bus incarnation seen last; a new one means the bus lost its data.
+    incarnation: std::sync::Mutex<Option<String>>,
 }
 
 impl Relay {
     pub fn new(spine: Spine) -> Self {
-        Self { spine, next_repair: std::sync::Mutex::new(std::time::Instant::now()) }
+        Self {
+            spine,
+            next_repair: std::sync::Mutex::new(std::time::Instant::now()),
+            incarnation: std::sync::Mutex::new(None),
+        }
     }
 
     /// The repair scan reads every queued and running row, so it runs a few times per
@@ -36,8 +42,24 @@ impl Relay {
         true
     }
 
+    /// Whether the bus lost its data since the last pass (e.g. Redis restarted without persistence).
+    async fn bus_lost_data(&self) -> Result<bool, crate::SpineError> {
+        let now = self.spine.bus().incarnation().await?;
+        let mut seen = self.incarnation.lock().unwrap_or_else(|p| p.into_inner());
+        let lost = seen.as_ref().is_some_and(|before| *before != now);
+        *seen = Some(now);
+        Ok(lost)
+    }
+
     /// One pass: publishes every overdue unpublished job. Returns how many were published.
     pub async fn run_once(&self) -> Result<usize, crate::SpineError> {
+        if self.bus_lost_data().await? {
+            let requeued = self.spine.store().unpublish_queued().await?;
+            tracing::warn!(
+                requeued,
+                "the bus lost its data (restarted without persistence?); republishing queued jobs"
+            );
+        }
         let stuck_after = chrono::Duration::from_std(self.spine.settings().relay.stuck_after()).unwrap_or_default();
         if self.repair_due() {
             let repaired = self.spine.store().repair_stuck(stuck_after).await?;

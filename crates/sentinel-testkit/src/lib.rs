@@ -1,6 +1,8 @@
 //! Test helpers (dev-dependency only): a fresh PostgreSQL database or SQLite file per test, a unique Redis
 //! key prefix per test, private `redis-server` processes that tests may kill and restart, and settings.
 
+mod postgres_server;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database};
 use sentinel_config::Settings;
+
+pub use postgres_server::PostgresServer;
 
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_server_url() -> String {

@@ -22,15 +22,17 @@ pub async fn refuse_while_down(
     if spine.as_ref().is_some_and(|s| s.db_down()) {
         return Err(Problem::database_unavailable().into());
     }
-    let res = next.call(req).await?;
-    if res.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE
-        && let Some(spine) = spine
-        && res.response().extensions().get::<DatabaseDown>().is_some()
-    {
+    let res = next.call(req).await;
+    let database_down = match &res {
+        Ok(res) => res.response().extensions().get::<DatabaseDown>().is_some(),
+        // Middleware inside (authentication) answers with an error rather than a response.
+        Err(e) => e.as_error::<Problem>().is_some_and(|p| p.database_down),
+    };
+    if database_down && let Some(spine) = spine {
         // A handler found the database unreachable: refuse the next requests at once.
         spine.report_db_error(&DbError::Unavailable("a request found the database unreachable".to_owned()));
     }
-    Ok(res)
+    res
 }
 
 /// Marks a 503 that a database failure caused (so a bus outage does not pause the whole API).

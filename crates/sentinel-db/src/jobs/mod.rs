@@ -167,6 +167,19 @@ impl JobStore {
         Ok(queued.rows_affected + running.rows_affected)
     }
 
+    /// The bus lost everything it held: every queued job (due or delayed) is marked unpublished so the
+    /// relay publishes it again. Running jobs keep their attempt (their workers still hold them and
+    /// commit their outcome; a silent one is repaired by [`JobStore::repair_stuck`]). Returns how many.
+    pub async fn unpublish_queued(&self) -> Result<u64, DbError> {
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::Published, Expr::value(false))
+            .filter(jobs::Column::State.eq(JobState::Queued.as_str()))
+            .filter(jobs::Column::Published.eq(true))
+            .exec(&self.conn)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
     /// Records that these jobs' messages are on the bus.
     pub async fn mark_published(&self, ids: &[JobId]) -> Result<(), DbError> {
         if ids.is_empty() {

@@ -13,28 +13,46 @@ use crate::procs::{Proc, client, get_json, get_text, wait_job_state, wait_ready}
 /// One distributed deployment's shared settings (fresh database, own Redis prefix).
 pub struct Cluster {
     env: HashMap<String, String>,
-    db: TestDb,
+    db_url: String,
+    redis_url: String,
+    _db: Option<TestDb>,
     prefix: String,
     logs: tempfile::TempDir,
 }
 
 impl Cluster {
+    /// On the shared test servers, with short leases (2 s) so crash tests are quick.
     pub async fn new(extra: &[(&str, &str)]) -> Self {
         let db = TestDb::postgres().await.expect("postgres");
+        let mut with_short_leases =
+            vec![("SENTINEL_BUS__VISIBILITY_TIMEOUT_MS", "2000"), ("SENTINEL_BUS__BLOCK_MS", "500")];
+        with_short_leases.extend_from_slice(extra);
+        let mut cluster = Self::on(&db.url, &sentinel_testkit::redis_url(), &with_short_leases);
+        cluster._db = Some(db);
+        cluster
+    }
+
+    /// On the given database and Redis (a test's private servers), with default leases.
+    pub fn on(db_url: &str, redis_url: &str, extra: &[(&str, &str)]) -> Self {
         let prefix = sentinel_testkit::unique_prefix();
         let mut env: HashMap<String, String> = [
-            ("SENTINEL_DATABASE__URL", db.url.as_str()),
+            ("SENTINEL_DATABASE__URL", db_url),
             ("SENTINEL_BUS__BACKEND", "redis"),
-            ("SENTINEL_BUS__REDIS_URL", &sentinel_testkit::redis_url()),
+            ("SENTINEL_BUS__REDIS_URL", redis_url),
             ("SENTINEL_BUS__PREFIX", &prefix),
-            ("SENTINEL_BUS__VISIBILITY_TIMEOUT_MS", "2000"),
-            ("SENTINEL_BUS__BLOCK_MS", "500"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        Self { env, db, prefix, logs: tempfile::tempdir().expect("tempdir") }
+        Self {
+            env,
+            db_url: db_url.to_owned(),
+            redis_url: redis_url.to_owned(),
+            _db: None,
+            prefix,
+            logs: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn migrate(&self) {
@@ -54,10 +72,14 @@ impl Cluster {
     /// An in-process spine on the same database and bus, to enqueue and inspect directly.
     pub async fn spine(&self) -> Spine {
         let settings = sentinel_testkit::settings(
-            &self.db.url,
+            &self.db_url,
             "redis",
             &self.prefix,
-            &[("bus.visibility_timeout_ms", "2000"), ("database.auto_migrate", "false")],
+            &[
+                ("bus.visibility_timeout_ms", "2000"),
+                ("database.auto_migrate", "false"),
+                ("bus.redis_url", self.redis_url.as_str()),
+            ],
         );
         Spine::connect(&settings, Catalog::builtin(true)).await.expect("spine")
     }

@@ -1,10 +1,11 @@
 //! Black-box tests of the binaries: the embedded `sentinel up`, the five distributed services on
-//! PostgreSQL + Redis, worker crashes (SIGKILL, repeated aborts), graceful shutdown, and the
+//! PostgreSQL + Redis, worker crashes (SIGKILL, repeated aborts), database and Redis outages, graceful shutdown, and the
 //! architecture invariants.
 
 mod architecture;
 mod distributed;
 mod embedded;
+mod outages;
 mod procs;
 mod scheduling;
 mod streams;
