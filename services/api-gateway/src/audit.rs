@@ -68,7 +68,10 @@ pub async fn record(
     // A request refused because the database is unreachable changed nothing, and its entry could not
     // be written either.
     let refused_by_outage = res.response().extensions().get::<crate::db_guard::DatabaseDown>().is_some();
-    if mutating && !refused_by_outage && let Some(writer) = writer {
+    if mutating
+        && !refused_by_outage
+        && let Some(writer) = writer
+    {
         // The principal as resolved for this request (login responses carry the user who logged in).
         let principal = res.request().extensions().get::<Principal>().cloned();
         if let Some(p) = principal {

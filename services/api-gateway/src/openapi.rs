@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldErrorDoc, Problem};
-use crate::routes::{access, jobs, schedules, streams, tasks};
+use crate::routes::{access, jobs, jobs_batch, schedules, streams, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,7 @@ use crate::routes::{access, jobs, schedules, streams, tasks};
         access::login, access::logout, access::me,
         access::list_users, access::create_user, access::update_user, access::delete_user,
         access::list_keys, access::create_key, access::revoke_key, access::audit,
-        jobs::enqueue, jobs::list, jobs::counts, jobs::get_job, jobs::cancel, jobs::retry, jobs::events, jobs::log,
+        jobs::enqueue, jobs_batch::enqueue_batch, jobs::list, jobs::counts, jobs::get_job, jobs::cancel, jobs::retry, jobs::events, jobs::log,
         jobs::dead_letters, jobs::requeue_dead_letter, jobs::discard_dead_letter,
         schedules::create, schedules::list, schedules::get_schedule, schedules::replace, schedules::patch,
         schedules::delete, schedules::preview_definition, schedules::preview_schedule, schedules::firings,

@@ -20,6 +20,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/jobs", web::post().to(enqueue))
         .route("/jobs", web::get().to(list))
         .route("/jobs/counts", web::get().to(counts))
+        // Before `/jobs/{id}`, which would otherwise take the path and answer 405 to a POST.
+        .service(
+            web::resource("/jobs/batch")
+                .app_data(crate::problem::json_config(super::jobs_batch::MAX_BATCH_BODY_BYTES))
+                .route(web::post().to(super::jobs_batch::enqueue_batch)),
+        )
         .route("/jobs/{id}", web::get().to(get_job))
         .route("/jobs/{id}/cancel", web::post().to(cancel))
         .route("/jobs/{id}/retry", web::post().to(retry))
@@ -121,7 +127,11 @@ impl From<JobRecord> for JobView {
 const MAX_DELAY_SECONDS: u64 = 366 * 24 * 3600;
 
 /// Checks the whole body at once, so a 422 lists every invalid field, not just the first.
-fn parse_request(body: EnqueueBody, principal: &Principal, catalog: &Catalog) -> Result<EnqueueRequest, Problem> {
+pub(crate) fn parse_request(
+    body: EnqueueBody,
+    principal: &Principal,
+    catalog: &Catalog,
+) -> Result<EnqueueRequest, Problem> {
     let mut errors = Vec::new();
     let kind = match JobKind::parse(&body.kind) {
         Ok(kind) => match catalog.get(&kind) {

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod jobs;
+pub mod jobs_batch;
 pub mod schedules;
 pub mod streams;
 pub mod tasks;

@@ -168,6 +168,12 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::DELETE, "/api/v1/api-keys/{key}", None, Role::Admin),
         (Method::GET, "/api/v1/audit", None, Role::Admin),
         (Method::POST, "/api/v1/jobs", Some(json!({"kind": "demo.sleep", "payload": {"seconds": 0}})), Role::Operator),
+        (
+            Method::POST,
+            "/api/v1/jobs/batch",
+            Some(json!({"jobs": [{"kind": "demo.sleep", "payload": {"seconds": 0}}]})),
+            Role::Operator,
+        ),
         (Method::GET, "/api/v1/jobs", None, Role::Viewer),
         (Method::GET, "/api/v1/jobs/counts", None, Role::Viewer),
         (Method::GET, "/api/v1/jobs/{job}", None, Role::Viewer),

@@ -187,3 +187,49 @@ async fn cancel_retry_and_dead_letters() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_batch_enqueues_all_or_nothing_and_names_each_bad_item() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let job = |seconds: Value| json!({ "kind": "demo.sleep", "payload": { "seconds": seconds } });
+
+    // Two bad items among good ones: 422 naming each, and nothing is created.
+    let bad = json!({ "jobs": [job(json!(0)), job(json!("soon")), { "kind": "no.such.kind" }, job(json!(1))] });
+    let (status, problem) = app.call(Method::POST, "/api/v1/jobs/batch", Some(&admin), Some(bad)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(fields(&problem), ["jobs[1].payload.seconds", "jobs[2].kind"]);
+    let (_, counts) = app.call(Method::GET, "/api/v1/jobs/counts", Some(&admin), None).await;
+    assert_eq!(counts["by_state"]["queued"], 0, "nothing was created: {counts}");
+
+    // A good batch: 201, ids in request order; a repeated dedup_key resolves to the first item's job.
+    let mut items: Vec<Value> = (0..250).map(|_| job(json!(0))).collect();
+    items.push(json!({ "kind": "demo.sleep", "payload": { "seconds": 0 }, "dedup_key": "nightly" }));
+    items.push(json!({ "kind": "demo.sleep", "payload": { "seconds": 0 }, "dedup_key": "nightly" }));
+    let (status, body) =
+        app.call(Method::POST, "/api/v1/jobs/batch", Some(&admin), Some(json!({ "jobs": items }))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let jobs = body["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 252);
+    assert_eq!(body["created"], 251);
+    assert_eq!(jobs[250]["id"], jobs[251]["id"], "the second item with the key got the first one's job");
+    assert_eq!((jobs[250]["created"].as_bool(), jobs[251]["created"].as_bool()), (Some(true), Some(false)));
+    let first = jobs[0]["id"].as_str().expect("id");
+    let (status, one) = app.call(Method::GET, &format!("/api/v1/jobs/{first}"), Some(&admin), None).await;
+    assert_eq!((status, one["kind"].as_str()), (StatusCode::OK, Some("demo.sleep")));
+
+    // Bounds: empty and oversized batches are refused with the field named.
+    let (status, problem) =
+        app.call(Method::POST, "/api/v1/jobs/batch", Some(&admin), Some(json!({ "jobs": [] }))).await;
+    assert_eq!((status, fields(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, vec!["jobs".to_owned()]));
+    let too_many: Vec<Value> = (0..10_001).map(|_| job(json!(0))).collect();
+    let (status, problem) =
+        app.call(Method::POST, "/api/v1/jobs/batch", Some(&admin), Some(json!({ "jobs": too_many }))).await;
+    assert_eq!((status, fields(&problem)), (StatusCode::UNPROCESSABLE_ENTITY, vec!["jobs".to_owned()]));
+
+    // Viewers may not enqueue.
+    let viewer = app.user_with_role(&admin, sentinel_jobs::domain::Role::Viewer).await;
+    let (status, _) =
+        app.call(Method::POST, "/api/v1/jobs/batch", Some(&viewer), Some(json!({ "jobs": [job(json!(0))] }))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
