@@ -3,6 +3,7 @@
 
 mod audit;
 pub mod auth;
+mod doc;
 mod job_cache;
 pub mod openapi;
 mod problem;
