@@ -73,6 +73,7 @@ impl Application {
                         .wrap(middleware::from_fn(auth::authenticate))
                         .configure(routes::access::configure)
                         .configure(routes::jobs::configure)
+                        .configure(routes::dead_letters::configure)
                         .configure(routes::schedules::configure)
                         .configure(routes::streams::configure),
                 )

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
-use crate::routes::{access, jobs, schedules, streams, tasks};
+use crate::routes::{access, dead_letters, jobs, previews, schedules, streams, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,9 +22,9 @@ use crate::routes::{access, jobs, schedules, streams, tasks};
         access::list_users, access::create_user, access::update_user, access::delete_user,
         access::list_keys, access::create_key, access::revoke_key, access::audit,
         jobs::enqueue, jobs::list, jobs::counts, jobs::get_job, jobs::cancel, jobs::retry, jobs::events, jobs::log,
-        jobs::dead_letters, jobs::requeue_dead_letter, jobs::discard_dead_letter,
+        dead_letters::dead_letters, dead_letters::requeue_dead_letter, dead_letters::discard_dead_letter,
         schedules::create, schedules::list, schedules::get_schedule, schedules::replace, schedules::patch,
-        schedules::delete, schedules::preview_definition, schedules::preview_schedule, schedules::firings,
+        schedules::delete, previews::preview_definition, previews::preview_schedule, schedules::firings,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

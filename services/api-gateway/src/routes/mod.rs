@@ -1,7 +1,9 @@
 //! Route handlers, one module per resource.
 
 pub mod access;
+pub mod dead_letters;
 pub mod jobs;
+pub mod previews;
 pub mod schedules;
 pub mod streams;
 pub mod tasks;
