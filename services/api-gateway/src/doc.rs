@@ -177,6 +177,9 @@ pub fn email() -> Object {
     string().max_length(Some(254)).pattern(Some(format!("^[^@{WS}]+@[^@{WS}]*\\.[^@{WS}]*$"))).build()
 }
 
+/// The macros the cron parser knows (`@annually` is not one).
+const CRON_MACROS: [&str; 5] = ["yearly", "monthly", "weekly", "daily", "hourly"];
+
 /// A cron expression the server always accepts: a macro, or five crontab fields made of `*`, `*/step`
 /// or lists of values, with days of the month 1 to 28 (so every expression fires every month).
 pub fn cron() -> Object {
@@ -187,7 +190,7 @@ pub fn cron() -> Object {
     let day = field("([1-9]|1[0-9]|2[0-8])", "[1-9]|1[0-9]|2[0-8]");
     let month = field("([1-9]|1[0-2])", "[1-9]|1[0-2]");
     let weekday = field("[0-7]", "[1-7]");
-    let pattern = format!("^(@(yearly|annually|monthly|weekly|daily|hourly)|{minute} {hour} {day} {month} {weekday})$");
+    let pattern = format!("^(@({})|{minute} {hour} {day} {month} {weekday})$", CRON_MACROS.join("|"));
     or_null(string().pattern(Some(pattern)).build())
 }
 
@@ -283,5 +286,19 @@ pub fn integral_numbers(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(integral_numbers),
         Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sentinel_jobs::domain::schedule::CronTrigger;
+
+    #[test]
+    fn the_documented_cron_forms_are_accepted() {
+        let samples = ["* * * * *", "*/59 */23 */28 */12 */7", "0,59 0,23 1,28 1,12 0,7", "05 9 28 2 7"];
+        let macros = super::CRON_MACROS.map(|m| format!("@{m}"));
+        for expr in samples.iter().copied().chain(macros.iter().map(String::as_str)) {
+            assert!(CronTrigger::new(expr, "UTC").is_ok(), "{expr}");
+        }
     }
 }
