@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sentinel_domain::{JobKind, QueueName, builtin};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// One invalid field of a payload, with the reason (becomes one entry of a 422 response).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,6 +27,8 @@ pub struct KindSpec {
     pub queue: QueueName,
     pub description: &'static str,
     pub validate: fn(&Value) -> Result<(), Vec<FieldError>>,
+    /// The JSON Schema of the payloads `validate` accepts (the API document states it).
+    pub payload_schema: fn() -> Value,
     /// System work (retention, monitoring sweeps): only built-in schedules run it, never an API caller.
     pub internal: bool,
 }
@@ -63,8 +65,25 @@ fn validate_demo_sleep(payload: &Value) -> Result<(), Vec<FieldError>> {
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
+fn demo_sleep_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": { "seconds": { "type": "integer", "minimum": 0, "maximum": 86_400 } },
+        "required": ["seconds"],
+        "additionalProperties": false
+    })
+}
+
 fn accept_any(_: &Value) -> Result<(), Vec<FieldError>> {
     Ok(())
+}
+
+fn any_schema() -> Value {
+    json!({})
+}
+
+fn no_parameters_schema() -> Value {
+    json!({ "type": ["object", "null"], "maxProperties": 0 })
 }
 
 /// Periodic system work takes no parameters: an empty object (or null).
@@ -86,6 +105,7 @@ impl Catalog {
             queue,
             description: "Sleeps `seconds` seconds, reporting progress every second (the seed's demo task).",
             validate: validate_demo_sleep,
+            payload_schema: demo_sleep_schema,
             internal: false,
         });
         for (name, queue, description) in [
@@ -103,7 +123,14 @@ impl Catalog {
             ),
         ] {
             let (kind, queue) = parse(name, queue);
-            c.register(KindSpec { kind, queue, description, validate: validate_no_parameters, internal: true });
+            c.register(KindSpec {
+                kind,
+                queue,
+                description,
+                validate: validate_no_parameters,
+                payload_schema: no_parameters_schema,
+                internal: true,
+            });
         }
         if fault_injection {
             for (name, description) in [
@@ -112,7 +139,14 @@ impl Catalog {
                 (builtin::FAULT_SUBPROCESS, "Test only: runs a subprocess tree until cancelled."),
             ] {
                 let (kind, queue) = parse(name, builtin::DEFAULT_QUEUE);
-                c.register(KindSpec { kind, queue, description, validate: accept_any, internal: false });
+                c.register(KindSpec {
+                    kind,
+                    queue,
+                    description,
+                    validate: accept_any,
+                    payload_schema: any_schema,
+                    internal: false,
+                });
             }
         }
         c
@@ -142,7 +176,6 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn builtin_catalog_builds_and_validates_demo_payloads() {
@@ -153,5 +186,17 @@ mod tests {
         assert_eq!(errs.len(), 2);
         assert!((spec.validate)(&json!([])).is_err());
         assert!(Catalog::builtin(false).get(&JobKind::parse(builtin::FAULT_CRASH).expect("valid")).is_none());
+    }
+
+    #[test]
+    fn the_demo_payload_schema_states_what_validate_enforces() {
+        let c = Catalog::builtin(false);
+        let spec = c.get(&JobKind::parse(builtin::DEMO_SLEEP).expect("valid")).expect("registered");
+        let schema = (spec.payload_schema)();
+        let max = schema["properties"]["seconds"]["maximum"].as_u64().expect("maximum");
+        assert!((spec.validate)(&json!({"seconds": max})).is_ok());
+        assert!((spec.validate)(&json!({"seconds": max + 1})).is_err());
+        assert!((spec.validate)(&json!({})).is_err(), "seconds is required");
+        assert_eq!(schema["additionalProperties"], json!(false));
     }
 }

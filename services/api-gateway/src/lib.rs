@@ -4,6 +4,7 @@
 mod audit;
 pub mod auth;
 mod db_guard;
+mod doc;
 mod job_cache;
 pub mod openapi;
 mod problem;
@@ -78,6 +79,7 @@ impl Application {
                         .wrap(middleware::from_fn(db_guard::refuse_while_down))
                         .configure(routes::access::configure)
                         .configure(routes::jobs::configure)
+                        .configure(routes::dead_letters::configure)
                         .configure(routes::schedules::configure)
                         .configure(routes::streams::configure),
                 )

@@ -1,10 +1,14 @@
 //! The OpenAPI 3.1 document, generated from the route annotations, and the offline docs UI.
 
+use serde_json::{Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, OneOfBuilder, Schema};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
-use crate::routes::{access, jobs, jobs_batch, schedules, streams, tasks};
+use crate::routes::{access, dead_letters, jobs, jobs_batch, previews, schedules, streams, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,14 +22,15 @@ use crate::routes::{access, jobs, jobs_batch, schedules, streams, tasks};
         access::list_users, access::create_user, access::update_user, access::delete_user,
         access::list_keys, access::create_key, access::revoke_key, access::audit,
         jobs::enqueue, jobs_batch::enqueue_batch, jobs::list, jobs::counts, jobs::get_job, jobs::cancel, jobs::retry, jobs::events, jobs::log,
-        jobs::dead_letters, jobs::requeue_dead_letter, jobs::discard_dead_letter,
+        dead_letters::dead_letters, dead_letters::requeue_dead_letter, dead_letters::discard_dead_letter,
         schedules::create, schedules::list, schedules::get_schedule, schedules::replace, schedules::patch,
-        schedules::delete, schedules::preview_definition, schedules::preview_schedule, schedules::firings,
+        schedules::delete, previews::preview_definition, previews::preview_schedule, schedules::firings,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),
     components(schemas(Problem, FieldErrorDoc)),
-    modifiers(&SecuritySchemes)
+    modifiers(&SecuritySchemes, &CrossFieldRules),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
 )]
 pub struct ApiDoc;
 
@@ -47,6 +52,96 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The rules that tie fields of one body together, which field attributes cannot state: which fields
+/// exclude each other, and the payload each job kind takes.
+struct CrossFieldRules;
+
+/// Matches when `field` is absent or `null`.
+fn absent(field: &str) -> RefOr<Schema> {
+    doc::schema_of(json!({ "type": "object", "properties": { field: { "type": "null" } } }))
+}
+
+/// Matches when `field` is present with a value of `ty`.
+fn present(field: &str, ty: &str) -> RefOr<Schema> {
+    doc::schema_of(json!({ "type": "object", "required": [field], "properties": { field: { "type": ty } } }))
+}
+
+/// One branch per kind: that kind with its payload (required when the kind rejects the default).
+/// For a patch (`kind_required` false), `null` payloads (unchanged) are allowed too.
+fn kinds(default_payload: &Value, kind_required: bool) -> Vec<RefOr<Schema>> {
+    let catalog = doc::catalog();
+    catalog
+        .kinds()
+        .filter(|k| !k.internal)
+        .map(|k| {
+            let mut required = Vec::new();
+            if kind_required {
+                required.push("kind");
+            }
+            if kind_required && (k.validate)(default_payload).is_err() {
+                required.push("payload");
+            }
+            let payload = (k.payload_schema)();
+            let payload = if kind_required { payload } else { json!({ "anyOf": [{ "type": "null" }, payload] }) };
+            doc::schema_of(json!({
+                "type": "object",
+                "properties": { "kind": { "type": "string", "enum": [k.kind.as_str()] }, "payload": payload },
+                "required": required,
+            }))
+        })
+        .collect()
+}
+
+fn exactly_one(items: Vec<RefOr<Schema>>) -> RefOr<Schema> {
+    let mut b = OneOfBuilder::new();
+    for i in items {
+        b = b.item(i);
+    }
+    Schema::OneOf(b.build()).into()
+}
+
+fn at_least_one(items: Vec<RefOr<Schema>>) -> RefOr<Schema> {
+    let mut b = AnyOfBuilder::new();
+    for i in items {
+        b = b.item(i);
+    }
+    Schema::AnyOf(b.build()).into()
+}
+
+impl Modify for CrossFieldRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert("TimeZone".to_owned(), Schema::Object(doc::timezones()).into());
+        let trigger = || exactly_one(vec![present("cron", "string"), present("interval_secs", "integer")]);
+        let rules: [(&str, Vec<RefOr<Schema>>); 4] = [
+            (
+                "EnqueueBody",
+                vec![
+                    at_least_one(vec![absent("delay_seconds"), absent("run_at")]),
+                    exactly_one(kinds(&Value::Null, true)),
+                ],
+            ),
+            ("ScheduleBody", vec![trigger(), exactly_one(kinds(&json!({}), true))]),
+            (
+                "SchedulePatch",
+                vec![
+                    at_least_one(vec![absent("cron"), absent("interval_secs")]),
+                    at_least_one(kinds(&json!({}), false)),
+                ],
+            ),
+            ("PreviewBody", vec![trigger()]),
+        ];
+        for (name, rules) in rules {
+            let Some(base) = components.schemas.remove(name) else { continue };
+            let mut all = AllOfBuilder::new().item(base);
+            for rule in rules {
+                all = all.item(rule);
+            }
+            components.schemas.insert(name.to_owned(), Schema::AllOf(all.build()).into());
+        }
+    }
+}
+
 /// The document as served at `/api/v1/openapi.json` (and committed as `docs/openapi.json`).
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
@@ -57,4 +152,24 @@ pub fn document_json() -> String {
     let mut json = document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     json.push('\n');
     json
+}
+
+/// The methods the document lists for a route pattern (`/api/v1/jobs/{id}`), as an `Allow` value.
+pub fn allowed_methods(pattern: &str) -> String {
+    static ALLOWED: std::sync::OnceLock<std::collections::HashMap<String, String>> = std::sync::OnceLock::new();
+    let allowed = ALLOWED.get_or_init(|| {
+        let value = serde_json::to_value(document()).unwrap_or_default();
+        let paths = value["paths"].as_object().cloned().unwrap_or_default();
+        paths
+            .into_iter()
+            .map(|(path, item)| {
+                let methods = ["GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"]
+                    .into_iter()
+                    .filter(|m| item.get(m.to_lowercase()).is_some())
+                    .collect::<Vec<_>>();
+                (path, methods.join(", "))
+            })
+            .collect()
+    });
+    allowed.get(pattern).cloned().unwrap_or_default()
 }

@@ -103,6 +103,14 @@ impl Problem {
     pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
         Self::invalid(vec![FieldError::new(field, reason)])
     }
+    pub fn method_not_allowed(method: &str, allow: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            Some(format!("{method} is not allowed here; use {allow}")),
+        )
+    }
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", "Conflict", Some(detail.into()))
     }
@@ -189,6 +197,17 @@ pub fn path_config() -> web::PathConfig {
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     Problem::not_found(&format!("route {} {}", req.method(), req.path())).error_response()
+}
+
+/// A known path asked with a method it has no route for: 405 with `Allow` (the documented methods).
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let pattern = req.match_pattern().unwrap_or_else(|| req.path().to_owned());
+    let allow = crate::openapi::allowed_methods(&pattern);
+    let mut res = Problem::method_not_allowed(req.method().as_str(), &allow).error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    res
 }
 
 /// One invalid field of a request and why (documentation shape of `errors[]`).

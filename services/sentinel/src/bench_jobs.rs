@@ -159,7 +159,7 @@ async fn wait_succeeded(spine: &Spine, n: usize, already: u64, timeout: Duration
             return Ok(());
         }
         anyhow::ensure!(Instant::now() < deadline, "only {} of {n} jobs finished in {timeout:?}", done - already);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
 }
 

@@ -10,21 +10,20 @@ use sentinel_jobs::domain::{KeyScope, Role};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::resource;
 use crate::Problem;
 use crate::auth::{self, CONFIGURED, CredentialCache, KEY_PREFIX, LoginLimiter, Principal, SESSION_COOKIE};
+use crate::doc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/login", web::post().to(login))
-        .route("/auth/logout", web::post().to(logout))
-        .route("/me", web::get().to(me))
-        .route("/users", web::get().to(list_users))
-        .route("/users", web::post().to(create_user))
-        .route("/users/{id}", web::patch().to(update_user))
-        .route("/users/{id}", web::delete().to(delete_user))
-        .route("/api-keys", web::get().to(list_keys))
-        .route("/api-keys", web::post().to(create_key))
-        .route("/api-keys/{id}", web::delete().to(revoke_key))
-        .route("/audit", web::get().to(audit));
+    cfg.service(resource("/auth/login").route(web::post().to(login)));
+    cfg.service(resource("/auth/logout").route(web::post().to(logout)));
+    cfg.service(resource("/me").route(web::get().to(me)));
+    cfg.service(resource("/users").route(web::get().to(list_users)).route(web::post().to(create_user)));
+    cfg.service(resource("/users/{id}").route(web::patch().to(update_user)).route(web::delete().to(delete_user)));
+    cfg.service(resource("/api-keys").route(web::get().to(list_keys)).route(web::post().to(create_key)));
+    cfg.service(resource("/api-keys/{id}").route(web::delete().to(revoke_key)));
+    cfg.service(resource("/audit").route(web::get().to(audit)));
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -55,11 +54,9 @@ fn client_addr(req: &HttpRequest) -> String {
     request_body = LoginBody,
     responses(
         (status = 200, description = "Logged in; sets the session cookie", body = LoginResponse),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = crate::Problem, content_type = "application/problem+json")
+        (status = 429, description = "Too many attempts", body = crate::Problem, content_type = "application/problem+json"),
+        doc::Invalid, doc::BadBody
     ),
     security(())
 )]
@@ -109,8 +106,7 @@ pub(crate) async fn login(
     responses(
         (status = 204, description = "Logged out"),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+    )
 )]
 pub(crate) async fn logout(
     principal: Principal,
@@ -153,8 +149,7 @@ pub(crate) struct Me {
     responses(
         (status = 200, description = "The caller", body = Me),
         (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+    )
 )]
 pub(crate) async fn me(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     let org = spine.db().access().org(principal.org_id).await?;
@@ -174,10 +169,8 @@ pub(crate) async fn me(principal: Principal, spine: web::Data<Spine>) -> Result<
     summary = "List users of your organization",
     responses(
         (status = 200, description = "Users", body = Vec<Value>),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded
+    )
 )]
 pub(crate) async fn list_users(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
@@ -187,8 +180,12 @@ pub(crate) async fn list_users(principal: Principal, spine: web::Data<Spine>) ->
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
+    #[schema(schema_with = doc::email)]
     pub email: String,
+    /// 12 to 1024 characters.
+    #[schema(min_length = 12, max_length = 1024)]
     pub password: String,
+    #[schema(schema_with = doc::role)]
     pub role: String,
 }
 
@@ -197,7 +194,7 @@ fn valid_email(email: &str) -> bool {
     parts.len() == 2
         && !parts[0].is_empty()
         && parts[1].contains('.')
-        && email.len() <= 254
+        && email.chars().count() <= 254
         && !email.contains(char::is_whitespace)
 }
 
@@ -209,14 +206,9 @@ fn valid_email(email: &str) -> bool {
     request_body = NewUserBody,
     responses(
         (status = 201, description = "Created", body = Value),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid, doc::BadBody
+    )
 )]
 pub(crate) async fn create_user(
     principal: Principal,
@@ -229,7 +221,7 @@ pub(crate) async fn create_user(
     if !valid_email(&email) {
         errors.push(sentinel_jobs::FieldError::new("email", "must be an email address"));
     }
-    if body.password.len() < 12 || body.password.len() > 1024 {
+    if !(12..=1024).contains(&body.password.chars().count()) {
         errors.push(sentinel_jobs::FieldError::new("password", "must be 12 to 1024 characters"));
     }
     let role =
@@ -254,6 +246,7 @@ pub(crate) async fn create_user(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserBody {
+    #[schema(schema_with = doc::role_or_null)]
     pub role: Option<String>,
     pub disabled: Option<bool>,
 }
@@ -267,19 +260,13 @@ fn parse_uuid(raw: &str, what: &str) -> Result<Uuid, Problem> {
     path = "/api/v1/users/{id}",
     tag = "users",
     summary = "Change a user's role or disable them",
-    params(("id" = String, Path, description = "User id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "User id (UUID)")),
     request_body = UpdateUserBody,
     responses(
         (status = 200, description = "Updated", body = Value),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound, doc::Invalid, doc::BadBody
+    )
 )]
 pub(crate) async fn update_user(
     principal: Principal,
@@ -314,15 +301,12 @@ pub(crate) async fn update_user(
     path = "/api/v1/users/{id}",
     tag = "users",
     summary = "Delete a user",
-    params(("id" = String, Path, description = "User id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "User id (UUID)")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn delete_user(
     principal: Principal,
@@ -350,10 +334,8 @@ pub(crate) async fn delete_user(
     summary = "List API keys (never their secrets)",
     responses(
         (status = 200, description = "Keys", body = Vec<Value>),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded
+    )
 )]
 pub(crate) async fn list_keys(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
@@ -363,10 +345,15 @@ pub(crate) async fn list_keys(principal: Principal, spine: web::Data<Spine>) -> 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKeyBody {
+    #[schema(schema_with = doc::key_name)]
     pub name: String,
+    /// Default `operator`.
     #[serde(default)]
+    #[schema(schema_with = doc::role_or_null)]
     pub role: Option<String>,
+    /// `full` (default) or `ingest`.
     #[serde(default)]
+    #[schema(schema_with = doc::key_scope_or_null)]
     pub scope: Option<String>,
 }
 
@@ -387,13 +374,8 @@ pub(crate) struct CreatedKey {
     request_body = NewKeyBody,
     responses(
         (status = 201, description = "Created", body = CreatedKey),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid, doc::BadBody
+    )
 )]
 pub(crate) async fn create_key(
     principal: Principal,
@@ -403,7 +385,7 @@ pub(crate) async fn create_key(
     principal.require(Role::Admin)?;
     let mut errors = Vec::new();
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 128 {
+    if name.is_empty() || name.chars().count() > 128 {
         errors.push(sentinel_jobs::FieldError::new("name", "must be 1 to 128 characters"));
     }
     let role = match body.role.as_deref() {
@@ -445,15 +427,12 @@ pub(crate) async fn create_key(
     path = "/api/v1/api-keys/{id}",
     tag = "api keys",
     summary = "Revoke an API key",
-    params(("id" = String, Path, description = "API key id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "API key id (UUID)")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn revoke_key(
     principal: Principal,
@@ -479,13 +458,15 @@ pub(crate) async fn revoke_key(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditQuery {
+    /// `next_cursor` of the previous page: entries older than this id.
     before: Option<i64>,
     #[serde(default = "default_limit")]
+    #[param(schema_with = doc::limit)]
     limit: u64,
 }
 
 fn default_limit() -> u64 {
-    100
+    doc::LIMIT_DEFAULT
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -503,11 +484,8 @@ pub(crate) struct AuditPage {
     params(AuditQuery),
     responses(
         (status = 200, description = "Entries, newest first", body = AuditPage),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid
+    )
 )]
 pub(crate) async fn audit(
     principal: Principal,
@@ -515,9 +493,7 @@ pub(crate) async fn audit(
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Admin)?;
-    if !(1..=1000).contains(&q.limit) {
-        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
-    }
+    doc::check_limit(q.limit)?;
     let items = spine.db().access().audit(principal.org_id, q.before, q.limit).await?;
     let next_cursor = (items.len() as u64 == q.limit).then(|| items.last().map(|e| e.id)).flatten();
     Ok(HttpResponse::Ok().json(AuditPage { items, next_cursor }))

@@ -1,4 +1,4 @@
-//! `/api/v1/jobs`: enqueue, read, count, cancel and read the event log of jobs.
+//! `/api/v1/jobs`: enqueue, read, count, cancel, retry and read the event log of jobs.
 
 use std::collections::BTreeMap;
 
@@ -6,60 +6,70 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sentinel_jobs::db::{CancelOutcome, JobFilter, JobRecord};
 use sentinel_jobs::domain::{
-    DeadLetterReason, JobEvent, JobEventKind, JobId, JobKind, JobState, LogStream, Priority, Progress, QueueName,
-    RetryPolicy, Role,
+    JobEvent, JobEventKind, JobId, JobKind, JobState, LogStream, Priority, Progress, RetryPolicy, Role,
 };
 use sentinel_jobs::{Catalog, EnqueueRequest, Enqueued, FieldError, Spine};
 use serde::{Deserialize, Serialize};
 
+use super::resource;
 use crate::Problem;
 use crate::auth::Principal;
+use crate::doc;
 use crate::job_cache::JobCache;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/jobs", web::post().to(enqueue))
-        .route("/jobs", web::get().to(list))
-        .route("/jobs/counts", web::get().to(counts))
-        // Before `/jobs/{id}`, which would otherwise take the path and answer 405 to a POST.
-        .service(
-            web::resource("/jobs/batch")
-                .app_data(crate::problem::json_config(super::jobs_batch::MAX_BATCH_BODY_BYTES))
-                .route(web::post().to(super::jobs_batch::enqueue_batch)),
-        )
-        .route("/jobs/{id}", web::get().to(get_job))
-        .route("/jobs/{id}/cancel", web::post().to(cancel))
-        .route("/jobs/{id}/retry", web::post().to(retry))
-        .route("/jobs/{id}/events", web::get().to(events))
-        .route("/jobs/{id}/log", web::get().to(log))
-        .route("/dead-letters", web::get().to(dead_letters))
-        .route("/dead-letters/{queue}/{entry}/requeue", web::post().to(requeue_dead_letter))
-        .route("/dead-letters/{queue}/{entry}", web::delete().to(discard_dead_letter));
+    cfg.service(resource("/jobs").route(web::post().to(enqueue)).route(web::get().to(list)));
+    cfg.service(resource("/jobs/counts").route(web::get().to(counts)));
+    // Before `/jobs/{id}`, which would otherwise take the path and answer 405 to a POST.
+    cfg.service(
+        resource("/jobs/batch")
+            .app_data(crate::problem::json_config(super::jobs_batch::MAX_BATCH_BODY_BYTES))
+            .route(web::post().to(super::jobs_batch::enqueue_batch)),
+    );
+    cfg.service(resource("/jobs/{id}").route(web::get().to(get_job)));
+    cfg.service(resource("/jobs/{id}/cancel").route(web::post().to(cancel)));
+    cfg.service(resource("/jobs/{id}/retry").route(web::post().to(retry)));
+    cfg.service(resource("/jobs/{id}/events").route(web::get().to(events)));
+    cfg.service(resource("/jobs/{id}/log").route(web::get().to(log)));
 }
 
 /// Body of `POST /api/v1/jobs`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBody {
+    #[schema(schema_with = doc::kind)]
     pub kind: String,
+    /// The kind's parameters (each kind states its own).
     #[serde(default)]
     #[schema(value_type = Value)]
     pub payload: serde_json::Value,
+    /// `high`, `normal` (default) or `low`.
     #[serde(default)]
+    #[schema(schema_with = doc::priority)]
     pub priority: Option<String>,
-    /// Run no earlier than this many seconds from now.
-    #[serde(default)]
+    /// Run no earlier than this many seconds from now (at most a year). Exclusive with `run_at`.
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(maximum = 31_622_400)]
     pub delay_seconds: Option<u64>,
     /// Run no earlier than this instant (RFC 3339). Exclusive with `delay_seconds`.
     #[serde(default)]
     pub run_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    /// Attempts in all, 1 to 100 (default 3).
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
-    #[serde(default)]
+    /// Delay before the first retry, doubled on each further one (default 1000).
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(minimum = 1, maximum = 86_400_000)]
     pub backoff_base_ms: Option<u64>,
-    #[serde(default)]
+    /// Longest delay between retries: at least `backoff_base_ms` (default 300000, or
+    /// `backoff_base_ms` if that is longer).
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(minimum = 1, maximum = 604_800_000)]
     pub backoff_max_ms: Option<u64>,
     /// While a job with this key is unfinished, enqueueing again returns it (200) instead of creating one.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub dedup_key: Option<String>,
 }
 
@@ -128,10 +138,11 @@ const MAX_DELAY_SECONDS: u64 = 366 * 24 * 3600;
 
 /// Checks the whole body at once, so a 422 lists every invalid field, not just the first.
 pub(crate) fn parse_request(
-    body: EnqueueBody,
+    mut body: EnqueueBody,
     principal: &Principal,
     catalog: &Catalog,
 ) -> Result<EnqueueRequest, Problem> {
+    doc::integral_numbers(&mut body.payload);
     let mut errors = Vec::new();
     let kind = match JobKind::parse(&body.kind) {
         Ok(kind) => match catalog.get(&kind) {
@@ -178,10 +189,12 @@ pub(crate) fn parse_request(
     let retry = RetryPolicy {
         max_attempts: body.max_attempts.unwrap_or(defaults.max_attempts),
         backoff_base_ms: body.backoff_base_ms.unwrap_or(defaults.backoff_base_ms),
-        backoff_max_ms: body.backoff_max_ms.unwrap_or(defaults.backoff_max_ms),
+        backoff_max_ms: body
+            .backoff_max_ms
+            .unwrap_or_else(|| defaults.backoff_max_ms.max(body.backoff_base_ms.unwrap_or(defaults.backoff_base_ms))),
     };
     if let Some(key) = &body.dedup_key
-        && (key.is_empty() || key.len() > 128)
+        && (key.is_empty() || key.chars().count() > 128)
     {
         errors.push(FieldError::new("dedup_key", "must be 1 to 128 characters"));
     }
@@ -218,14 +231,8 @@ pub(crate) fn parse_request(
     responses(
         (status = 201, description = "Created", body = JobView),
         (status = 200, description = "An unfinished job with the same dedup_key", body = JobView),
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid, doc::BadBody
+    )
 )]
 pub(crate) async fn enqueue(
     principal: Principal,
@@ -273,14 +280,11 @@ pub(crate) async fn cached_job_of(
     path = "/api/v1/jobs/{id}",
     tag = "jobs",
     summary = "Get a job",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id (UUID)")),
     responses(
         (status = 200, description = "The job", body = JobView),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn get_job(
     principal: Principal,
@@ -296,13 +300,18 @@ pub(crate) async fn get_job(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    #[param(schema_with = doc::job_state)]
     state: Option<String>,
+    #[param(schema_with = doc::kind_filter)]
     kind: Option<String>,
     created_after: Option<DateTime<Utc>>,
     created_before: Option<DateTime<Utc>>,
     requested_by: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<uuid::Uuid>)]
     cursor: Option<String>,
     #[serde(default = "default_limit")]
+    #[param(schema_with = doc::limit)]
     limit: u64,
 }
 
@@ -322,11 +331,8 @@ pub struct JobPage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of jobs", body = JobPage),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid
+    )
 )]
 pub(crate) async fn list(
     principal: Principal,
@@ -348,9 +354,7 @@ pub(crate) async fn list(
         .cursor
         .as_deref()
         .and_then(|c| c.parse::<JobId>().map_err(|e| errors.push(FieldError::new("cursor", e.to_string()))).ok());
-    if !(1..=1000).contains(&q.limit) {
-        errors.push(FieldError::new("limit", "must be from 1 to 1000"));
-    }
+    errors.extend(doc::limit_error(q.limit));
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
@@ -388,10 +392,8 @@ pub struct Counts {
     summary = "Count jobs by state and kind",
     responses(
         (status = 200, description = "Counts", body = Counts),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded
+    )
 )]
 pub(crate) async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
@@ -408,16 +410,13 @@ pub(crate) async fn counts(principal: Principal, spine: web::Data<Spine>) -> Res
     path = "/api/v1/jobs/{id}/cancel",
     tag = "jobs",
     summary = "Cancel a queued or running job",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id (UUID)")),
     responses(
         (status = 200, description = "Was queued; now cancelled", body = Value),
         (status = 202, description = "Running; its worker was told to stop", body = Value),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn cancel(
     principal: Principal,
@@ -484,15 +483,12 @@ pub(crate) async fn requeue(spine: &Spine, id: JobId) -> Result<JobRecord, Probl
     path = "/api/v1/jobs/{id}/retry",
     tag = "jobs",
     summary = "Retry a failed or cancelled job",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id (UUID)")),
     responses(
         (status = 200, description = "Queued again", body = JobView),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json"),
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn retry(
     principal: Principal,
@@ -511,14 +507,16 @@ pub(crate) async fn retry(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EventsQuery {
+    /// Only events after this `seq` (default 0: from the start).
     #[serde(default)]
     after: i64,
     #[serde(default = "default_limit")]
+    #[param(schema_with = doc::limit)]
     limit: u64,
 }
 
-fn default_limit() -> u64 {
-    100
+pub(crate) fn default_limit() -> u64 {
+    doc::LIMIT_DEFAULT
 }
 
 #[utoipa::path(
@@ -526,15 +524,11 @@ fn default_limit() -> u64 {
     path = "/api/v1/jobs/{id}/events",
     tag = "jobs",
     summary = "Read a job's event log",
-    params(("id" = String, Path, description = "Job id (UUID)"), EventsQuery),
+    params(("id" = uuid::Uuid, Path, description = "Job id (UUID)"), EventsQuery),
     responses(
         (status = 200, description = "Events, oldest first", body = Vec<Value>),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound, doc::Invalid
+    )
 )]
 pub(crate) async fn events(
     principal: Principal,
@@ -544,9 +538,7 @@ pub(crate) async fn events(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
     let id = job_of(&spine, &principal, &path).await?.id;
-    if !(1..=1000).contains(&q.limit) {
-        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
-    }
+    doc::check_limit(q.limit)?;
     let events: Vec<JobEvent> = spine.store().events(id, q.after, q.limit).await?;
     Ok(HttpResponse::Ok().json(events))
 }
@@ -566,15 +558,11 @@ pub struct LogLine {
     path = "/api/v1/jobs/{id}/log",
     tag = "jobs",
     summary = "Read a job's log lines",
-    params(("id" = String, Path, description = "Job id (UUID)"), EventsQuery),
+    params(("id" = uuid::Uuid, Path, description = "Job id (UUID)"), EventsQuery),
     responses(
         (status = 200, description = "Log lines, oldest first", body = Vec<LogLine>),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound, doc::Invalid
+    )
 )]
 pub(crate) async fn log(
     principal: Principal,
@@ -584,9 +572,7 @@ pub(crate) async fn log(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
     let id = job_of(&spine, &principal, &path).await?.id;
-    if !(1..=1000).contains(&q.limit) {
-        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
-    }
+    doc::check_limit(q.limit)?;
     // Read events until `limit` log lines are found (other event types are skipped).
     let mut lines = Vec::new();
     let mut after = q.after;
@@ -606,168 +592,4 @@ pub(crate) async fn log(
             return Ok(HttpResponse::Ok().json(lines));
         }
     }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeadLetterView {
-    pub queue: String,
-    pub entry_id: String,
-    #[schema(value_type = String)]
-    pub reason: DeadLetterReason,
-    pub detail: String,
-    pub at: DateTime<Utc>,
-    #[schema(value_type = String, format = Uuid)]
-    pub job_id: JobId,
-    #[schema(value_type = String)]
-    pub kind: JobKind,
-    pub attempt: u32,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DeadLetterQuery {
-    queue: Option<String>,
-    #[serde(default = "default_limit")]
-    limit: u64,
-}
-
-/// Dead letters of the caller's organization (a queue's stream holds every organization's).
-async fn org_dead_letters(
-    spine: &Spine,
-    principal: &Principal,
-    queue: &QueueName,
-    limit: usize,
-) -> Result<Vec<DeadLetterView>, Problem> {
-    let all = spine.bus().dead_letters(queue, 10_000).await.map_err(|e| Problem::unavailable(format!("bus: {e}")))?;
-    let mut out = Vec::new();
-    for d in all {
-        if out.len() >= limit {
-            break;
-        }
-        if spine.store().get_in_org(principal.org_id, d.message.job_id).await?.is_some() {
-            out.push(DeadLetterView {
-                queue: queue.to_string(),
-                entry_id: d.entry_id,
-                reason: d.reason,
-                detail: d.detail,
-                at: d.at,
-                job_id: d.message.job_id,
-                kind: d.message.kind,
-                attempt: d.message.attempt,
-            });
-        }
-    }
-    Ok(out)
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/dead-letters",
-    tag = "dead letters",
-    summary = "List dead letters",
-    params(DeadLetterQuery),
-    responses(
-        (status = 200, description = "Dead letters, newest first", body = Vec<DeadLetterView>),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
-)]
-pub(crate) async fn dead_letters(
-    principal: Principal,
-    spine: web::Data<Spine>,
-    q: web::Query<DeadLetterQuery>,
-) -> Result<HttpResponse, Problem> {
-    principal.require(Role::Viewer)?;
-    if !(1..=1000).contains(&q.limit) {
-        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
-    }
-    let queues = match &q.queue {
-        Some(name) => vec![QueueName::parse(name).map_err(|e| Problem::invalid_field("queue", e.to_string()))?],
-        None => spine.catalog().queues(),
-    };
-    let mut out = Vec::new();
-    for queue in queues {
-        out.extend(org_dead_letters(&spine, &principal, &queue, q.limit as usize).await?);
-    }
-    out.truncate(q.limit as usize);
-    Ok(HttpResponse::Ok().json(out))
-}
-
-async fn find_dead_letter(
-    spine: &Spine,
-    principal: &Principal,
-    queue: &str,
-    entry: &str,
-) -> Result<(QueueName, DeadLetterView), Problem> {
-    let queue = QueueName::parse(queue).map_err(|_| Problem::not_found(&format!("queue {queue:?}")))?;
-    let found = org_dead_letters(spine, principal, &queue, usize::MAX).await?.into_iter().find(|d| d.entry_id == entry);
-    found.map(|d| (queue, d)).ok_or_else(|| Problem::not_found(&format!("dead letter {entry}")))
-}
-
-#[utoipa::path(
-    post,
-    path = "/api/v1/dead-letters/{queue}/{entry}/requeue",
-    tag = "dead letters",
-    summary = "Requeue a dead letter's job",
-    params(("queue" = String, Path, description = "Queue name"), ("entry" = String, Path, description = "Dead-letter entry id")),
-    responses(
-        (status = 200, description = "The job, queued again", body = JobView),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Conflicts with the resource's state", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
-)]
-pub(crate) async fn requeue_dead_letter(
-    principal: Principal,
-    spine: web::Data<Spine>,
-    cache: web::Data<JobCache>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, Problem> {
-    principal.require(Role::Operator)?;
-    let (queue, entry) = path.into_inner();
-    let (queue, dead) = find_dead_letter(&spine, &principal, &queue, &entry).await?;
-    let job = requeue(&spine, dead.job_id).await;
-    cache.evict(dead.job_id);
-    let job = job?;
-    spine
-        .bus()
-        .remove_dead_letter(&queue, &dead.entry_id)
-        .await
-        .map_err(|e| Problem::unavailable(format!("bus: {e}")))?;
-    Ok(HttpResponse::Ok().json(JobView::from(job)))
-}
-
-#[utoipa::path(
-    delete,
-    path = "/api/v1/dead-letters/{queue}/{entry}",
-    tag = "dead letters",
-    summary = "Discard a dead letter",
-    params(("queue" = String, Path, description = "Queue name"), ("entry" = String, Path, description = "Dead-letter entry id")),
-    responses(
-        (status = 204, description = "Discarded"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
-)]
-pub(crate) async fn discard_dead_letter(
-    principal: Principal,
-    spine: web::Data<Spine>,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, Problem> {
-    principal.require(Role::Operator)?;
-    let (queue, entry) = path.into_inner();
-    let (queue, dead) = find_dead_letter(&spine, &principal, &queue, &entry).await?;
-    spine
-        .bus()
-        .remove_dead_letter(&queue, &dead.entry_id)
-        .await
-        .map_err(|e| Problem::unavailable(format!("bus: {e}")))?;
-    Ok(HttpResponse::NoContent().finish())
 }

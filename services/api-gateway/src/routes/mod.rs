@@ -1,16 +1,25 @@
 //! Route handlers, one module per resource.
 
 pub mod access;
+pub mod dead_letters;
 pub mod jobs;
 pub mod jobs_batch;
+pub mod previews;
 pub mod schedules;
 pub mod streams;
 pub mod tasks;
 
+use actix_web::{Resource, web};
 use sentinel_db::DbError;
 use sentinel_jobs::{EnqueueError, db as sentinel_db};
 
 use crate::Problem;
+
+/// A resource at `path` (one per path, so that a method it has no route for answers 405 with
+/// `Allow`, instead of falling through to 404).
+pub(crate) fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(crate::problem::method_not_allowed))
+}
 
 impl From<DbError> for Problem {
     fn from(e: DbError) -> Self {

@@ -4,65 +4,75 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sentinel_jobs::db::{DbError, FiringRecord, ScheduleRecord};
-use sentinel_jobs::domain::schedule::{MisfirePolicy, Trigger};
+use sentinel_jobs::domain::schedule::MisfirePolicy;
 use sentinel_jobs::domain::{JobId, JobState, Priority, Role};
 use sentinel_jobs::{FieldError, ScheduleInput, Spine};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::{previews, resource};
 use crate::Problem;
 use crate::auth::Principal;
-
-/// Most fire times a preview returns.
-const MAX_PREVIEW: usize = 100;
+use crate::doc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/schedules", web::post().to(create))
-        .route("/schedules", web::get().to(list))
-        .route("/schedules/preview", web::post().to(preview_definition))
-        .route("/schedules/{id}", web::get().to(get_schedule))
-        .route("/schedules/{id}", web::put().to(replace))
-        .route("/schedules/{id}", web::patch().to(patch))
-        .route("/schedules/{id}", web::delete().to(delete))
-        .route("/schedules/{id}/preview", web::get().to(preview_schedule))
-        .route("/schedules/{id}/firings", web::get().to(firings));
+    cfg.service(resource("/schedules").route(web::post().to(create)).route(web::get().to(list)));
+    cfg.service(resource("/schedules/preview").route(web::post().to(previews::preview_definition)));
+    cfg.service(
+        resource("/schedules/{id}")
+            .route(web::get().to(get_schedule))
+            .route(web::put().to(replace))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    );
+    cfg.service(resource("/schedules/{id}/preview").route(web::get().to(previews::preview_schedule)));
+    cfg.service(resource("/schedules/{id}/firings").route(web::get().to(firings)));
 }
 
 /// Body of `POST /api/v1/schedules` and `PUT /api/v1/schedules/{id}`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
-    /// Unique within your organization, 1–128 characters.
+    #[schema(schema_with = doc::schedule_name)]
     pub name: String,
-    /// Cron expression: 5 fields (`min hour day month weekday`), 6 with seconds first, or a macro such
-    /// as `@daily`. Exclusive with `interval_secs`.
+    /// Cron expression: 5 fields (`min hour day month weekday`), or a macro such as `@daily`. The
+    /// server also takes 6 or 7 fields (seconds first, year last) and ranges, as long as the
+    /// expression fires again. Exclusive with `interval_secs`.
     #[serde(default)]
+    #[schema(schema_with = doc::cron)]
     pub cron: Option<String>,
     /// Fire every N seconds (1 to 31,622,400). Exclusive with `cron`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(schema_with = doc::interval_secs)]
     pub interval_secs: Option<u64>,
     /// IANA time zone the cron expression is read in (default `UTC`).
     #[serde(default)]
+    #[schema(schema_with = doc::timezone_or_null)]
     pub timezone: Option<String>,
     /// The job kind each tick enqueues.
+    #[schema(schema_with = doc::kind)]
     pub kind: String,
+    /// The kind's parameters (default `{}`).
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// `high`, `normal` (default) or `low`.
     #[serde(default)]
+    #[schema(schema_with = doc::priority)]
     pub priority: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// `skip` (default): ticks missed during an outage are recorded and skipped. `run_once`: they are
     /// coalesced into one run when the scheduler is back.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "skip")]
+    #[schema(schema_with = doc::misfire_policy)]
     pub misfire_policy: Option<String>,
-    /// Delay each run by a stable pseudo-random 0..jitter_ms milliseconds, to spread load.
-    #[serde(default)]
+    /// Delay each run by a stable pseudo-random 0..jitter_ms milliseconds, to spread load. At most an
+    /// hour, and shorter than the time between two ticks.
+    #[serde(default, deserialize_with = "doc::integer")]
+    #[schema(maximum = 3_600_000)]
     pub jitter_ms: u64,
-    /// No tick fires after this instant (RFC 3339).
+    /// No tick fires after this instant (RFC 3339); must be in the future.
     #[serde(default)]
     pub end_at: Option<DateTime<Utc>>,
 }
@@ -71,19 +81,31 @@ pub struct ScheduleBody {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulePatch {
+    #[schema(schema_with = doc::schedule_name_or_null)]
     pub name: Option<String>,
     /// Setting `cron` clears `interval_secs`, and the reverse.
+    #[schema(schema_with = doc::cron)]
     pub cron: Option<String>,
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(schema_with = doc::interval_secs)]
     pub interval_secs: Option<u64>,
+    #[schema(schema_with = doc::timezone_or_null)]
     pub timezone: Option<String>,
+    /// A new kind; the payload (new or kept) must suit it.
+    #[schema(schema_with = doc::kind_or_null)]
     pub kind: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
+    #[schema(schema_with = doc::priority)]
     pub priority: Option<String>,
     pub enabled: Option<bool>,
+    #[schema(schema_with = doc::misfire_policy)]
     pub misfire_policy: Option<String>,
+    /// At most an hour, and shorter than the time between two ticks.
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(maximum = 3_600_000)]
     pub jitter_ms: Option<u64>,
-    /// `null` removes the end date.
+    /// Must be in the future; `null` removes the end date.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub end_at: Option<Option<DateTime<Utc>>>,
@@ -159,7 +181,8 @@ impl From<ScheduleRecord> for ScheduleView {
 }
 
 /// Turns a body into the validated input, collecting every invalid field.
-fn input_of(body: ScheduleBody, errors: &mut Vec<FieldError>) -> ScheduleInput {
+fn input_of(mut body: ScheduleBody, errors: &mut Vec<FieldError>) -> ScheduleInput {
+    doc::integral_numbers(&mut body.payload);
     let priority = match body.priority.as_deref() {
         None => Priority::Normal,
         Some(p) => p.parse().unwrap_or_else(|e: sentinel_jobs::domain::ParseError| {
@@ -247,7 +270,7 @@ async fn save(
 }
 
 /// The schedule if it belongs to the caller's organization; 404 otherwise (malformed ids included).
-async fn schedule_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<ScheduleRecord, Problem> {
+pub(crate) async fn schedule_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<ScheduleRecord, Problem> {
     let not_found = || Problem::not_found(&format!("schedule {raw:?}"));
     let id: Uuid = raw.parse().map_err(|_| not_found())?;
     spine.db().schedules().get_in_org(principal.org_id, id).await?.ok_or_else(not_found)
@@ -260,16 +283,11 @@ async fn schedule_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<
     summary = "Create a schedule",
     request_body = ScheduleBody,
     responses(
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
         (status = 201, description = "Created; effective within 2 s", body = ScheduleView),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named): bad cron, unknown time zone, unknown job kind…", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        (status = 422, description = "Invalid fields (each named): bad cron, unknown time zone, unknown job kind…", body = crate::Problem, content_type = "application/problem+json"),
+        doc::Guarded, doc::BadBody
+    )
 )]
 pub(crate) async fn create(
     principal: Principal,
@@ -288,21 +306,15 @@ pub(crate) async fn create(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
-    /// 1–1000, default 100.
     #[serde(default = "default_limit")]
+    #[param(schema_with = doc::limit)]
     limit: u64,
 }
 
 fn default_limit() -> u64 {
-    100
-}
-
-fn check_limit(limit: u64) -> Result<(), Problem> {
-    if !(1..=1000).contains(&limit) {
-        return Err(Problem::invalid_field("limit", "must be from 1 to 1000"));
-    }
-    Ok(())
+    doc::LIMIT_DEFAULT
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -320,11 +332,8 @@ pub struct SchedulePage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of schedules", body = SchedulePage),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid
+    )
 )]
 pub(crate) async fn list(
     principal: Principal,
@@ -332,7 +341,7 @@ pub(crate) async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
-    check_limit(q.limit)?;
+    doc::check_limit(q.limit)?;
     let cursor = match q.cursor.as_deref() {
         None => None,
         Some(raw) => Some(
@@ -351,14 +360,11 @@ pub(crate) async fn list(
     path = "/api/v1/schedules/{id}",
     tag = "schedules",
     summary = "Get a schedule",
-    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Schedule id (UUID)")),
     responses(
         (status = 200, description = "The schedule", body = ScheduleView),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn get_schedule(
     principal: Principal,
@@ -374,20 +380,13 @@ pub(crate) async fn get_schedule(
     path = "/api/v1/schedules/{id}",
     tag = "schedules",
     summary = "Replace a schedule's definition",
-    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Schedule id (UUID)")),
     request_body = ScheduleBody,
     responses(
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
         (status = 200, description = "Replaced; effective within 2 s", body = ScheduleView),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken, or the schedule changed meanwhile", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound, doc::Invalid, doc::BadBody
+    )
 )]
 pub(crate) async fn replace(
     principal: Principal,
@@ -406,20 +405,13 @@ pub(crate) async fn replace(
     path = "/api/v1/schedules/{id}",
     tag = "schedules",
     summary = "Change some fields of a schedule (e.g. `{\"enabled\": false}` to pause it)",
-    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Schedule id (UUID)")),
     request_body = SchedulePatch,
     responses(
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
         (status = 200, description = "Changed; effective within 2 s", body = ScheduleView),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken, or the schedule changed meanwhile", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound, doc::Invalid, doc::BadBody
+    )
 )]
 pub(crate) async fn patch(
     principal: Principal,
@@ -456,14 +448,11 @@ pub(crate) async fn patch(
     path = "/api/v1/schedules/{id}",
     tag = "schedules",
     summary = "Delete a schedule and its firing history (jobs it started are kept)",
-    params(("id" = String, Path, description = "Schedule id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Schedule id (UUID)")),
     responses(
         (status = 204, description = "Deleted; no tick fires after this"),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn delete(
     principal: Principal,
@@ -476,137 +465,6 @@ pub(crate) async fn delete(
         return Err(Problem::not_found(&format!("schedule {}", rec.id)));
     }
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Body of `POST /api/v1/schedules/preview`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewBody {
-    #[serde(default)]
-    pub cron: Option<String>,
-    #[serde(default)]
-    pub interval_secs: Option<u64>,
-    #[serde(default)]
-    pub timezone: Option<String>,
-    #[serde(default)]
-    pub end_at: Option<DateTime<Utc>>,
-    /// How many fire times (1–100, default 10).
-    #[serde(default = "default_count")]
-    pub count: usize,
-    /// Start after this instant (default now).
-    #[serde(default)]
-    pub after: Option<DateTime<Utc>>,
-}
-
-fn default_count() -> usize {
-    10
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Preview {
-    /// The time zone the expression is read in.
-    pub timezone: String,
-    /// The next fire times, in UTC (before jitter).
-    pub fire_times: Vec<DateTime<Utc>>,
-    /// The same instants as wall-clock times in `timezone` (RFC 3339 with offset).
-    pub local_times: Vec<String>,
-}
-
-fn preview_of(
-    trigger: &Trigger,
-    timezone: &str,
-    after: DateTime<Utc>,
-    end_at: Option<DateTime<Utc>>,
-    count: usize,
-) -> Result<Preview, Problem> {
-    if !(1..=MAX_PREVIEW).contains(&count) {
-        return Err(Problem::invalid_field("count", format!("must be from 1 to {MAX_PREVIEW}")));
-    }
-    let tz = sentinel_jobs::domain::schedule::parse_timezone(timezone)
-        .map_err(|e| Problem::invalid_field(e.field, e.reason))?;
-    let fire_times: Vec<DateTime<Utc>> =
-        trigger.upcoming(after, count).into_iter().take_while(|t| end_at.is_none_or(|end| *t <= end)).collect();
-    let local_times = fire_times.iter().map(|t| t.with_timezone(&tz).to_rfc3339()).collect();
-    Ok(Preview { timezone: tz.name().to_owned(), fire_times, local_times })
-}
-
-#[utoipa::path(
-    post,
-    path = "/api/v1/schedules/preview",
-    tag = "schedules",
-    summary = "Preview the next fire times of a definition before saving it",
-    request_body = PreviewBody,
-    responses(
-        (status = 400, description = "Malformed request", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 200, description = "The next fire times", body = Preview),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
-)]
-pub(crate) async fn preview_definition(
-    principal: Principal,
-    body: web::Json<PreviewBody>,
-) -> Result<HttpResponse, Problem> {
-    principal.require(Role::Viewer)?;
-    let body = body.into_inner();
-    let now = Utc::now();
-    let trigger = Trigger::new(body.cron.as_deref(), body.interval_secs, body.timezone.as_deref(), now)
-        .map_err(|e| Problem::invalid_field(e.field, e.reason))?;
-    let timezone = body.timezone.unwrap_or_else(|| "UTC".to_owned());
-    Ok(HttpResponse::Ok().json(preview_of(&trigger, &timezone, body.after.unwrap_or(now), body.end_at, body.count)?))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PreviewQuery {
-    /// How many fire times (1–100, default 10).
-    #[serde(default = "default_count")]
-    count: usize,
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/schedules/{id}/preview",
-    tag = "schedules",
-    summary = "The next fire times of a schedule",
-    params(("id" = String, Path, description = "Schedule id (UUID)"), PreviewQuery),
-    responses(
-        (status = 200, description = "The next fire times (empty when disabled or ended)", body = Preview),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
-)]
-pub(crate) async fn preview_schedule(
-    principal: Principal,
-    spine: web::Data<Spine>,
-    path: web::Path<String>,
-    q: web::Query<PreviewQuery>,
-) -> Result<HttpResponse, Problem> {
-    principal.require(Role::Viewer)?;
-    let rec = schedule_of(&spine, &principal, &path).await?;
-    let trigger = rec.trigger().map_err(|e| Problem::internal(&e))?;
-    let Some(next) = rec.next_fire_at.filter(|_| rec.enabled) else {
-        return Ok(HttpResponse::Ok().json(Preview {
-            timezone: rec.timezone,
-            fire_times: Vec::new(),
-            local_times: Vec::new(),
-        }));
-    };
-    // The stored next tick is the first one; the rest follow from it.
-    let mut preview = preview_of(&trigger, &rec.timezone, next, rec.end_at, q.count)?;
-    let tz = sentinel_jobs::domain::schedule::parse_timezone(&rec.timezone).map_err(|e| Problem::internal(&e))?;
-    preview.fire_times.insert(0, next);
-    preview.fire_times.truncate(q.count);
-    preview.local_times = preview.fire_times.iter().map(|t| t.with_timezone(&tz).to_rfc3339()).collect();
-    Ok(HttpResponse::Ok().json(preview))
 }
 
 /// One recorded tick of a schedule.
@@ -645,8 +503,8 @@ pub struct FiringPage {
 pub(crate) struct FiringsQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
-    /// 1–1000, default 100.
     #[serde(default = "default_limit")]
+    #[param(schema_with = doc::limit)]
     limit: u64,
 }
 
@@ -655,15 +513,11 @@ pub(crate) struct FiringsQuery {
     path = "/api/v1/schedules/{id}/firings",
     tag = "schedules",
     summary = "When the schedule fired and what happened, newest first",
-    params(("id" = String, Path, description = "Schedule id (UUID)"), FiringsQuery),
+    params(("id" = uuid::Uuid, Path, description = "Schedule id (UUID)"), FiringsQuery),
     responses(
         (status = 200, description = "A page of firings, each with its job's outcome", body = FiringPage),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound, doc::Invalid
+    )
 )]
 pub(crate) async fn firings(
     principal: Principal,
@@ -672,7 +526,7 @@ pub(crate) async fn firings(
     q: web::Query<FiringsQuery>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
-    check_limit(q.limit)?;
+    doc::check_limit(q.limit)?;
     let rec = schedule_of(&spine, &principal, &path).await?;
     let mut rows = spine.db().schedules().firings(rec.id, q.cursor, q.limit + 1).await?;
     let more = rows.len() as u64 > q.limit;

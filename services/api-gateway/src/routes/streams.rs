@@ -15,11 +15,14 @@ use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
 use super::jobs::job_of;
+use super::resource;
 use crate::Problem;
 use crate::auth::Principal;
+use crate::doc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/jobs/{id}/stream", web::get().to(job_stream)).route("/events/stream", web::get().to(org_stream));
+    cfg.service(resource("/jobs/{id}/stream").route(web::get().to(job_stream)));
+    cfg.service(resource("/events/stream").route(web::get().to(org_stream)));
 }
 
 /// Events read from the database per page while catching up.
@@ -95,15 +98,11 @@ fn respond(rx: mpsc::Receiver<sse::Event>) -> impl Responder {
     path = "/api/v1/jobs/{id}/stream",
     tag = "live updates",
     summary = "Server-Sent Events of one job (resume with Last-Event-ID = last seq)",
-    params(("id" = String, Path, description = "Job id (UUID)"), StreamQuery),
+    params(("id" = uuid::Uuid, Path, description = "Job id (UUID)"), StreamQuery),
     responses(
         (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound, doc::Invalid
+    )
 )]
 pub(crate) async fn job_stream(
     principal: Principal,
@@ -130,11 +129,8 @@ pub(crate) async fn job_stream(
     params(StreamQuery),
     responses(
         (status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid
+    )
 )]
 pub(crate) async fn org_stream(
     principal: Principal,

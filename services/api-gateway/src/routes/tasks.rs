@@ -8,20 +8,24 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::jobs::{cached_job_of, count_by_state};
+use super::resource;
 use crate::Problem;
 use crate::auth::Principal;
+use crate::doc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/enqueue", web::post().to(enqueue))
-        .route("/status/{id}", web::get().to(status))
-        .route("/counts", web::get().to(counts));
+    cfg.service(resource("/enqueue").route(web::post().to(enqueue)));
+    cfg.service(resource("/status/{id}").route(web::get().to(status)));
+    cfg.service(resource("/counts").route(web::get().to(counts)));
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EnqueueQuery {
+    /// How long the demo task sleeps, 0 to 86400 (default 20).
     #[serde(default = "default_seconds")]
+    #[param(minimum = 0, maximum = 86_400, default = 20)]
     seconds: u64,
 }
 
@@ -37,11 +41,8 @@ fn default_seconds() -> u64 {
     params(EnqueueQuery),
     responses(
         (status = 201, description = "Created", body = Value),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (each named)", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::Invalid
+    )
 )]
 pub(crate) async fn enqueue(
     principal: Principal,
@@ -67,14 +68,11 @@ pub(crate) async fn enqueue(
     path = "/tasks/status/{id}",
     tag = "seed tasks",
     summary = "A task's status (seed endpoint)",
-    params(("id" = String, Path, description = "Job id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Job id (UUID)")),
     responses(
         (status = 200, description = "Status", body = Value),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource in your organization", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded, doc::NotFound
+    )
 )]
 pub(crate) async fn status(
     principal: Principal,
@@ -104,10 +102,8 @@ pub(crate) async fn status(
     summary = "Task counts by state (seed endpoint)",
     responses(
         (status = 200, description = "Counts", body = Value),
-        (status = 401, description = "Not authenticated", body = crate::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Role too low", body = crate::Problem, content_type = "application/problem+json")
-    ),
-    security(("bearer" = []), ("api_key" = []), ("session" = []))
+        doc::Guarded
+    )
 )]
 pub(crate) async fn counts(principal: Principal, spine: web::Data<Spine>) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;

@@ -65,3 +65,67 @@ async fn cors_allows_only_the_configured_console_origin() {
     let evil = preflight("https://evil.example.com").await.expect("preflight");
     assert!(evil.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn a_method_a_known_path_lacks_answers_405_with_allow() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    for (method, path, allow) in [
+        ("TRACE", "/api/v1/jobs", "GET, POST"),
+        ("PUT", "/api/v1/jobs/counts", "GET"),
+        ("DELETE", "/api/v1/jobs/0190a8c4-0000-7000-8000-000000000000", "GET"),
+        ("GET", "/api/v1/schedules/preview", "POST"),
+        ("TRACE", "/api/v1/schedules/0190a8c4-0000-7000-8000-000000000000", "GET, PUT, DELETE, PATCH"),
+        ("PATCH", "/tasks/counts", "GET"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let res = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_eq!(res.headers().get("allow").and_then(|v| v.to_str().ok()), Some(allow), "{method} {path}");
+        assert_eq!(
+            res.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{method} {path}"
+        );
+        let problem: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(problem["type"], "https://sentinel.dev/problems/method-not-allowed", "{method} {path}");
+        assert_eq!(problem["status"], 405);
+    }
+    let unknown = app.client.get(format!("{}/api/v1/nothing-here", app.base)).bearer_auth(&admin).send().await;
+    assert_eq!(unknown.expect("send").status(), StatusCode::NOT_FOUND, "unknown paths stay 404");
+}
+
+#[tokio::test]
+async fn the_document_states_the_limits_and_enums_the_handlers_enforce() {
+    let doc = serde_json::to_value(api_gateway::openapi::document()).expect("json");
+    let params = doc["paths"]["/api/v1/jobs"]["get"]["parameters"].as_array().expect("parameters").clone();
+    let param = |name: &str| params.iter().find(|p| p["name"] == name).map(|p| p["schema"].clone()).expect(name);
+    assert_eq!((param("limit")["minimum"].clone(), param("limit")["maximum"].clone()), (1.into(), 1000.into()));
+    assert_eq!(param("limit")["default"], 100);
+    let states: Vec<&str> = sentinel_jobs::domain::JobState::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(param("state")["enum"], serde_json::json!(states));
+    assert_eq!(param("cursor")["format"], "uuid");
+
+    // And the server takes what the document allows: an integer may be written `2.0`.
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let (status, job) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/jobs",
+            Some(&admin),
+            Some(serde_json::json!({ "kind": "demo.sleep", "payload": { "seconds": 0.0 }, "max_attempts": 2.0 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!((job["max_attempts"].clone(), job["payload"]["seconds"].clone()), (2.into(), 0.into()));
+    let (status, problem) = app.call(reqwest::Method::GET, "/api/v1/jobs?state=", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "an empty state is not a state: {problem}");
+    assert_eq!(problem["errors"][0]["field"], "state");
+}

@@ -307,3 +307,19 @@ async fn edits_keep_the_pending_tick_unless_the_trigger_changes() {
         "a new interval starts now: {moved}"
     );
 }
+
+#[tokio::test]
+async fn a_disabled_schedules_preview_still_checks_the_count() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let mut body = schedule_body("paused", 60);
+    body["enabled"] = json!(false);
+    let (status, created) = app.call(Method::POST, "/api/v1/schedules", Some(&admin), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = format!("/api/v1/schedules/{}/preview", created["id"].as_str().expect("id"));
+    let (status, preview) = app.call(Method::GET, &format!("{path}?count=3"), Some(&admin), None).await;
+    assert_eq!((status, preview["fire_times"].clone()), (StatusCode::OK, json!([])), "{preview}");
+    let (status, problem) = app.call(Method::GET, &format!("{path}?count=0"), Some(&admin), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "count");
+}
