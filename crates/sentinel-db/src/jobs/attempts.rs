@@ -6,12 +6,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query, ReturningClause, SimpleExpr, UpdateStatement};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, TransactionTrait};
 use sentinel_domain::{JobEvent, JobEventKind, JobId, JobState};
 
-use super::{Finish, JobRecord, JobStore, StartOutcome, event, event_row, fenced};
+use super::{Finish, JobRecord, JobStore, StartOutcome, attempts_pg, event, event_row, fenced};
 use crate::DbError;
 use crate::entity::{job_events, jobs};
 
@@ -102,7 +102,8 @@ impl JobStore {
         &self,
         batch: &[(usize, AttemptWrite)],
     ) -> Result<Vec<(usize, Result<AttemptWritten, DbError>)>, DbError> {
-        let now = Utc::now();
+        // Microseconds, as stored: the events broadcast carry the same times the log holds.
+        let now = Utc::now().trunc_subsecs(6);
         let txn = self.conn.begin().await?;
         let starts: Vec<&AttemptWrite> =
             batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Start { .. })).collect();
@@ -110,15 +111,49 @@ impl JobStore {
             batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Append { .. })).collect();
         let finishes: Vec<&AttemptWrite> =
             batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Finish { .. })).collect();
+        let postgres = txn.get_database_backend() == DbBackend::Postgres;
         let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
-        for chunk in starts.chunks(UPDATE_CHUNK) {
-            rows.extend(update_returning(&txn, start_statement(chunk, now)).await?);
-        }
-        for chunk in appends.chunks(UPDATE_CHUNK) {
-            rows.extend(update_returning(&txn, append_statement(chunk, now)).await?);
-        }
-        for chunk in finishes.chunks(UPDATE_CHUNK) {
-            rows.extend(update_returning(&txn, finish_statement(chunk, now)).await?);
+        if postgres {
+            let start_rows: Vec<attempts_pg::Start> = starts
+                .iter()
+                .filter_map(|w| match w {
+                    AttemptWrite::Start { id, attempt, redelivery } => Some((*id, *attempt, *redelivery)),
+                    _ => None,
+                })
+                .collect();
+            let append_rows: Vec<attempts_pg::Append> = appends
+                .iter()
+                .filter_map(|w| match w {
+                    AttemptWrite::Append { id, epoch, body } => Some((*id, *epoch, body)),
+                    _ => None,
+                })
+                .collect();
+            let finish_rows: Vec<attempts_pg::Outcome> = finishes
+                .iter()
+                .filter_map(|w| match w {
+                    AttemptWrite::Finish { id, epoch, outcome } => Some((*id, *epoch, outcome)),
+                    _ => None,
+                })
+                .collect();
+            if !start_rows.is_empty() {
+                rows.extend(attempts_pg::start(&txn, &start_rows, now).await?);
+            }
+            if !append_rows.is_empty() {
+                rows.extend(attempts_pg::append(&txn, &append_rows, now).await?);
+            }
+            if !finish_rows.is_empty() {
+                rows.extend(attempts_pg::finish(&txn, &finish_rows, now).await?);
+            }
+        } else {
+            for chunk in starts.chunks(UPDATE_CHUNK) {
+                rows.extend(update_returning(&txn, start_statement(chunk, now)).await?);
+            }
+            for chunk in appends.chunks(UPDATE_CHUNK) {
+                rows.extend(update_returning(&txn, append_statement(chunk, now)).await?);
+            }
+            for chunk in finishes.chunks(UPDATE_CHUNK) {
+                rows.extend(update_returning(&txn, finish_statement(chunk, now)).await?);
+            }
         }
         // The events of every matched write, in the batch's order.
         let mut events: Vec<(usize, JobEvent)> = Vec::new();
@@ -131,7 +166,11 @@ impl JobStore {
             };
             events.push((*i, event(job, job.event_seq, now, body)));
         }
-        for chunk in events.chunks_mut(super::INSERT_CHUNK) {
+        if postgres && !events.is_empty() {
+            let mut refs: Vec<&mut JobEvent> = events.iter_mut().map(|(_, ev)| ev).collect();
+            attempts_pg::insert_events(&txn, &mut refs).await?;
+        }
+        for chunk in events.chunks_mut(super::INSERT_CHUNK).filter(|_| !postgres) {
             let models = chunk.iter().map(|(_, ev)| event_row(ev)).collect::<Result<Vec<_>, DbError>>()?;
             let stored = job_events::Entity::insert_many(models).exec_with_returning(&txn).await?;
             let ids: HashMap<uuid::Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();

@@ -2,6 +2,7 @@
 //! per-job event log every change writes to in the same transaction.
 
 mod attempts;
+mod attempts_pg;
 mod record;
 
 use chrono::{DateTime, Utc};
