@@ -112,6 +112,22 @@ impl JobStore {
         let finishes: Vec<&AttemptWrite> =
             batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Finish { .. })).collect();
         let postgres = txn.get_database_backend() == DbBackend::Postgres;
+        if postgres {
+            // Each row is found by its primary key. A queue table's statistics are always stale (it
+            // fills and drains in seconds), and with them the planner hash-joins the batch against a
+            // bitmap scan of every queued or running row; these settings keep it on index lookups.
+            let mut settings = String::from(
+                "SET LOCAL enable_hashjoin TO off; SET LOCAL enable_mergejoin TO off; SET LOCAL enable_bitmapscan TO off;",
+            );
+            if finishes.is_empty() {
+                // Starts, log lines and progress need not wait for their own flush: nothing is acked
+                // on them, and the outcome that follows commits synchronously, which flushes the log
+                // up to it. A server crash can lose the newest of them (the job then runs again from
+                // its last durable state); a worker or client crash loses nothing.
+                settings.push_str(" SET LOCAL synchronous_commit TO off;");
+            }
+            txn.execute_unprepared(&settings).await?;
+        }
         let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
         if postgres {
             let start_rows: Vec<attempts_pg::Start> = starts
