@@ -24,3 +24,9 @@ migrate:
 # Bus benchmark on the local Redis (figures in docs/benchmarks.md).
 bench:
     cargo run --release -p sentinel -- bench bus
+
+# The whole job path (PostgreSQL + Redis + a worker process), then BullMQ on the same Redis.
+bench-jobs:
+    cargo build --release --workspace --bins
+    target/release/sentinel bench jobs --jobs 20000 --concurrency 1,10,50
+    bash scripts/bench-bullmq.sh 20000 1,10,50
