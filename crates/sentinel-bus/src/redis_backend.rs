@@ -609,8 +609,9 @@ impl RedisConsumer {
     async fn read(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         let now = Instant::now();
         if now >= self.next_reclaim {
-            // Scan for abandoned leases a few times per visibility timeout.
-            self.next_reclaim = now + (self.bus.options.visibility_timeout / 4).min(Duration::from_secs(5));
+            // Scan for abandoned leases several times per visibility timeout (an `XPENDING … IDLE` per
+            // lane is cheap), so a dead consumer's messages move on soon after their lease lapses.
+            self.next_reclaim = now + (self.bus.options.visibility_timeout / 8).min(Duration::from_secs(5));
             let reclaimed = self.reclaim(max).await?;
             if !reclaimed.is_empty() {
                 return Ok(reclaimed);
