@@ -36,6 +36,14 @@ pub enum BusError {
     Closed,
 }
 
+/// The due time as whole milliseconds, rounded up: a delayed message is promoted once the clock's
+/// milliseconds reach this, so it is never delivered before `due` (rounding down could be up to 1 ms
+/// early).
+pub(crate) fn due_millis(due: DateTime<Utc>) -> i64 {
+    let ms = due.timestamp_millis();
+    if due.timestamp_subsec_nanos().is_multiple_of(1_000_000) { ms } else { ms + 1 }
+}
+
 /// Tunables shared by both backends.
 #[derive(Debug, Clone)]
 pub struct BusOptions {

@@ -109,7 +109,7 @@ impl Bus for MemoryBus {
     async fn publish_at(&self, queue: &QueueName, message: &Message, due: DateTime<Utc>) -> Result<(), BusError> {
         self.with_queue(queue, |q, next_id| {
             *next_id += 1;
-            q.delayed.insert((due.timestamp_millis(), *next_id), (message.priority, message.clone()));
+            q.delayed.insert((crate::due_millis(due), *next_id), (message.priority, message.clone()));
         });
         self.inner.notify.notify_waiters();
         Ok(())
@@ -143,7 +143,7 @@ impl Bus for MemoryBus {
         self.with_queue(&delivery.queue, |q, next_id| {
             q.pending.remove(&delivery.entry_id);
             *next_id += 1;
-            q.delayed.insert((due.timestamp_millis(), *next_id), (next.priority, next.clone()));
+            q.delayed.insert((crate::due_millis(due), *next_id), (next.priority, next.clone()));
         });
         self.inner.notify.notify_waiters();
         Ok(())

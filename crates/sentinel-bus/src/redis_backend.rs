@@ -219,7 +219,7 @@ impl Bus for RedisBus {
             return self.publish(queue, std::slice::from_ref(message)).await;
         }
         let mut conn = self.conn().await?;
-        conn.zadd(self.keys.delayed(queue), delayed_member(message)?, due.timestamp_millis()).await?;
+        conn.zadd(self.keys.delayed(queue), delayed_member(message)?, crate::due_millis(due)).await?;
         Ok(())
     }
 
@@ -272,7 +272,7 @@ impl Bus for RedisBus {
             .key(self.keys.delayed(&delivery.queue))
             .arg(WORKER_GROUP)
             .arg(&delivery.entry_id)
-            .arg(due.timestamp_millis())
+            .arg(crate::due_millis(due))
             .arg(delayed_member(next)?)
             .invoke_async(&mut conn)
             .await?;
