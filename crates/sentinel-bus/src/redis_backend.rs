@@ -337,18 +337,7 @@ impl Bus for RedisBus {
     }
 
     async fn publish_event(&self, event: &JobEvent) -> Result<(), BusError> {
-        let mut conn = self.conn().await?;
-        let _: () = redis::cmd("XADD")
-            .arg(self.keys.events())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.options.events_cap)
-            .arg("*")
-            .arg(BODY)
-            .arg(serde_json::to_string(event)?)
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        self.publish_events(std::slice::from_ref(event)).await
     }
 
     async fn publish_events(&self, events: &[JobEvent]) -> Result<(), BusError> {

@@ -182,16 +182,7 @@ async fn distributed(args: &JobsBench, concurrency: usize) -> anyhow::Result<Fig
     let since = Utc::now();
     let bulk = bulk_enqueue(&spine, args.jobs, args.bulk).await?;
     let mut worker = spawn_worker(args, &scratch.url, &prefix, concurrency)?;
-    let outcome = async {
-        wait_succeeded(&spine, args.jobs, 0, Duration::from_secs(900)).await?;
-        let drain = rate_since(&spine, since, args.jobs, true).await?;
-        let since = Utc::now();
-        let single = single_enqueues(&spine, args.jobs, args.enqueuers).await?;
-        wait_succeeded(&spine, args.jobs, args.jobs as u64, Duration::from_secs(900)).await?;
-        let e2e = rate_since(&spine, since, args.jobs, false).await?;
-        Ok::<_, anyhow::Error>(Figures { bulk, drain, single, e2e })
-    }
-    .await;
+    let outcome = with_worker_running(&spine, args, since, bulk).await;
     let _ = worker.start_kill();
     let _ = worker.wait().await;
     if let Ok(bus) = sentinel_bus::RedisBus::connect(&args.redis_url, &prefix, 2, Default::default()) {
@@ -244,14 +235,26 @@ async fn embedded(args: &JobsBench, concurrency: usize) -> anyhow::Result<Figure
     let queues = backup_worker::queues();
     let options = WorkerOptions::from_spine(&spine, "bench-worker", queues);
     let worker = tokio::spawn(Worker::new(spine.clone(), builtin_handlers(false), options).run(shutdown.clone()));
-    wait_succeeded(&spine, args.jobs, 0, Duration::from_secs(900)).await?;
-    let drain = rate_since(&spine, since, args.jobs, true).await?;
-    let since = Utc::now();
-    let single = single_enqueues(&spine, args.jobs, args.enqueuers).await?;
-    wait_succeeded(&spine, args.jobs, args.jobs as u64, Duration::from_secs(900)).await?;
-    let e2e = rate_since(&spine, since, args.jobs, false).await?;
+    let outcome = with_worker_running(&spine, args, since, bulk).await;
     shutdown.cancel();
     let _ = worker.await;
+    outcome
+}
+
+/// With the worker started after the bulk enqueue at `since`: waits for the drain, then measures
+/// single enqueues and end to end.
+async fn with_worker_running(
+    spine: &Spine,
+    args: &JobsBench,
+    since: DateTime<Utc>,
+    bulk: f64,
+) -> anyhow::Result<Figures> {
+    wait_succeeded(spine, args.jobs, 0, Duration::from_secs(900)).await?;
+    let drain = rate_since(spine, since, args.jobs, true).await?;
+    let since = Utc::now();
+    let single = single_enqueues(spine, args.jobs, args.enqueuers).await?;
+    wait_succeeded(spine, args.jobs, args.jobs as u64, Duration::from_secs(900)).await?;
+    let e2e = rate_since(spine, since, args.jobs, false).await?;
     Ok(Figures { bulk, drain, single, e2e })
 }
 

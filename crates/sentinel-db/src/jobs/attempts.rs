@@ -130,35 +130,14 @@ impl JobStore {
         }
         let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
         if postgres {
-            let start_rows: Vec<attempts_pg::Start> = starts
-                .iter()
-                .filter_map(|w| match w {
-                    AttemptWrite::Start { id, attempt, redelivery } => Some((*id, *attempt, *redelivery)),
-                    _ => None,
-                })
-                .collect();
-            let append_rows: Vec<attempts_pg::Append> = appends
-                .iter()
-                .filter_map(|w| match w {
-                    AttemptWrite::Append { id, epoch, body } => Some((*id, *epoch, body)),
-                    _ => None,
-                })
-                .collect();
-            let finish_rows: Vec<attempts_pg::Outcome> = finishes
-                .iter()
-                .filter_map(|w| match w {
-                    AttemptWrite::Finish { id, epoch, outcome } => Some((*id, *epoch, outcome)),
-                    _ => None,
-                })
-                .collect();
-            if !start_rows.is_empty() {
-                rows.extend(attempts_pg::start(&txn, &start_rows, now).await?);
+            if !starts.is_empty() {
+                rows.extend(attempts_pg::start(&txn, &starts, now).await?);
             }
-            if !append_rows.is_empty() {
-                rows.extend(attempts_pg::append(&txn, &append_rows, now).await?);
+            if !appends.is_empty() {
+                rows.extend(attempts_pg::append(&txn, &appends, now).await?);
             }
-            if !finish_rows.is_empty() {
-                rows.extend(attempts_pg::finish(&txn, &finish_rows, now).await?);
+            if !finishes.is_empty() {
+                rows.extend(attempts_pg::finish(&txn, &finishes, now).await?);
             }
         } else {
             for chunk in starts.chunks(UPDATE_CHUNK) {

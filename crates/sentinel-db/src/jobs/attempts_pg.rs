@@ -11,7 +11,7 @@ use sea_orm::{DatabaseTransaction, DbBackend, EntityTrait, Statement};
 use sentinel_domain::{JobEvent, JobEventKind, JobId, JobState};
 use serde_json::{Value, json};
 
-use super::{Finish, JobRecord};
+use super::{AttemptWrite, Finish, JobRecord};
 use crate::DbError;
 use crate::entity::jobs;
 
@@ -42,13 +42,6 @@ const EVENTS: &str = "INSERT INTO job_events (job_id, seq, event_type, data, at)
      FROM json_to_recordset($1::json) AS v(job_id uuid, seq bigint, event_type text, data json, at timestamptz) \
      RETURNING id, job_id";
 
-/// One start to apply: job, attempt, whether the message is a redelivery.
-pub(super) type Start = (JobId, u32, bool);
-/// One log line or progress report to apply: job, epoch, body.
-pub(super) type Append<'a> = (JobId, i64, &'a JobEventKind);
-/// One outcome to apply: job, epoch, outcome.
-pub(super) type Outcome<'a> = (JobId, i64, &'a Finish);
-
 async fn returning_rows(
     txn: &DatabaseTransaction,
     sql: &str,
@@ -61,12 +54,17 @@ async fn returning_rows(
 
 pub(super) async fn start(
     txn: &DatabaseTransaction,
-    rows: &[Start],
+    writes: &[&AttemptWrite],
     now: DateTime<Utc>,
 ) -> Result<Vec<(JobId, JobRecord)>, DbError> {
-    let data: Vec<Value> = rows
+    let data: Vec<Value> = writes
         .iter()
-        .map(|(id, attempt, redelivery)| json!({ "id": id.as_uuid(), "attempt": attempt, "redelivery": redelivery }))
+        .filter_map(|w| match w {
+            AttemptWrite::Start { id, attempt, redelivery } => {
+                Some(json!({ "id": id.as_uuid(), "attempt": attempt, "redelivery": redelivery }))
+            }
+            _ => None,
+        })
         .collect();
     let values = vec![
         now.into(),
@@ -79,17 +77,20 @@ pub(super) async fn start(
 
 pub(super) async fn append(
     txn: &DatabaseTransaction,
-    rows: &[Append<'_>],
+    writes: &[&AttemptWrite],
     now: DateTime<Utc>,
 ) -> Result<Vec<(JobId, JobRecord)>, DbError> {
-    let data: Vec<Value> = rows
+    let data: Vec<Value> = writes
         .iter()
-        .map(|(id, epoch, body)| match body {
-            JobEventKind::Progress(p) => json!({
+        .filter_map(|w| match w {
+            AttemptWrite::Append { id, epoch, body: JobEventKind::Progress(p) } => Some(json!({
                 "id": id.as_uuid(), "epoch": epoch, "progress": true,
                 "step": p.step as i64, "total": p.total as i64, "info": p.info,
-            }),
-            _ => json!({ "id": id.as_uuid(), "epoch": epoch, "progress": false }),
+            })),
+            AttemptWrite::Append { id, epoch, .. } => {
+                Some(json!({ "id": id.as_uuid(), "epoch": epoch, "progress": false }))
+            }
+            _ => None,
         })
         .collect();
     let values = vec![now.into(), Value::Array(data).to_string().into(), JobState::Running.as_str().into()];
@@ -98,18 +99,19 @@ pub(super) async fn append(
 
 pub(super) async fn finish(
     txn: &DatabaseTransaction,
-    rows: &[Outcome<'_>],
+    writes: &[&AttemptWrite],
     now: DateTime<Utc>,
 ) -> Result<Vec<(JobId, JobRecord)>, DbError> {
-    let data: Vec<Value> = rows
+    let data: Vec<Value> = writes
         .iter()
-        .map(|(id, epoch, outcome)| {
+        .filter_map(|w| {
+            let AttemptWrite::Finish { id, epoch, outcome } = w else { return None };
             let (state, result, error) = match outcome {
                 Finish::Succeeded(v) => (JobState::Succeeded, Some(v.to_string()), None),
                 Finish::Failed(e) => (JobState::Failed, None, Some(e.clone())),
                 Finish::Cancelled => (JobState::Cancelled, None, None),
             };
-            json!({ "id": id.as_uuid(), "epoch": epoch, "state": state.as_str(), "result": result, "error": error })
+            Some(json!({ "id": id.as_uuid(), "epoch": epoch, "state": state.as_str(), "result": result, "error": error }))
         })
         .collect();
     let values = vec![now.into(), Value::Array(data).to_string().into(), JobState::Running.as_str().into()];

@@ -45,6 +45,18 @@ async fn enqueue(base: &str, seconds: u64) -> (u16, Option<String>, Option<Strin
     (status, body["id"].as_str().map(str::to_owned), retry_after)
 }
 
+/// Enqueues 50 jobs of 2 s through the API and waits until the first of them are running.
+async fn fifty_jobs_some_running(base: &str) -> Vec<String> {
+    let mut accepted = Vec::new();
+    for _ in 0..50 {
+        let (status, id, _) = enqueue(base, 2).await;
+        assert_eq!(status, 201);
+        accepted.extend(id);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    accepted
+}
+
 /// Enqueues every 250 ms for `length`; returns the statuses seen and the ids accepted.
 async fn keep_enqueueing(base: &str, length: Duration) -> (Vec<(u16, Option<String>)>, Vec<String>) {
     let until = Instant::now() + length;
@@ -99,14 +111,7 @@ async fn a_database_outage_fails_nothing_and_enqueues_get_503() {
     let base = procs[0].url("");
     let spine = cluster.spine().await;
 
-    let mut accepted = Vec::new();
-    for _ in 0..50 {
-        let (status, id, _) = enqueue(&base, 2).await;
-        assert_eq!(status, 201);
-        accepted.extend(id);
-    }
-    // Some of them are running when the database goes away.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut accepted = fifty_jobs_some_running(&base).await;
     pg.stop().expect("stop postgres");
     let (statuses, during) = keep_enqueueing(&base, OUTAGE).await;
     pg.resume().expect("restart postgres");
@@ -135,13 +140,7 @@ async fn a_redis_outage_fails_nothing() {
     let base = procs[0].url("");
     let spine = cluster.spine().await;
 
-    let mut accepted = Vec::new();
-    for _ in 0..50 {
-        let (status, id, _) = enqueue(&base, 2).await;
-        assert_eq!(status, 201);
-        accepted.extend(id);
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut accepted = fifty_jobs_some_running(&base).await;
     // Redis without persistence: everything it held is gone when it comes back.
     redis.kill();
     let (statuses, during) = keep_enqueueing(&base, OUTAGE).await;
