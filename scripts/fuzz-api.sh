@@ -37,7 +37,7 @@ seed_args=(--seed "${FUZZ_SEED:-20261122}")
 [ "${FUZZ_SEED:-}" = random ] && seed_args=()
 # Rules between fields, which JSON Schema cannot state, are applied by the hooks (see the file).
 SCHEMATHESIS_HOOKS=fuzz_hooks PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" \
-  "$venv/bin/schemathesis" run "http://127.0.0.1:$port/api/v1/openapi.json" \
+  "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "http://127.0.0.1:$port/api/v1/openapi.json" \
     -H "Authorization: Bearer $token" \
     --checks all \
     --exclude-path-regex 'stream$' \

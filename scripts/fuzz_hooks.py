@@ -5,7 +5,8 @@ one, or to the clock, and JSON Schema cannot state them (they are in the fields'
 
 - POST /api/v1/jobs (and each item of POST /api/v1/jobs/batch): `backoff_max_ms` is at least
   `backoff_base_ms` (default 1000);
-- schedules: `end_at` is in the future; `jitter_ms` is shorter than the time between two ticks.
+- schedules: `end_at` is in the future; `jitter_ms` is shorter than the time between two ticks;
+- servers: each of `host_keys` is a real public key (its base64 blob names the key's algorithm).
 
 Generated bodies that break one of these are dropped, so that `positive_data_acceptance` checks the
 rest of each body instead of failing on a rule the document cannot express.
@@ -68,4 +69,8 @@ def filter_body(ctx, body):
         return not isinstance(jobs, list) or all(_backoff_ok(job) for job in jobs)
     if op.path in ("/api/v1/schedules", "/api/v1/schedules/{id}") and op.method.upper() in ("POST", "PUT", "PATCH"):
         return not (_in_the_past(body.get("end_at")) or _jitter_too_long(body))
+    if op.path in ("/api/v1/servers", "/api/v1/servers/{id}") and op.method.upper() in ("POST", "PATCH"):
+        # Random strings are never public keys whose blob names their algorithm.
+        keys = body.get("host_keys")
+        return not (isinstance(keys, list) and keys)
     return True

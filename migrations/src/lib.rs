@@ -5,6 +5,8 @@ use sea_orm_migration::prelude::*;
 mod m0001_jobs;
 mod m0002_access;
 mod m0003_schedules;
+mod m0004_inventory;
+mod m0005_configs;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -14,6 +16,12 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_jobs::Migration), Box::new(m0002_access::Migration), Box::new(m0003_schedules::Migration)]
+        vec![
+            Box::new(m0001_jobs::Migration),
+            Box::new(m0002_access::Migration),
+            Box::new(m0003_schedules::Migration),
+            Box::new(m0004_inventory::Migration),
+            Box::new(m0005_configs::Migration),
+        ]
     }
 }

@@ -3,6 +3,7 @@
 
 mod access;
 pub mod entity;
+pub mod inventory;
 mod jobs;
 mod schedules;
 
@@ -177,6 +178,10 @@ impl Database {
 
     pub fn access(&self) -> AccessStore {
         AccessStore::new(self.conn.clone())
+    }
+
+    pub fn inventory(&self) -> inventory::InventoryStore {
+        inventory::InventoryStore::new(self.conn.clone())
     }
 
     pub fn schedules(&self) -> ScheduleStore {

@@ -4,6 +4,7 @@
 mod access;
 mod event;
 mod ids;
+pub mod inventory;
 mod job;
 mod retry;
 pub mod schedule;

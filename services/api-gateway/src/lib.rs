@@ -81,6 +81,7 @@ impl Application {
                         .configure(routes::jobs::configure)
                         .configure(routes::dead_letters::configure)
                         .configure(routes::schedules::configure)
+                        .configure(routes::servers::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(
@@ -122,7 +123,7 @@ impl Application {
 /// cookie) and the headers the API uses.
 fn cors(origins: &[String]) -> actix_cors::Cors {
     let mut cors = actix_cors::Cors::default()
-        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers(["authorization", "content-type", "x-api-key", "last-event-id", "traceparent", "tracestate"])
         .supports_credentials()
         .max_age(3600);

@@ -8,7 +8,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
-use crate::routes::{access, dead_letters, jobs, jobs_batch, previews, schedules, streams, tasks};
+use crate::routes::{
+    access, dead_letters, jobs, jobs_batch, previews, reservations, schedules, server_import, servers, streams, tasks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +27,8 @@ use crate::routes::{access, dead_letters, jobs, jobs_batch, previews, schedules,
         dead_letters::dead_letters, dead_letters::requeue_dead_letter, dead_letters::discard_dead_letter,
         schedules::create, schedules::list, schedules::get_schedule, schedules::replace, schedules::patch,
         schedules::delete, previews::preview_definition, previews::preview_schedule, schedules::firings,
+        servers::list, servers::create, servers::get_server, servers::patch, servers::delete, servers::history,
+        server_import::import, reservations::reserve, reservations::release,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

@@ -20,9 +20,14 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<FieldErrorDoc>)]
     pub errors: Vec<FieldError>,
+    /// Bad rows of an import (`{row, column, reason}`; the first 1000, `detail` counts them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::routes::server_import::RowErrorView>>)]
+    pub rows: Option<Box<Vec<crate::routes::server_import::RowErrorView>>>,
     /// Id of the existing resource a 409 conflicts with.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub conflicting_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub conflicting_id: Option<Box<str>>,
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after: Option<u32>,
@@ -44,6 +49,7 @@ impl Problem {
             status: status.as_u16(),
             detail,
             errors: Vec::new(),
+            rows: None,
             conflicting_id: None,
             retry_after: None,
             database_down: false,
@@ -116,7 +122,7 @@ impl Problem {
     }
     pub fn conflict_with(detail: impl Into<String>, id: impl ToString) -> Self {
         let mut p = Self::conflict(detail);
-        p.conflicting_id = Some(id.to_string());
+        p.conflicting_id = Some(id.to_string().into());
         p
     }
     /// Opaque to the client; the cause is logged with its whole chain.

@@ -2,11 +2,17 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod config_versions;
+pub mod configs;
 pub mod job_events;
 pub mod jobs;
 pub mod organizations;
 pub mod schedule_firings;
 pub mod scheduler_leases;
 pub mod schedules;
+pub mod secrets;
+pub mod server_history;
+pub mod servers;
 pub mod sessions;
+pub mod ssh_credentials;
 pub mod users;

@@ -5,7 +5,10 @@ pub mod dead_letters;
 pub mod jobs;
 pub mod jobs_batch;
 pub mod previews;
+pub mod reservations;
 pub mod schedules;
+pub mod server_import;
+pub mod servers;
 pub mod streams;
 pub mod tasks;
 

@@ -23,7 +23,11 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
     let (_, schedule) = app
         .call(Method::POST, "/api/v1/schedules", Some(admin), Some(crate::helpers::schedule_body("fixture", 60)))
         .await;
+    let (_, server) = app
+        .call(Method::POST, "/api/v1/servers", Some(admin), Some(json!({"provider_ref": "fixture", "ip": "10.0.0.1"})))
+        .await;
     HashMap::from([
+        ("server", server["id"].as_str().expect("server id").to_owned()),
         ("schedule", schedule["id"].as_str().expect("schedule id").to_owned()),
         ("job", job["id"].as_str().expect("job id").to_owned()),
         ("user", user["id"].as_str().expect("user id").to_owned()),
@@ -82,8 +86,7 @@ async fn another_organization_cannot_see_or_touch_anything() {
     let ids = fixture_ids(&app, &admin).await;
     let other = app.other_org_admin().await;
     for (method, path, body, _) in routes() {
-        if !(path.contains("{job}") || path.contains("{user}") || path.contains("{key}") || path.contains("{schedule}"))
-        {
+        if !["{job}", "{user}", "{key}", "{schedule}", "{server}"].iter().any(|p| path.contains(p)) {
             continue;
         }
         let path = fill(path, &ids);

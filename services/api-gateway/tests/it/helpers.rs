@@ -44,8 +44,16 @@ pub async fn spawn_app_with_scheduler_and(extra: &[(&str, &str)]) -> TestApp {
     spawn(extra, true).await
 }
 
+/// A gateway over a fresh PostgreSQL database (still with the in-process bus).
+pub async fn spawn_app_on_postgres() -> TestApp {
+    spawn_on(TestDb::postgres().await.expect("postgres"), &[], false).await
+}
+
 async fn spawn(extra: &[(&str, &str)], with_scheduler: bool) -> TestApp {
-    let db = TestDb::sqlite().expect("sqlite");
+    spawn_on(TestDb::sqlite().expect("sqlite"), extra, with_scheduler).await
+}
+
+async fn spawn_on(db: TestDb, extra: &[(&str, &str)], with_scheduler: bool) -> TestApp {
     let mut overrides = vec![
         ("auth.bootstrap_admin_email", ADMIN_EMAIL),
         ("auth.bootstrap_admin_password", ADMIN_PASSWORD),
@@ -85,6 +93,28 @@ impl TestApp {
             req = req.json(&b);
         }
         let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Sends `body` with an explicit content type; returns status and the JSON answer.
+    pub async fn send_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -149,7 +179,8 @@ pub fn schedule_body(name: &str, every: u64) -> Value {
 }
 
 /// Every route with a sample body, for the authentication/authorisation matrix. `{job}` is replaced by
-/// a job id, `{user}` by a user id, `{key}` by an API key id, `{schedule}` by a schedule id.
+/// a job id, `{user}` by a user id, `{key}` by an API key id, `{schedule}` by a schedule id, `{server}`
+/// by a server id.
 pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
     vec![
         (Method::GET, "/api/v1/me", None, Role::Viewer),
@@ -195,6 +226,15 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::GET, "/api/v1/schedules/{schedule}/preview", None, Role::Viewer),
         (Method::GET, "/api/v1/schedules/{schedule}/firings", None, Role::Viewer),
         (Method::DELETE, "/api/v1/schedules/{schedule}", None, Role::Operator),
+        (Method::GET, "/api/v1/servers", None, Role::Viewer),
+        (Method::POST, "/api/v1/servers", Some(json!({"provider_ref": "matrix", "ip": "10.0.0.9"})), Role::Operator),
+        (Method::POST, "/api/v1/servers/import", None, Role::Operator),
+        (Method::POST, "/api/v1/servers/reserve", Some(json!({"purpose": "matrix"})), Role::Operator),
+        (Method::GET, "/api/v1/servers/{server}", None, Role::Viewer),
+        (Method::PATCH, "/api/v1/servers/{server}", Some(json!({"notes": "matrix"})), Role::Operator),
+        (Method::GET, "/api/v1/servers/{server}/history", None, Role::Viewer),
+        (Method::POST, "/api/v1/servers/{server}/release", None, Role::Operator),
+        (Method::DELETE, "/api/v1/servers/{server}", None, Role::Operator),
         (Method::POST, "/tasks/enqueue?seconds=0", None, Role::Operator),
         (Method::GET, "/tasks/status/{job}", None, Role::Viewer),
         (Method::GET, "/tasks/counts", None, Role::Viewer),

@@ -5,5 +5,7 @@ mod access;
 mod helpers;
 mod jobs;
 mod openapi;
+mod reservations;
 mod schedules;
+mod servers;
 mod streams;

@@ -1,6 +1,8 @@
 //! Building blocks of the route annotations: the problem responses routes share, and the schemas of
 //! the constraints the handlers enforce (so the OpenAPI document states exactly what is accepted).
 
+pub mod inventory;
+
 use std::collections::BTreeMap;
 
 use sentinel_jobs::Catalog;
@@ -61,12 +63,12 @@ problems! {
     BadBody { "400" => "Malformed request", "413" => "Body too large", "415" => "Not JSON" }
 }
 
-fn string() -> ObjectBuilder {
+pub(crate) fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
 /// Allows `null` too (for optional body fields, where `null` means absent).
-fn or_null(mut schema: Object) -> Object {
+pub(crate) fn or_null(mut schema: Object) -> Object {
     let base = match &schema.schema_type {
         SchemaType::Type(t) => t.clone(),
         _ => Type::String,
@@ -78,7 +80,7 @@ fn or_null(mut schema: Object) -> Object {
     schema
 }
 
-fn one_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
+pub(crate) fn one_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
     string().enum_values(Some(values)).build()
 }
 
@@ -151,7 +153,7 @@ pub fn kind_or_null() -> Object {
 }
 
 /// Characters Rust's `str::trim` removes (Unicode White_Space), spelled out: regex `\s` differs.
-const WS: &str = r"\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+pub(crate) const WS: &str = r"\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
 
 /// A name that, once trimmed, is 1 to `max` characters.
 fn trimmed_name(max: usize) -> ObjectBuilder {
