@@ -6,7 +6,10 @@ one, or to the clock, and JSON Schema cannot state them (they are in the fields'
 - POST /api/v1/jobs (and each item of POST /api/v1/jobs/batch): `backoff_max_ms` is at least
   `backoff_base_ms` (default 1000);
 - schedules: `end_at` is in the future; `jitter_ms` is shorter than the time between two ticks;
-- servers: each of `host_keys` is a real public key (its base64 blob names the key's algorithm).
+- servers: each of `host_keys` is a real public key (its base64 blob names the key's algorithm), and
+  `ssh_credential_id` names an SSH key of the organization;
+- configs: inside `payload`, an object with a `secret` key is a secret value (`{"secret": "..."}` or
+  `{"secret": true}`, which keeps a stored one) and `$secret` is reserved.
 
 Generated bodies that break one of these are dropped, so that `positive_data_acceptance` checks the
 rest of each body instead of failing on a rule the document cannot express.
@@ -57,6 +60,14 @@ def _backoff_ok(body):
     return top is None or top >= (1000 if base is None else base)
 
 
+def _has_secret_markers(value):
+    if isinstance(value, dict):
+        return "secret" in value or "$secret" in value or any(_has_secret_markers(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secret_markers(v) for v in value)
+    return False
+
+
 @schemathesis.hook
 def filter_body(ctx, body):
     if not isinstance(body, dict):
@@ -69,8 +80,11 @@ def filter_body(ctx, body):
         return not isinstance(jobs, list) or all(_backoff_ok(job) for job in jobs)
     if op.path in ("/api/v1/schedules", "/api/v1/schedules/{id}") and op.method.upper() in ("POST", "PUT", "PATCH"):
         return not (_in_the_past(body.get("end_at")) or _jitter_too_long(body))
+    if op.path in ("/api/v1/configs", "/api/v1/configs/{id}") and op.method.upper() in ("POST", "PUT"):
+        return not _has_secret_markers(body.get("payload"))
     if op.path in ("/api/v1/servers", "/api/v1/servers/{id}") and op.method.upper() in ("POST", "PATCH"):
         # Random strings are never public keys whose blob names their algorithm.
         keys = body.get("host_keys")
-        return not (isinstance(keys, list) and keys)
+        # Nor is a random UUID the id of an uploaded SSH key.
+        return not (isinstance(keys, list) and keys) and body.get("ssh_credential_id") is None
     return True

@@ -35,6 +35,12 @@ if ! command -v python3 >/dev/null 2>&1; then
   apt_install python3 python3-venv
 fi
 
+# ssh-keygen makes the SSH keys the secret-store tests upload (and, next, the provisioning hosts' keys).
+if ! command -v ssh-keygen >/dev/null 2>&1; then
+  echo "test.sh: installing openssh-client"
+  apt_install openssh-client
+fi
+
 # PostgreSQL.
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   echo "test.sh: installing postgresql"

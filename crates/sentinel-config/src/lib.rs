@@ -34,7 +34,22 @@ pub struct Settings {
     pub relay: RelaySettings,
     pub scheduler: SchedulerSettings,
     pub auth: AuthSettings,
+    pub secrets: SecretsSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// The master key that seals every credential Sentinel stores (SSH keys, config secrets, database and
+/// cloud credentials): 32 random bytes in base64 (`sentinel admin gen-master-key` prints one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// The key itself (e.g. from `SENTINEL_SECRETS__MASTER_KEY`). Exclusive with `master_key_file`.
+    pub master_key: Option<SecretString>,
+    /// A file holding the key (mode 0600). `sentinel up` creates `<data_dir>/master.key` when no key is set.
+    pub master_key_file: Option<PathBuf>,
+    /// Keys being rotated out, comma-separated: still read, never used to seal. Run `sentinel admin
+    /// reseal-secrets` to re-seal everything with `master_key`, then remove them.
+    pub retired_keys: Option<SecretString>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +168,8 @@ pub struct SchedulerSettings {
     pub http_check_dispatch_interval_secs: u64,
     /// How often finished jobs and firing records past `worker.retention_days` are deleted.
     pub retention_interval_secs: u64,
+    /// How often server reservations whose TTL ran out are ended.
+    pub reservation_expiry_interval_secs: u64,
     /// A due job still queued after this long means no worker consumes its queue: the scheduler's
     /// `/ready` then warns about that queue.
     pub unconsumed_warning_secs: u64,
@@ -235,12 +252,15 @@ metric_eval_interval_secs = 60
 heartbeat_check_interval_secs = 120
 http_check_dispatch_interval_secs = 5
 retention_interval_secs = 300
+reservation_expiry_interval_secs = 15
 unconsumed_warning_secs = 60
 
 [auth]
 session_ttl_secs = 43200
 login_attempts_per_minute = 10
 bootstrap_org = "default"
+
+[secrets]
 
 [telemetry]
 log_format = "auto"
@@ -385,6 +405,12 @@ impl Settings {
         }
         if self.auth.bootstrap_org.trim().is_empty() {
             return invalid("auth.bootstrap_org", "must not be empty");
+        }
+        if self.secrets.master_key.is_some() && self.secrets.master_key_file.is_some() {
+            return invalid(
+                "secrets.master_key_file",
+                "set either secrets.master_key or secrets.master_key_file, not both",
+            );
         }
         if self.http.max_body_bytes < 1024 {
             return invalid("http.max_body_bytes", "must be at least 1024");

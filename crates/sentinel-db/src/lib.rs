@@ -2,10 +2,13 @@
 //! migrations, and the job store with its fenced writes.
 
 mod access;
+pub mod configs;
+pub mod credentials;
 pub mod entity;
 pub mod inventory;
 mod jobs;
 mod schedules;
+mod secrets;
 
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ pub use jobs::{
     AttemptWrite, AttemptWritten, CancelOutcome, Finish, JobFilter, JobRecord, JobStore, NewJob, StartOutcome,
 };
 pub use schedules::{ClaimedTick, FiringRecord, ScheduleDraft, ScheduleRecord, ScheduleStore, TickClaim};
+pub use secrets::{SecretRow, SecretStore};
 
 /// Errors from the persistence layer.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +186,18 @@ impl Database {
 
     pub fn inventory(&self) -> inventory::InventoryStore {
         inventory::InventoryStore::new(self.conn.clone())
+    }
+
+    pub fn configs(&self) -> configs::ConfigStore {
+        configs::ConfigStore::new(self.conn.clone())
+    }
+
+    pub fn credentials(&self) -> credentials::CredentialStore {
+        credentials::CredentialStore::new(self.conn.clone())
+    }
+
+    pub fn secrets(&self) -> SecretStore {
+        SecretStore::new(self.conn.clone())
     }
 
     pub fn schedules(&self) -> ScheduleStore {

@@ -2,6 +2,7 @@
 //! retry policy arithmetic and job events. No I/O lives here.
 
 mod access;
+pub mod configs;
 mod event;
 mod ids;
 pub mod inventory;
@@ -29,6 +30,9 @@ pub mod builtin {
     pub const DEFAULT_QUEUE: &str = "default";
     /// Deletes finished jobs and firing records older than the retention period (built-in schedule).
     pub const SYSTEM_RETENTION: &str = "system.retention";
+    /// Ends the reservations whose TTL ran out (built-in schedule; each also ends at the next
+    /// reservation of its organization).
+    pub const INVENTORY_EXPIRE_RESERVATIONS: &str = "inventory.expire_reservations";
     /// The queue of monitoring work; the monitor worker consumes it.
     pub const MONITOR_QUEUE: &str = "monitor";
     /// Evaluates metric alert rules (built-in schedule, every 60 s by default).

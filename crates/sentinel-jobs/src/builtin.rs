@@ -1,4 +1,5 @@
-//! Handlers of the built-in kinds: the seed's demo task, the retention sweep and the test-only fault kinds.
+//! Handlers of the built-in kinds: the seed's demo task, the retention and reservation-expiry sweeps,
+//! and the test-only fault kinds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -98,6 +99,29 @@ impl JobHandler for Retention {
     }
 }
 
+/// `inventory.expire_reservations`: gives back every server whose reservation's TTL ran out.
+pub struct ExpireReservations;
+
+#[async_trait]
+impl JobHandler for ExpireReservations {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let inventory = ctx.spine().db().inventory();
+        let mut ended = 0;
+        loop {
+            let n = inventory.expire_reservations(None, chrono::Utc::now()).await?;
+            ended += n;
+            // The store ends at most 1000 per call.
+            if n < 1000 {
+                break;
+            }
+        }
+        if ended > 0 {
+            tracing::info!(ended, "reservations expired");
+        }
+        Ok(json!({ "expired": ended }))
+    }
+}
+
 /// Handlers for the built-in kinds every worker runs; fault kinds only when enabled.
 pub fn builtin_handlers(fault_injection: bool) -> HashMap<JobKind, Arc<dyn JobHandler>> {
     let mut map: HashMap<JobKind, Arc<dyn JobHandler>> = HashMap::new();
@@ -108,6 +132,7 @@ pub fn builtin_handlers(fault_injection: bool) -> HashMap<JobKind, Arc<dyn JobHa
     };
     add(builtin::DEMO_SLEEP, Arc::new(DemoSleep));
     add(builtin::SYSTEM_RETENTION, Arc::new(Retention));
+    add(builtin::INVENTORY_EXPIRE_RESERVATIONS, Arc::new(ExpireReservations));
     if fault_injection {
         add(builtin::FAULT_CRASH, Arc::new(FaultCrash));
         add(builtin::FAULT_FAIL, Arc::new(FaultFail));

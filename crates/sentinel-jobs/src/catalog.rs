@@ -114,6 +114,11 @@ impl Catalog {
                 builtin::DEFAULT_QUEUE,
                 "Deletes finished jobs and schedule firings older than worker.retention_days.",
             ),
+            (
+                builtin::INVENTORY_EXPIRE_RESERVATIONS,
+                builtin::DEFAULT_QUEUE,
+                "Ends server reservations whose TTL ran out (each with a history row).",
+            ),
             (builtin::MONITOR_EVALUATE_METRICS, builtin::MONITOR_QUEUE, "Evaluates the metric alert rules."),
             (builtin::MONITOR_CHECK_HEARTBEATS, builtin::MONITOR_QUEUE, "Flags machines whose heartbeat is overdue."),
             (

@@ -12,6 +12,7 @@ mod relay;
 mod schedules;
 pub mod service;
 mod spine;
+mod vault;
 mod worker;
 
 pub use availability::DbAvailability;
@@ -23,7 +24,9 @@ pub use enqueue::{EnqueueError, EnqueueManyError, EnqueueRequest, Enqueued};
 pub use group_commit::GroupCommit;
 pub use relay::Relay;
 pub use schedules::{BUILTIN_OWNER_PREFIX, MAX_JITTER_MS, MAX_NAME_LEN, ScheduleInput, builtin_schedules, next_tick};
+pub use sentinel_secrets as secrets;
 pub use spine::{Spine, SpineError, SpineReadiness};
+pub use vault::{Vault, VaultError};
 pub use worker::{JobHandler, Worker, WorkerOptions};
 
 pub use sentinel_bus as bus;

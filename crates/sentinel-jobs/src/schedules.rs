@@ -185,7 +185,7 @@ impl Spine {
 pub const BUILTIN_OWNER_PREFIX: &str = "builtin:";
 
 /// The built-in periodic work: (owner, name, job kind, interval in seconds).
-pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &'static str, u64); 4] {
+pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &'static str, u64); 5] {
     let s = &settings.scheduler;
     [
         (
@@ -207,5 +207,11 @@ pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &
             s.http_check_dispatch_interval_secs,
         ),
         ("builtin:retention", "Delete expired job data", builtin::SYSTEM_RETENTION, s.retention_interval_secs),
+        (
+            "builtin:reservation-expiry",
+            "End expired server reservations",
+            builtin::INVENTORY_EXPIRE_RESERVATIONS,
+            s.reservation_expiry_interval_secs,
+        ),
     ]
 }

@@ -19,6 +19,10 @@ pub enum SpineError {
     Db(#[from] DbError),
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error(transparent)]
+    Secrets(#[from] sentinel_secrets::SecretsError),
+    #[error(transparent)]
+    Vault(#[from] crate::VaultError),
 }
 
 /// Commits new jobs in batches; answers each with its row and `queued` event.
@@ -47,15 +51,33 @@ struct Inner {
     catalog: Catalog,
     settings: Settings,
     availability: Arc<DbAvailability>,
+    /// The secret store, when a master key is configured.
+    vault: Option<crate::Vault>,
 }
 
 impl Spine {
-    /// Connects the database (checking the schema, or migrating if configured) and the bus.
+    /// Connects the database (checking the schema, or migrating if configured) and the bus, and loads
+    /// the master keyring (checking that it opens every secret the database holds).
     pub async fn connect(settings: &Settings, catalog: Catalog) -> Result<Self, SpineError> {
+        let keyring = sentinel_secrets::Keyring::load(&settings.secrets, None)?;
         let db = Database::connect(settings.database.url.expose_secret(), settings.database.pool_size()).await?;
         db.ensure_schema(settings.database.auto_migrate).await?;
+        let vault = keyring.map(|k| crate::Vault::new(Arc::new(k), db.secrets()));
+        match &vault {
+            Some(vault) => vault.check().await?,
+            None => {
+                let sealed: i64 = db.secrets().count_by_key().await?.iter().map(|(_, n)| n).sum();
+                if sealed > 0 {
+                    return Err(crate::VaultError::MissingKey { count: sealed }.into());
+                }
+            }
+        }
         let bus = Self::bus_from_settings(settings)?;
-        Ok(Self::new(db, bus, catalog, settings.clone()))
+        let mut spine = Self::new(db, bus, catalog, settings.clone());
+        if let Some(inner) = Arc::get_mut(&mut spine.inner) {
+            inner.vault = vault;
+        }
+        Ok(spine)
     }
 
     /// The bus described by the settings.
@@ -91,6 +113,7 @@ impl Spine {
                 catalog,
                 settings,
                 availability: Arc::default(),
+                vault: None,
             }),
         }
     }
@@ -109,6 +132,11 @@ impl Spine {
     }
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The secret store; `NotConfigured` when no master key is set.
+    pub fn vault(&self) -> Result<&crate::Vault, crate::VaultError> {
+        self.inner.vault.as_ref().ok_or(crate::VaultError::NotConfigured)
     }
 
     /// Whether the database was found unreachable and has not answered since.

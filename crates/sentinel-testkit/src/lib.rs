@@ -98,6 +98,7 @@ pub fn settings(db_url: &str, backend: &str, prefix: &str, extra: &[(&str, &str)
         ("relay.grace_ms", "500".to_owned()),
         ("relay.stuck_after_ms", "60000".to_owned()),
         ("telemetry.log_level", "warn".to_owned()),
+        ("secrets.master_key", TEST_MASTER_KEY.to_owned()),
     ];
     overrides.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     sentinel_telemetry::install_crypto_provider();
@@ -106,6 +107,9 @@ pub fn settings(db_url: &str, backend: &str, prefix: &str, extra: &[(&str, &str)
         Err(e) => panic!("test settings are invalid: {e}"),
     }
 }
+
+/// The master key test settings use (32 bytes, base64).
+pub const TEST_MASTER_KEY: &str = "c2VudGluZWwtdGVzdC1tYXN0ZXIta2V5LTMyYnl0ZXM=";
 
 /// The API token test settings use.
 pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";

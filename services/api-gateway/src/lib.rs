@@ -34,6 +34,8 @@ impl Application {
     /// Binds the listener from the spine's settings (port 0 picks a free port, for tests).
     pub async fn build(spine: Spine) -> anyhow::Result<Self> {
         let settings = spine.settings().clone();
+        // Credentials (SSH keys, config secrets) are sealed by the vault: no key, no gateway.
+        spine.vault().context("the gateway stores credentials")?;
         auth::bootstrap(&spine).await.context("cannot create the bootstrap organization, key or admin")?;
         let listener = TcpListener::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
@@ -82,6 +84,8 @@ impl Application {
                         .configure(routes::dead_letters::configure)
                         .configure(routes::schedules::configure)
                         .configure(routes::servers::configure)
+                        .configure(routes::configs::configure)
+                        .configure(routes::ssh_keys::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

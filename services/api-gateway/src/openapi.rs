@@ -9,7 +9,8 @@ use utoipa::{Modify, OpenApi};
 use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
-    access, dead_letters, jobs, jobs_batch, previews, reservations, schedules, server_import, servers, streams, tasks,
+    access, configs, dead_letters, jobs, jobs_batch, previews, reservations, schedules, server_history, server_import,
+    servers, ssh_keys, streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -27,8 +28,11 @@ use crate::routes::{
         dead_letters::dead_letters, dead_letters::requeue_dead_letter, dead_letters::discard_dead_letter,
         schedules::create, schedules::list, schedules::get_schedule, schedules::replace, schedules::patch,
         schedules::delete, previews::preview_definition, previews::preview_schedule, schedules::firings,
-        servers::list, servers::create, servers::get_server, servers::patch, servers::delete, servers::history,
+        servers::list, servers::create, servers::get_server, servers::patch, servers::delete, server_history::history,
         server_import::import, reservations::reserve, reservations::release,
+        configs::create, configs::list, configs::get_config, configs::replace, configs::delete,
+        configs::versions, configs::get_version,
+        ssh_keys::create, ssh_keys::list, ssh_keys::get_key, ssh_keys::patch, ssh_keys::delete,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

@@ -36,12 +36,18 @@ pub async fn up(data_dir: Option<PathBuf>, listen: Option<SocketAddr>) -> anyhow
         }
         overrides.push(("http.api_token", token));
     }
+    if base.secrets.master_key.is_none() && base.secrets.master_key_file.is_none() {
+        // Creates `<data_dir>/master.key` (mode 0600) on first start, and reuses it afterwards.
+        sentinel_jobs::secrets::Keyring::load(&base.secrets, Some(&data_dir))?;
+        let key_file = data_dir.join(sentinel_jobs::secrets::KEY_FILE);
+        overrides.push(("secrets.master_key_file", key_file.display().to_string()));
+    }
     let settings = Settings::load_for(&[], &overrides)?;
     let _telemetry = sentinel_telemetry::init("sentinel", &settings.telemetry)?;
 
     let spine = Spine::connect(&settings, Catalog::builtin(settings.worker.fault_injection))
         .await
-        .with_context(|| format!("cannot open the database in {}", data_dir.display()))?;
+        .with_context(|| format!("cannot start on the data in {}", data_dir.display()))?;
     let resumed = spine.store().requeue_unfinished().await?;
     if resumed > 0 {
         tracing::info!(resumed, "requeued jobs that were unfinished when Sentinel last stopped");

@@ -38,7 +38,7 @@ enum Command {
     },
     /// Apply pending database migrations to the configured database (SENTINEL_DATABASE__URL).
     Migrate,
-    /// Manage accounts.
+    /// Manage accounts and the master key.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
@@ -64,6 +64,11 @@ enum AdminCommand {
         #[arg(long, default_value = "admin")]
         role: String,
     },
+    /// Print a new random master key (base64) for secrets.master_key or a key file.
+    GenMasterKey,
+    /// After a key rotation (new key in secrets.master_key, old ones in secrets.retired_keys): re-seal
+    /// every secret with the new key, so the old ones can be removed.
+    ResealSecrets,
 }
 
 #[tokio::main]
@@ -75,8 +80,29 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin { command: AdminCommand::Create { org, email, role } } => {
             admin_create(&org, &email, &role).await
         }
+        Command::Admin { command: AdminCommand::GenMasterKey } => {
+            println!("{}", sentinel_jobs::secrets::MasterKey::generate().encode().as_str());
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::ResealSecrets } => reseal_secrets().await,
         Command::Bench { target } => bench::run(target).await,
     }
+}
+
+async fn reseal_secrets() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    sentinel_telemetry::install_crypto_provider();
+    let keyring = sentinel_jobs::secrets::Keyring::load(&settings.secrets, None)?
+        .context("set secrets.master_key (the new key) and secrets.retired_keys (the old ones)")?;
+    let db = sentinel_db::Database::connect(settings.database.url.expose_secret(), 2)
+        .await
+        .context("cannot connect to the database (check SENTINEL_DATABASE__URL)")?;
+    db.ensure_schema(false).await?;
+    let current = keyring.current_id().to_owned();
+    let vault = sentinel_jobs::Vault::new(std::sync::Arc::new(keyring), db.secrets());
+    let resealed = vault.reseal_all().await?;
+    println!("re-sealed {resealed} secret(s) with master key {current}; the retired keys can now be removed");
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {

@@ -5,3 +5,4 @@ mod helpers;
 mod runtime;
 mod schedules;
 mod store;
+mod vault;

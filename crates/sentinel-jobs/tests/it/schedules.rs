@@ -222,7 +222,8 @@ async fn builtin_schedules_follow_configuration(mode: Mode) {
     assert!(!by_kind(builtin::MONITOR_CHECK_HEARTBEATS).enabled, "an interval of 0 disables it");
     assert!(by_kind(builtin::MONITOR_DISPATCH_HTTP_CHECKS).enabled);
     assert!(by_kind(builtin::SYSTEM_RETENTION).enabled);
-    assert_eq!(env.spine.db().schedules().list_system().await.expect("list").len(), 4);
+    assert_eq!(by_kind(builtin::INVENTORY_EXPIRE_RESERVATIONS).interval_secs, Some(15));
+    assert_eq!(env.spine.db().schedules().list_system().await.expect("list").len(), 5);
     env.stop().await;
 }
 

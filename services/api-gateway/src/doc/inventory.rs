@@ -117,6 +117,10 @@ pub fn host_keys_or_null() -> RefOr<Schema> {
     }))
 }
 
+pub fn config_path_or_null() -> Object {
+    or_null(string().pattern(Some(format!("^[^{CONTROL}]{{1,1024}}$"))).build())
+}
+
 pub fn selector_or_null() -> Object {
     or_null(selector())
 }

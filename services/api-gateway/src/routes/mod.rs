@@ -1,14 +1,17 @@
 //! Route handlers, one module per resource.
 
 pub mod access;
+pub mod configs;
 pub mod dead_letters;
 pub mod jobs;
 pub mod jobs_batch;
 pub mod previews;
 pub mod reservations;
 pub mod schedules;
+pub mod server_history;
 pub mod server_import;
 pub mod servers;
+pub mod ssh_keys;
 pub mod streams;
 pub mod tasks;
 

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sentinel_jobs::Spine;
-use sentinel_jobs::db::inventory::{DeleteRefusal, HistoryRecord, ServerDraft, ServerFilter, ServerRecord};
+use sentinel_jobs::db::inventory::{DeleteRefusal, ServerDraft, ServerFilter, ServerRecord};
 use sentinel_jobs::domain::inventory::{
     self as inv, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, HostKey, LabelSelector, Labels, LeaseKind, ServerStatus,
 };
@@ -30,7 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(delete)),
     );
     cfg.service(resource("/servers/{id}/release").route(web::post().to(super::reservations::release)));
-    cfg.service(resource("/servers/{id}/history").route(web::get().to(history)));
+    cfg.service(resource("/servers/{id}/history").route(web::get().to(super::server_history::history)));
 }
 
 /// A pinned host key with its fingerprint.
@@ -159,6 +159,10 @@ pub struct ServerBody {
     /// Let the first contact pin the host key it sees (default false: an unknown key is refused).
     #[serde(default)]
     pub accept_new_host_key: Option<bool>,
+    /// The SSH key runs log in with (`/api/v1/provisioning/ssh-keys`); default: the organization's
+    /// default key.
+    #[serde(default)]
+    pub ssh_credential_id: Option<Uuid>,
 }
 
 /// Body of `PATCH /api/v1/servers/{id}`: only the fields to change.
@@ -191,6 +195,25 @@ pub struct ServerPatch {
     #[schema(schema_with = idoc::host_keys_or_null)]
     pub host_keys: Option<Vec<String>>,
     pub accept_new_host_key: Option<bool>,
+    /// The SSH key runs log in with; `null` falls back to the organization's default key.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Uuid>)]
+    pub ssh_credential_id: Option<Option<Uuid>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Uuid>>, D::Error> {
+    Option::<Uuid>::deserialize(d).map(Some)
+}
+
+/// 422 unless `id` names an SSH key of the caller's organization.
+async fn check_credential(spine: &Spine, principal: &Principal, id: Option<Uuid>) -> Result<(), Problem> {
+    match id {
+        Some(id) if spine.db().credentials().get(principal.org_id, id).await?.is_none() => {
+            Err(Problem::invalid_field("ssh_credential_id", format!("no SSH key {id} in your organization")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check<T>(errors: &mut Vec<FieldError>, field: &str, r: Result<T, String>) -> Option<T> {
@@ -263,6 +286,7 @@ pub(crate) async fn create(
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
+    check_credential(&spine, &principal, b.ssh_credential_id).await?;
     let draft = ServerDraft {
         provider_ref: b.provider_ref.clone(),
         name,
@@ -274,7 +298,7 @@ pub(crate) async fn create(
         notes,
         host_keys,
         accept_new_host_key: b.accept_new_host_key.unwrap_or(false),
-        ssh_credential_id: None,
+        ssh_credential_id: b.ssh_credential_id,
     };
     let rec = spine
         .db()
@@ -420,6 +444,9 @@ fn patched(old: &ServerRecord, p: ServerPatch) -> Result<ServerRecord, Problem> 
     if let Some(v) = p.accept_new_host_key {
         new.accept_new_host_key = v;
     }
+    if let Some(v) = p.ssh_credential_id {
+        new.ssh_credential_id = v;
+    }
     let status = match p.status.as_deref().map(str::parse::<ServerStatus>) {
         None => None,
         Some(Err(e)) => {
@@ -477,7 +504,9 @@ pub(crate) async fn patch(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let old = server_of(&spine, &principal, &path).await?;
-    let new = patched(&old, body.into_inner())?;
+    let body = body.into_inner();
+    check_credential(&spine, &principal, body.ssh_credential_id.flatten()).await?;
+    let new = patched(&old, body)?;
     if new == old {
         return Ok(HttpResponse::Ok().json(ServerView::from(old)));
     }
@@ -519,83 +548,4 @@ pub(crate) async fn delete(
             rec.id
         ))),
     }
-}
-
-/// One action on a server.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HistoryView {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    /// Who did it (`user:…`, `key:…`, or `system`).
-    pub actor: String,
-    /// `create`, `import_create`, `import_update`, `edit`, `status`, `reserve`, `release`, `expire`, `run`.
-    pub action: String,
-    /// The changed fields before the action (absent for a creation).
-    #[schema(value_type = Option<Object>)]
-    pub before: Option<serde_json::Value>,
-    #[schema(value_type = Option<Object>)]
-    pub after: Option<serde_json::Value>,
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub job_id: Option<JobId>,
-    pub detail: Option<String>,
-}
-
-impl From<HistoryRecord> for HistoryView {
-    fn from(h: HistoryRecord) -> Self {
-        Self {
-            id: h.id,
-            at: h.at,
-            actor: h.actor,
-            action: h.action,
-            before: h.before,
-            after: h.after,
-            job_id: h.job_id,
-            detail: h.detail,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct HistoryPage {
-    pub items: Vec<HistoryView>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    pub next_cursor: Option<i64>,
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HistoryQuery {
-    /// `next_cursor` of the previous page.
-    cursor: Option<i64>,
-    #[serde(default = "default_limit")]
-    #[param(schema_with = doc::limit)]
-    limit: u64,
-}
-
-#[utoipa::path(
-    get,
-    path = "/api/v1/servers/{id}/history",
-    tag = "inventory",
-    summary = "What happened to a server, newest first (who, what, before → after, job)",
-    params(("id" = uuid::Uuid, Path, description = "Server id (UUID)"), HistoryQuery),
-    responses(
-        (status = 200, description = "A page of history", body = HistoryPage),
-        doc::Guarded, doc::NotFound, doc::Invalid
-    )
-)]
-pub(crate) async fn history(
-    principal: Principal,
-    spine: web::Data<Spine>,
-    path: web::Path<String>,
-    q: web::Query<HistoryQuery>,
-) -> Result<HttpResponse, Problem> {
-    principal.require(Role::Viewer)?;
-    doc::check_limit(q.limit)?;
-    let rec = server_of(&spine, &principal, &path).await?;
-    let mut rows = spine.db().inventory().history(rec.id, q.cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|h| h.id) } else { None };
-    Ok(HttpResponse::Ok().json(HistoryPage { items: rows.into_iter().map(HistoryView::from).collect(), next_cursor }))
 }

@@ -26,7 +26,20 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
     let (_, server) = app
         .call(Method::POST, "/api/v1/servers", Some(admin), Some(json!({"provider_ref": "fixture", "ip": "10.0.0.1"})))
         .await;
+    let (_, config) =
+        app.call(Method::POST, "/api/v1/configs", Some(admin), Some(json!({"name": "fixture-config"}))).await;
+    let (private, _) = crate::credentials::ssh_keygen("");
+    let (_, sshkey) = app
+        .call(
+            Method::POST,
+            "/api/v1/provisioning/ssh-keys",
+            Some(admin),
+            Some(json!({"name": "fixture", "private_key": private})),
+        )
+        .await;
     HashMap::from([
+        ("config", config["id"].as_str().expect("config id").to_owned()),
+        ("sshkey", sshkey["id"].as_str().expect("ssh key id").to_owned()),
         ("server", server["id"].as_str().expect("server id").to_owned()),
         ("schedule", schedule["id"].as_str().expect("schedule id").to_owned()),
         ("job", job["id"].as_str().expect("job id").to_owned()),
@@ -86,7 +99,10 @@ async fn another_organization_cannot_see_or_touch_anything() {
     let ids = fixture_ids(&app, &admin).await;
     let other = app.other_org_admin().await;
     for (method, path, body, _) in routes() {
-        if !["{job}", "{user}", "{key}", "{schedule}", "{server}"].iter().any(|p| path.contains(p)) {
+        if !["{job}", "{user}", "{key}", "{schedule}", "{server}", "{config}", "{sshkey}"]
+            .iter()
+            .any(|p| path.contains(p))
+        {
             continue;
         }
         let path = fill(path, &ids);

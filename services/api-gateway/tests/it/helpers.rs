@@ -180,7 +180,7 @@ pub fn schedule_body(name: &str, every: u64) -> Value {
 
 /// Every route with a sample body, for the authentication/authorisation matrix. `{job}` is replaced by
 /// a job id, `{user}` by a user id, `{key}` by an API key id, `{schedule}` by a schedule id, `{server}`
-/// by a server id.
+/// by a server id, `{config}` by a config id, `{sshkey}` by an SSH key id.
 pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
     vec![
         (Method::GET, "/api/v1/me", None, Role::Viewer),
@@ -235,6 +235,18 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::GET, "/api/v1/servers/{server}/history", None, Role::Viewer),
         (Method::POST, "/api/v1/servers/{server}/release", None, Role::Operator),
         (Method::DELETE, "/api/v1/servers/{server}", None, Role::Operator),
+        (Method::POST, "/api/v1/configs", Some(json!({"name": "matrix"})), Role::Operator),
+        (Method::GET, "/api/v1/configs", None, Role::Viewer),
+        (Method::GET, "/api/v1/configs/{config}", None, Role::Viewer),
+        (Method::PUT, "/api/v1/configs/{config}", Some(json!({"name": "fixture"})), Role::Operator),
+        (Method::GET, "/api/v1/configs/{config}/versions", None, Role::Viewer),
+        (Method::GET, "/api/v1/configs/{config}/versions/1", None, Role::Viewer),
+        (Method::DELETE, "/api/v1/configs/{config}", None, Role::Operator),
+        (Method::POST, "/api/v1/provisioning/ssh-keys", Some(json!({"name": "m", "private_key": "x"})), Role::Operator),
+        (Method::GET, "/api/v1/provisioning/ssh-keys", None, Role::Viewer),
+        (Method::GET, "/api/v1/provisioning/ssh-keys/{sshkey}", None, Role::Viewer),
+        (Method::PATCH, "/api/v1/provisioning/ssh-keys/{sshkey}", Some(json!({"default": true})), Role::Operator),
+        (Method::DELETE, "/api/v1/provisioning/ssh-keys/{sshkey}", None, Role::Operator),
         (Method::POST, "/tasks/enqueue?seconds=0", None, Role::Operator),
         (Method::GET, "/tasks/status/{job}", None, Role::Viewer),
         (Method::GET, "/tasks/counts", None, Role::Viewer),

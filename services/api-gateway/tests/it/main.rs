@@ -2,6 +2,7 @@
 //! driven over HTTP like any client.
 
 mod access;
+mod credentials;
 mod helpers;
 mod jobs;
 mod openapi;

@@ -45,14 +45,13 @@ impl Cluster {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        Self {
-            env,
-            db_url: db_url.to_owned(),
-            redis_url: redis_url.to_owned(),
-            _db: None,
-            prefix,
-            logs: tempfile::tempdir().expect("tempdir"),
-        }
+        let logs = tempfile::tempdir().expect("tempdir");
+        // The master key as deployments hand it over: a file only its owner can read.
+        let key_file = logs.path().join("master.key");
+        std::fs::write(&key_file, sentinel_testkit::TEST_MASTER_KEY).expect("key file");
+        std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        env.insert("SENTINEL_SECRETS__MASTER_KEY_FILE".to_owned(), key_file.display().to_string());
+        Self { env, db_url: db_url.to_owned(), redis_url: redis_url.to_owned(), _db: None, prefix, logs }
     }
 
     pub fn migrate(&self) {
