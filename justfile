@@ -30,3 +30,9 @@ bench-jobs:
     cargo build --release --workspace --bins
     target/release/sentinel bench jobs --jobs 20000 --concurrency 1,10,50
     bash scripts/bench-bullmq.sh 20000 1,10,50
+
+# Inventory: a 10,000-row CSV import and 50 concurrent reservations, on PostgreSQL then SQLite.
+bench-inventory:
+    cargo build --release -p sentinel
+    target/release/sentinel bench inventory --store postgres
+    target/release/sentinel bench inventory --store sqlite

@@ -7,6 +7,7 @@ mod m0002_access;
 mod m0003_schedules;
 mod m0004_inventory;
 mod m0005_configs;
+mod m0006_server_pick_index;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_schedules::Migration),
             Box::new(m0004_inventory::Migration),
             Box::new(m0005_configs::Migration),
+            Box::new(m0006_server_pick_index::Migration),
         ]
     }
 }

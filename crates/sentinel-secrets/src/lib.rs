@@ -185,7 +185,8 @@ fn read_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.permissions().mode();
-        if mode & 0o077 != 0 {
+        // Group read is allowed (Kubernetes mounts secrets group-readable for the pod's fsGroup).
+        if mode & 0o007 != 0 {
             return Err(err(format!("it is readable by other users (mode {:o}); run `chmod 600` on it", mode & 0o777)));
         }
     }

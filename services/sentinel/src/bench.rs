@@ -19,6 +19,8 @@ pub enum BenchTarget {
     Schedules(crate::bench_schedules::ScheduleBench),
     /// The whole job path: bulk and single enqueue, drain and end to end through a real worker.
     Jobs(crate::bench_jobs::JobsBench),
+    /// Inventory: a provider CSV import and concurrent reservations.
+    Inventory(crate::bench_inventory::InventoryBench),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,6 +60,7 @@ pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Bus(args) => args,
         BenchTarget::Schedules(args) => return crate::bench_schedules::run(args).await,
         BenchTarget::Jobs(args) => return crate::bench_jobs::run(args).await,
+        BenchTarget::Inventory(args) => return crate::bench_inventory::run(args).await,
     };
     sentinel_telemetry::install_crypto_provider();
     let queue = QueueName::parse("bench")?;

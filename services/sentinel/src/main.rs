@@ -2,6 +2,7 @@
 //! applies database migrations, `bench` measures the bus, the job path and the scheduler.
 
 mod bench;
+mod bench_inventory;
 mod bench_jobs;
 mod bench_schedules;
 mod embedded;

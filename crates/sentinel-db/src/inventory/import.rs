@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{SubsecRound, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use sentinel_domain::inventory::import::ImportRow;
 use sentinel_domain::inventory::{DEFAULT_SSH_PORT, DEFAULT_SSH_USER};
 use serde_json::Value;
@@ -38,6 +38,10 @@ pub struct ImportOutcome {
     /// Creations and updates, in file order (unchanged rows are only counted).
     pub changes: Vec<ImportChange>,
 }
+
+/// From this many rows, the import reads the organization's whole inventory (by pages of `PAGE`).
+const WHOLE_ORG_FROM: usize = 1000;
+const PAGE: u64 = 5000;
 
 /// Rows per lookup and per multi-row insert (a server row binds 27 parameters; SQLite allows 32,766).
 const CHUNK: usize = 400;
@@ -100,16 +104,41 @@ impl InventoryStore {
     ) -> Result<ImportOutcome, DbError> {
         let txn = self.conn.begin().await?;
         let mut existing: HashMap<String, ServerRecord> = HashMap::with_capacity(rows.len());
-        for chunk in rows.chunks(CHUNK) {
-            let refs = chunk.iter().map(|r| r.provider_ref.clone());
-            for m in servers::Entity::find()
-                .filter(servers::Column::OrgId.eq(org))
-                .filter(servers::Column::ProviderRef.is_in(refs))
-                .all(&txn)
-                .await?
-            {
-                let rec = ServerRecord::try_from(m)?;
-                existing.insert(rec.provider_ref.clone(), rec);
+        if rows.len() < WHOLE_ORG_FROM {
+            for chunk in rows.chunks(CHUNK) {
+                let refs = chunk.iter().map(|r| r.provider_ref.clone());
+                for m in servers::Entity::find()
+                    .filter(servers::Column::OrgId.eq(org))
+                    .filter(servers::Column::ProviderRef.is_in(refs))
+                    .all(&txn)
+                    .await?
+                {
+                    let rec = ServerRecord::try_from(m)?;
+                    existing.insert(rec.provider_ref.clone(), rec);
+                }
+            }
+        } else {
+            // A large file is most of the inventory: one ordered pass over the organization's servers
+            // is cheaper than many long IN lists (which a generic plan may evaluate row by row).
+            let wanted: std::collections::HashSet<&str> = rows.iter().map(|r| r.provider_ref.as_str()).collect();
+            let mut after: Option<Uuid> = None;
+            loop {
+                let mut q = servers::Entity::find().filter(servers::Column::OrgId.eq(org));
+                if let Some(cursor) = after {
+                    q = q.filter(servers::Column::Id.gt(cursor));
+                }
+                let page = q.order_by_asc(servers::Column::Id).limit(PAGE).all(&txn).await?;
+                let full = page.len() as u64 == PAGE;
+                after = page.last().map(|m| m.id);
+                for m in page {
+                    if wanted.contains(m.provider_ref.as_str()) {
+                        let rec = ServerRecord::try_from(m)?;
+                        existing.insert(rec.provider_ref.clone(), rec);
+                    }
+                }
+                if !full {
+                    break;
+                }
             }
         }
         let now = Utc::now().trunc_subsecs(6);

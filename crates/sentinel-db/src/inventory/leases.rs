@@ -41,7 +41,17 @@ impl InventoryStore {
     /// Reserves one `available` server of `org` matching the request, or `None` when none is left.
     /// Two concurrent callers never get the same server.
     pub async fn reserve(&self, org: Uuid, req: &ReserveRequest) -> Result<Option<Reserved>, DbError> {
-        self.expire_reservations(Some(org), Utc::now()).await?;
+        if let Some(done) = self.try_reserve(org, req).await? {
+            return Ok(Some(done));
+        }
+        // None free: servers whose reservation ran out since the last sweep count as free again.
+        if self.expire_reservations(Some(org), Utc::now()).await? > 0 {
+            return self.try_reserve(org, req).await;
+        }
+        Ok(None)
+    }
+
+    async fn try_reserve(&self, org: Uuid, req: &ReserveRequest) -> Result<Option<Reserved>, DbError> {
         let backend = self.conn.get_database_backend();
         let now = Utc::now().trunc_subsecs(6);
         let expires_at = now + req.ttl;
