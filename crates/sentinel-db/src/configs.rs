@@ -61,6 +61,20 @@ pub fn secret_owner(config_id: Uuid) -> String {
     format!("config:{config_id}")
 }
 
+/// One version of `current`'s config, as a record (its writer in `created_by`, its time in `updated_at`).
+fn of_version(current: &ConfigRecord, v: config_versions::Model) -> ConfigRecord {
+    ConfigRecord {
+        name: v.name,
+        description: v.description,
+        path: v.path,
+        payload: v.payload,
+        version: v.version,
+        created_by: v.created_by,
+        updated_at: v.created_at,
+        ..current.clone()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ConfigStore {
     conn: DatabaseConnection,
@@ -186,16 +200,7 @@ impl ConfigStore {
     /// One version of a config of `org` (the current one included).
     pub async fn version(&self, org: Uuid, id: Uuid, version: i64) -> Result<Option<ConfigRecord>, DbError> {
         let Some(current) = self.get(org, id).await? else { return Ok(None) };
-        Ok(config_versions::Entity::find_by_id((id, version)).one(&self.conn).await?.map(|v| ConfigRecord {
-            name: v.name,
-            description: v.description,
-            path: v.path,
-            payload: v.payload,
-            version: v.version,
-            created_by: v.created_by,
-            updated_at: v.created_at,
-            ..current
-        }))
+        Ok(config_versions::Entity::find_by_id((id, version)).one(&self.conn).await?.map(|v| of_version(&current, v)))
     }
 
     /// Versions of a config, newest first, below the cursor `before`.
@@ -212,16 +217,7 @@ impl ConfigStore {
             .all(&self.conn)
             .await?
             .into_iter()
-            .map(|v| ConfigRecord {
-                name: v.name,
-                description: v.description,
-                path: v.path,
-                payload: v.payload,
-                version: v.version,
-                created_by: v.created_by,
-                updated_at: v.created_at,
-                ..current.clone()
-            })
+            .map(|v| of_version(&current, v))
             .collect())
     }
 

@@ -169,6 +169,23 @@ impl CredentialStore {
         Ok(servers::Entity::find().filter(servers::Column::SshCredentialId.eq(id)).count(&self.conn).await?)
     }
 
+    /// How many servers name each of `ids` (absent: none), in one query.
+    pub async fn users_of(&self, ids: &[Uuid]) -> Result<std::collections::HashMap<Uuid, u64>, DbError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let rows: Vec<(Option<Uuid>, i64)> = servers::Entity::find()
+            .select_only()
+            .column(servers::Column::SshCredentialId)
+            .column_as(servers::Column::Id.count(), "n")
+            .filter(servers::Column::SshCredentialId.is_in(ids.iter().copied()))
+            .group_by(servers::Column::SshCredentialId)
+            .into_tuple()
+            .all(&self.conn)
+            .await?;
+        Ok(rows.into_iter().filter_map(|(id, n)| id.map(|id| (id, n.max(0) as u64))).collect())
+    }
+
     /// Deletes a credential and its sealed key. `Conflict` while servers still use it.
     pub async fn delete(&self, cred: &SshCredential) -> Result<(), DbError> {
         let used = self.users(cred.id).await?;

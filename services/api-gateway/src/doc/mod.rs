@@ -27,6 +27,36 @@ pub fn check_limit(limit: u64) -> Result<(), crate::Problem> {
     limit_error(limit).map_or(Ok(()), |e| Err(crate::Problem::invalid(vec![e])))
 }
 
+/// `#[serde(default = "doc::default_limit")]` of every `limit` query parameter.
+pub fn default_limit() -> u64 {
+    LIMIT_DEFAULT
+}
+
+/// A `cursor` that is the id of the last item of a previous page (422 naming `cursor` otherwise).
+pub fn uuid_cursor(raw: Option<&str>) -> Result<Option<uuid::Uuid>, crate::Problem> {
+    raw.map(|r| r.parse().map_err(|_| crate::Problem::invalid_field("cursor", "not a cursor from a previous page")))
+        .transpose()
+}
+
+/// A page from rows fetched with `limit + 1`: at most `limit` rows, and the cursor of the next page
+/// (the last row's, when there was one more).
+pub fn page<T, C>(mut rows: Vec<T>, limit: u64, cursor_of: impl Fn(&T) -> C) -> (Vec<T>, Option<C>) {
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(cursor_of) } else { None };
+    (rows, next)
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`), for patches.
+pub fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(d).map(Some)
+}
+
 /// A problem response (`application/problem+json`) with `description`.
 pub fn problem(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()

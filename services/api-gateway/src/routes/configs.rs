@@ -172,13 +172,9 @@ pub(crate) struct ListQuery {
     /// `next_cursor` of the previous page.
     #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "doc::default_limit")]
     #[param(schema_with = doc::limit)]
     limit: u64,
-}
-
-fn default_limit() -> u64 {
-    doc::LIMIT_DEFAULT
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -203,16 +199,9 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
     doc::check_limit(q.limit)?;
-    let cursor = match q.cursor.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<Uuid>().map_err(|_| Problem::invalid_field("cursor", "not a cursor from a previous page"))?,
-        ),
-    };
-    let mut rows = spine.db().configs().list(principal.org_id, cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|c| c.id) } else { None };
+    let cursor = doc::uuid_cursor(q.cursor.as_deref())?;
+    let rows = spine.db().configs().list(principal.org_id, cursor, q.limit + 1).await?;
+    let (rows, next_cursor) = doc::page(rows, q.limit, |c| c.id);
     Ok(HttpResponse::Ok().json(ConfigPage { items: rows.into_iter().map(ConfigView::from).collect(), next_cursor }))
 }
 
@@ -288,7 +277,7 @@ pub(crate) struct VersionsQuery {
     /// `next_cursor` of the previous page.
     #[param(minimum = 1)]
     cursor: Option<i64>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "doc::default_limit")]
     #[param(schema_with = doc::limit)]
     limit: u64,
 }
@@ -323,10 +312,8 @@ pub(crate) async fn versions(
         return Err(Problem::invalid_field("cursor", "must be at least 1"));
     }
     let rec = config_of(&spine, &principal, &path).await?;
-    let mut rows = spine.db().configs().versions(rec.id, q.cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|c| c.version) } else { None };
+    let rows = spine.db().configs().versions(rec.id, q.cursor, q.limit + 1).await?;
+    let (rows, next_cursor) = doc::page(rows, q.limit, |c| c.version);
     Ok(HttpResponse::Ok()
         .json(ConfigVersionPage { items: rows.into_iter().map(ConfigView::from).collect(), next_cursor }))
 }

@@ -106,7 +106,7 @@ pub struct SchedulePatch {
     #[schema(maximum = 3_600_000)]
     pub jitter_ms: Option<u64>,
     /// Must be in the future; `null` removes the end date.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "doc::double_option")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub end_at: Option<Option<DateTime<Utc>>>,
 }
@@ -117,11 +117,6 @@ fn empty_object() -> serde_json::Value {
 
 fn yes() -> bool {
     true
-}
-
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<DateTime<Utc>>>, D::Error> {
-    Option::<DateTime<Utc>>::deserialize(d).map(Some)
 }
 
 /// A schedule as the API shows it.
@@ -308,13 +303,9 @@ pub(crate) struct ListQuery {
     /// `next_cursor` of the previous page.
     #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "doc::default_limit")]
     #[param(schema_with = doc::limit)]
     limit: u64,
-}
-
-fn default_limit() -> u64 {
-    doc::LIMIT_DEFAULT
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -342,16 +333,9 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
     doc::check_limit(q.limit)?;
-    let cursor = match q.cursor.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<Uuid>().map_err(|_| Problem::invalid_field("cursor", "not a cursor from a previous page"))?,
-        ),
-    };
-    let mut rows = spine.db().schedules().list(principal.org_id, cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|s| s.id) } else { None };
+    let cursor = doc::uuid_cursor(q.cursor.as_deref())?;
+    let rows = spine.db().schedules().list(principal.org_id, cursor, q.limit + 1).await?;
+    let (rows, next_cursor) = doc::page(rows, q.limit, |s| s.id);
     Ok(HttpResponse::Ok().json(SchedulePage { items: rows.into_iter().map(ScheduleView::from).collect(), next_cursor }))
 }
 
@@ -503,7 +487,7 @@ pub struct FiringPage {
 pub(crate) struct FiringsQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "doc::default_limit")]
     #[param(schema_with = doc::limit)]
     limit: u64,
 }
@@ -528,10 +512,8 @@ pub(crate) async fn firings(
     principal.require(Role::Viewer)?;
     doc::check_limit(q.limit)?;
     let rec = schedule_of(&spine, &principal, &path).await?;
-    let mut rows = spine.db().schedules().firings(rec.id, q.cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|f| f.id) } else { None };
+    let rows = spine.db().schedules().firings(rec.id, q.cursor, q.limit + 1).await?;
+    let (rows, next_cursor) = doc::page(rows, q.limit, |f| f.id);
     let ids: Vec<JobId> = rows.iter().filter_map(|f| f.job_id).collect();
     let jobs = spine.store().get_many_in_org(principal.org_id, &ids).await?;
     let items = rows

@@ -13,10 +13,6 @@ use crate::Problem;
 use crate::auth::Principal;
 use crate::doc;
 
-fn default_limit() -> u64 {
-    doc::LIMIT_DEFAULT
-}
-
 /// One action on a server.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
@@ -64,7 +60,7 @@ pub struct HistoryPage {
 pub(crate) struct HistoryQuery {
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "doc::default_limit")]
     #[param(schema_with = doc::limit)]
     limit: u64,
 }
@@ -89,9 +85,7 @@ pub(crate) async fn history(
     principal.require(Role::Viewer)?;
     doc::check_limit(q.limit)?;
     let rec = server_of(&spine, &principal, &path).await?;
-    let mut rows = spine.db().inventory().history(rec.id, q.cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|h| h.id) } else { None };
+    let rows = spine.db().inventory().history(rec.id, q.cursor, q.limit + 1).await?;
+    let (rows, next_cursor) = doc::page(rows, q.limit, |h| h.id);
     Ok(HttpResponse::Ok().json(HistoryPage { items: rows.into_iter().map(HistoryView::from).collect(), next_cursor }))
 }

@@ -196,14 +196,9 @@ pub struct ServerPatch {
     pub host_keys: Option<Vec<String>>,
     pub accept_new_host_key: Option<bool>,
     /// The SSH key runs log in with; `null` falls back to the organization's default key.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "doc::double_option")]
     #[schema(value_type = Option<Uuid>)]
     pub ssh_credential_id: Option<Option<Uuid>>,
-}
-
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Uuid>>, D::Error> {
-    Option::<Uuid>::deserialize(d).map(Some)
 }
 
 /// 422 unless `id` names an SSH key of the caller's organization.
@@ -327,13 +322,9 @@ pub(crate) struct ListQuery {
     /// `next_cursor` of the previous page.
     #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "doc::default_limit")]
     #[param(schema_with = doc::limit)]
     limit: u64,
-}
-
-fn default_limit() -> u64 {
-    doc::LIMIT_DEFAULT
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -380,10 +371,8 @@ pub(crate) async fn list(
         return Err(Problem::invalid(errors));
     }
     let filter = ServerFilter { status, selector: selector.unwrap_or_default(), region: q.region, text: q.q };
-    let mut rows = spine.db().inventory().list_servers(principal.org_id, &filter, cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|s| s.id) } else { None };
+    let rows = spine.db().inventory().list_servers(principal.org_id, &filter, cursor, q.limit + 1).await?;
+    let (rows, next_cursor) = doc::page(rows, q.limit, |s| s.id);
     Ok(HttpResponse::Ok().json(ServerPage { items: rows.into_iter().map(ServerView::from).collect(), next_cursor }))
 }
 

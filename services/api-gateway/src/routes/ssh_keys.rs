@@ -178,13 +178,9 @@ pub(crate) struct ListQuery {
     /// `next_cursor` of the previous page.
     #[param(value_type = Option<Uuid>)]
     cursor: Option<String>,
-    #[serde(default = "default_limit")]
+    #[serde(default = "doc::default_limit")]
     #[param(schema_with = doc::limit)]
     limit: u64,
-}
-
-fn default_limit() -> u64 {
-    doc::LIMIT_DEFAULT
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -209,22 +205,18 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
     doc::check_limit(q.limit)?;
-    let cursor = match q.cursor.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<Uuid>().map_err(|_| Problem::invalid_field("cursor", "not a cursor from a previous page"))?,
-        ),
-    };
+    let cursor = doc::uuid_cursor(q.cursor.as_deref())?;
     let store = spine.db().credentials();
-    let mut rows = store.list(principal.org_id, cursor, q.limit + 1).await?;
-    let more = rows.len() as u64 > q.limit;
-    rows.truncate(q.limit as usize);
-    let next_cursor = if more { rows.last().map(|c| c.id) } else { None };
-    let mut items = Vec::with_capacity(rows.len());
-    for c in rows {
-        let used = store.users(c.id).await?;
-        items.push(view(c, used));
-    }
+    let rows = store.list(principal.org_id, cursor, q.limit + 1).await?;
+    let (rows, next_cursor) = doc::page(rows, q.limit, |c| c.id);
+    let used = store.users_of(&rows.iter().map(|c| c.id).collect::<Vec<_>>()).await?;
+    let items = rows
+        .into_iter()
+        .map(|c| {
+            let n = used.get(&c.id).copied().unwrap_or(0);
+            view(c, n)
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(SshKeyPage { items, next_cursor }))
 }
 
