@@ -41,6 +41,20 @@ if ! command -v ssh-keygen >/dev/null 2>&1; then
   apt_install openssh-client
 fi
 
+# The provisioning tests run real sshd instances on loopback addresses (never as a service) and a
+# pinned ansible-core from PyPI in a virtualenv under target/.
+if [ ! -x /usr/sbin/sshd ]; then
+  echo "test.sh: installing openssh-server (the service stays disabled)"
+  apt_install --no-install-recommends openssh-server
+fi
+ansible_venv="${CARGO_TARGET_DIR:-target}/ansible-venv"
+if [ ! -x "$ansible_venv/bin/ansible-playbook" ]; then
+  echo "test.sh: installing ansible-core 2.19.14 into $ansible_venv"
+  python3 -m venv "$ansible_venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$ansible_venv"; }
+  "$ansible_venv/bin/pip" install -q "ansible-core==2.19.14"
+fi
+export SENTINEL_TEST_ANSIBLE_PLAYBOOK="${SENTINEL_TEST_ANSIBLE_PLAYBOOK:-$(cd "$ansible_venv/bin" && pwd)/ansible-playbook}"
+
 # PostgreSQL.
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   echo "test.sh: installing postgresql"

@@ -8,6 +8,7 @@ mod m0003_schedules;
 mod m0004_inventory;
 mod m0005_configs;
 mod m0006_server_pick_index;
+mod m0007_provisioning;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_inventory::Migration),
             Box::new(m0005_configs::Migration),
             Box::new(m0006_server_pick_index::Migration),
+            Box::new(m0007_provisioning::Migration),
         ]
     }
 }

@@ -35,7 +35,39 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub auth: AuthSettings,
     pub secrets: SecretsSettings,
+    pub provision: ProvisionSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// The provisioning runner: which ansible-playbook runs, which playbooks are allowed, and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionSettings {
+    /// The `ansible-playbook` executable (ansible-core ≥ 2.19): a path, or a name looked up in PATH.
+    pub ansible_playbook: PathBuf,
+    /// The allow-listed playbook directories, searched in order: a run names a playbook `<name>` and
+    /// only `<dir>/<name>.yml` of one of these can run.
+    #[serde(deserialize_with = "paths_or_comma_separated")]
+    pub playbook_dirs: Vec<PathBuf>,
+    /// A run's timeout when its request names none, in seconds.
+    pub default_timeout_secs: u64,
+    /// Parallel hosts per run (ansible's `--forks`).
+    pub forks: u32,
+    /// Where runs get their private directories (default `<data_dir>/provision`).
+    pub work_dir: Option<PathBuf>,
+    /// `ansible_python_interpreter` of every host (`auto_silent`: ansible's discovery).
+    pub python_interpreter: String,
+}
+
+impl ProvisionSettings {
+    /// The directory runs get their private directories in.
+    pub fn work_dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.work_dir.clone().unwrap_or_else(|| data_dir.join("provision"))
+    }
+}
+
+fn paths_or_comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    Ok(list_or_comma_separated(d)?.into_iter().map(PathBuf::from).collect())
 }
 
 /// The master key that seals every credential Sentinel stores (SSH keys, config secrets, database and
@@ -262,6 +294,13 @@ bootstrap_org = "default"
 
 [secrets]
 
+[provision]
+ansible_playbook = "ansible-playbook"
+playbook_dirs = ["ansible/playbooks"]
+default_timeout_secs = 3600
+forks = 20
+python_interpreter = "auto_silent"
+
 [telemetry]
 log_format = "auto"
 log_level = "info"
@@ -357,6 +396,15 @@ impl Settings {
         }
         if self.bus.pool_size == 0 {
             return invalid("bus.pool_size", "must be at least 1");
+        }
+        if self.provision.default_timeout_secs == 0 || self.provision.default_timeout_secs > 86_400 {
+            return invalid("provision.default_timeout_secs", "must be from 1 to 86400");
+        }
+        if self.provision.forks == 0 || self.provision.forks > 500 {
+            return invalid("provision.forks", "must be from 1 to 500");
+        }
+        if self.provision.playbook_dirs.is_empty() {
+            return invalid("provision.playbook_dirs", "must name at least one directory");
         }
         if self.worker.concurrency == 0 {
             return invalid("worker.concurrency", "must be at least 1");

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod entity;
 pub mod inventory;
 mod jobs;
+pub mod provisioning;
 mod schedules;
 mod secrets;
 
@@ -186,6 +187,10 @@ impl Database {
 
     pub fn inventory(&self) -> inventory::InventoryStore {
         inventory::InventoryStore::new(self.conn.clone())
+    }
+
+    pub fn provisioning(&self) -> provisioning::ProvisioningStore {
+        provisioning::ProvisioningStore::new(self.conn.clone())
     }
 
     pub fn configs(&self) -> configs::ConfigStore {

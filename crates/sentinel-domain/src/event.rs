@@ -64,6 +64,15 @@ pub enum JobEventKind {
         stream: LogStream,
         line: String,
     },
+    /// One host's result of one task (provisioning runs): what the console's live per-host view shows.
+    Host {
+        host: String,
+        task: String,
+        /// ok, changed, failed, unreachable, skipped or ignored.
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        msg: Option<String>,
+    },
     Retrying {
         attempt: u32,
         error: String,
@@ -92,6 +101,7 @@ impl JobEventKind {
             Self::Started { .. } => "started",
             Self::Progress(_) => "progress",
             Self::Log { .. } => "log",
+            Self::Host { .. } => "host",
             Self::Retrying { .. } => "retrying",
             Self::CancelRequested => "cancel_requested",
             Self::Requeued { .. } => "requeued",

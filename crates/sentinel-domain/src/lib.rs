@@ -7,6 +7,7 @@ mod event;
 mod ids;
 pub mod inventory;
 mod job;
+pub mod provisioning;
 mod retry;
 pub mod schedule;
 

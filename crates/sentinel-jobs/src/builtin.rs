@@ -118,7 +118,12 @@ impl JobHandler for ExpireReservations {
         if ended > 0 {
             tracing::info!(ended, "reservations expired");
         }
-        Ok(json!({ "expired": ended }))
+        // Runs whose job ended without them (cancelled while queued, quarantined) give their servers back.
+        let runs = ctx.spine().db().provisioning().end_orphaned_runs().await?;
+        if runs > 0 {
+            tracing::info!(runs, "orphaned provisioning runs ended");
+        }
+        Ok(json!({ "expired": ended, "orphaned_runs_ended": runs }))
     }
 }
 

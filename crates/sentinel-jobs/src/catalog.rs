@@ -95,6 +95,22 @@ fn validate_no_parameters(payload: &Value) -> Result<(), Vec<FieldError>> {
     }
 }
 
+fn validate_run_payload(payload: &Value) -> Result<(), Vec<FieldError>> {
+    match payload.get("run_id").and_then(Value::as_str).map(uuid::Uuid::parse_str) {
+        Some(Ok(_)) if payload.as_object().is_some_and(|o| o.len() == 1) => Ok(()),
+        _ => Err(vec![FieldError::new("payload", "is {\"run_id\": \"<uuid>\"}")]),
+    }
+}
+
+fn run_payload_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": { "run_id": { "type": "string", "format": "uuid" } },
+        "required": ["run_id"],
+        "additionalProperties": false
+    })
+}
+
 impl Catalog {
     /// The built-in kinds; the `fault.*` kinds only when fault injection is enabled (tests).
     pub fn builtin(fault_injection: bool) -> Self {
@@ -137,6 +153,15 @@ impl Catalog {
                 internal: true,
             });
         }
+        let (kind, queue) = parse(sentinel_domain::provisioning::RUN_KIND, sentinel_domain::provisioning::QUEUE);
+        c.register(KindSpec {
+            kind,
+            queue,
+            description: "Runs one provisioning run (created by POST /api/v1/provisioning/runs).",
+            validate: validate_run_payload,
+            payload_schema: run_payload_schema,
+            internal: true,
+        });
         if fault_injection {
             for (name, description) in [
                 (builtin::FAULT_CRASH, "Test only: aborts the worker process that runs it."),

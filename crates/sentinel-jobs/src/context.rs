@@ -78,6 +78,17 @@ impl JobContext {
         self.write(JobEventKind::Log { stream, line: line.into() }).await
     }
 
+    /// Records one host's result of one task (stored in order with the log, then broadcast).
+    pub async fn host_result(
+        &self,
+        host: String,
+        task: String,
+        status: String,
+        msg: Option<String>,
+    ) -> Result<(), JobError> {
+        self.write(JobEventKind::Host { host, task, status, msg }).await
+    }
+
     async fn write(&self, body: JobEventKind) -> Result<(), JobError> {
         if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
             return Err(JobError::LeaseLost);

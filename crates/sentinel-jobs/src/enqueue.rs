@@ -118,6 +118,26 @@ impl Spine {
     }
 }
 
+impl Spine {
+    /// Publishes a job its caller committed in its own transaction (with `JobStore::insert_in`), and
+    /// broadcasts its `queued` event, in the background: the outbox relay repairs a failure.
+    pub fn publish_committed(&self, job: JobRecord, event: JobEvent) {
+        let spine = self.clone();
+        tokio::spawn(
+            async move {
+                match spine.publish(&job).await {
+                    Ok(()) => spine.mark_published_later(job.id),
+                    Err(e) => {
+                        tracing::warn!(error = %e, job_id = %job.id, "publish failed; the outbox relay will retry")
+                    }
+                }
+                spine.broadcast(&event).await;
+            }
+            .in_current_span(),
+        );
+    }
+}
+
 /// Whether the test-only failpoint `name` is armed (`SENTINEL_FAILPOINT=name`). Consulted only when
 /// `worker.fault_injection` is on.
 fn failpoint(name: &str) -> bool {

@@ -87,16 +87,25 @@ impl Vault {
         version: i64,
     ) -> Result<Option<serde_json::Value>, VaultError> {
         let Some(rec) = db.configs().version(org, config_id, version).await? else { return Ok(None) };
+        Ok(Some(self.resolve_payload(&rec.payload).await?.0))
+    }
+
+    /// A stored payload (`{"$secret": id}` references) with its secrets opened, and the opened
+    /// values themselves (a run scrubs them from everything it prints).
+    pub async fn resolve_payload(
+        &self,
+        stored: &serde_json::Value,
+    ) -> Result<(serde_json::Value, Vec<Zeroizing<String>>), VaultError> {
         let mut opened = std::collections::HashMap::new();
-        for (_, id) in sentinel_domain::configs::secret_refs(&rec.payload) {
+        for (_, id) in sentinel_domain::configs::secret_refs(stored) {
             let uuid: Uuid = id.parse().map_err(|_| VaultError::Missing(Uuid::nil()))?;
             let plain = self.open(uuid).await?;
-            opened.insert(id, String::from_utf8_lossy(&plain).into_owned());
+            opened.insert(id, Zeroizing::new(String::from_utf8_lossy(&plain).into_owned()));
         }
-        let resolved = sentinel_domain::configs::resolve(&rec.payload, &mut |id| {
-            opened.get(id).cloned().ok_or(VaultError::Missing(Uuid::nil()))
+        let resolved = sentinel_domain::configs::resolve(stored, &mut |id| {
+            opened.get(id).map(|s| s.as_str().to_owned()).ok_or(VaultError::Missing(Uuid::nil()))
         })?;
-        Ok(Some(resolved))
+        Ok((resolved, opened.into_values().collect()))
     }
 
     /// Start-up check: every key that sealed something is configured and really opens it.

@@ -2,6 +2,7 @@
 //! key prefix per test, private `redis-server` processes that tests may kill and restart, and settings.
 
 mod postgres_server;
+pub mod ssh_hosts;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -86,6 +86,8 @@ impl Application {
                         .configure(routes::servers::configure)
                         .configure(routes::configs::configure)
                         .configure(routes::ssh_keys::configure)
+                        .configure(routes::playbooks::configure)
+                        .configure(routes::provision_runs::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

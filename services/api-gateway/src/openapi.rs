@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
-    access, configs, dead_letters, jobs, jobs_batch, previews, reservations, schedules, server_history, server_import,
-    servers, ssh_keys, streams, tasks,
+    access, configs, dead_letters, jobs, jobs_batch, playbooks, previews, provision_run_create, provision_runs,
+    reservations, schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -33,6 +33,8 @@ use crate::routes::{
         configs::create, configs::list, configs::get_config, configs::replace, configs::delete,
         configs::versions, configs::get_version,
         ssh_keys::create, ssh_keys::list, ssh_keys::get_key, ssh_keys::patch, ssh_keys::delete,
+        playbooks::list, provision_run_create::create, provision_runs::list, provision_runs::get_run,
+        provision_run_create::retry_failed, provision_run_create::apply,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

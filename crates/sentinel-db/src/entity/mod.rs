@@ -7,6 +7,8 @@ pub mod configs;
 pub mod job_events;
 pub mod jobs;
 pub mod organizations;
+pub mod provision_run_hosts;
+pub mod provision_runs;
 pub mod schedule_firings;
 pub mod scheduler_leases;
 pub mod schedules;

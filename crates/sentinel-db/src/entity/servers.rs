@@ -18,6 +18,8 @@ pub struct Model {
     pub label_index: String,
     pub notes: String,
     pub status: String,
+    /// Why the server is in `error` (a run's reason: failed, unreachable, host_key_changed, …).
+    pub status_reason: Option<String>,
     pub last_action_at: Option<DateTimeUtc>,
     /// Pinned host keys: a JSON array of `algorithm base64` lines.
     pub host_keys: Json,

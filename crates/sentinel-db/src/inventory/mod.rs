@@ -19,6 +19,7 @@ use uuid::Uuid;
 pub use history::HistoryRecord;
 pub use import::{ImportChange, ImportOutcome};
 pub use leases::{ReserveRequest, Reserved};
+pub(crate) use server_writes::save_in;
 pub use server_writes::{DeleteRefusal, ServerDraft};
 
 use crate::DbError;
@@ -49,6 +50,8 @@ pub struct ServerRecord {
     pub labels: Labels,
     pub notes: String,
     pub status: ServerStatus,
+    /// Why the server is in `error` (set by the run that put it there).
+    pub status_reason: Option<String>,
     pub last_action_at: Option<DateTime<Utc>>,
     /// Pinned host keys, `algorithm base64` each.
     pub host_keys: Vec<String>,
@@ -76,6 +79,7 @@ impl ServerRecord {
             ("labels", json!(self.labels)),
             ("notes", json!(self.notes)),
             ("status", json!(self.status.as_str())),
+            ("status_reason", json!(self.status_reason)),
             ("host_keys", json!(self.host_keys)),
             ("accept_new_host_key", json!(self.accept_new_host_key)),
             ("ssh_credential_id", json!(self.ssh_credential_id)),
@@ -125,6 +129,7 @@ impl TryFrom<servers::Model> for ServerRecord {
             labels: serde_json::from_value(m.labels).map_err(|e| corrupt("labels", &e))?,
             notes: m.notes,
             status: m.status.parse().map_err(|e| corrupt("status", &e))?,
+            status_reason: m.status_reason,
             last_action_at: m.last_action_at,
             host_keys: serde_json::from_value(m.host_keys).map_err(|e| corrupt("host_keys", &e))?,
             accept_new_host_key: m.accept_new_host_key,

@@ -73,6 +73,9 @@ pub struct ServerView {
     pub notes: String,
     #[schema(value_type = String, example = "available")]
     pub status: ServerStatus,
+    /// Why the server is in `error`: the reason of the run that put it there (failed, unreachable,
+    /// host_key_changed, timeout, interrupted).
+    pub status_reason: Option<String>,
     pub last_action_at: Option<DateTime<Utc>>,
     pub host_keys: Vec<HostKeyView>,
     /// Whether the first contact may pin the host key it sees (only while none is pinned).
@@ -106,6 +109,7 @@ impl From<ServerRecord> for ServerView {
             labels: s.labels,
             notes: s.notes,
             status: s.status,
+            status_reason: s.status_reason,
             last_action_at: s.last_action_at,
             host_keys,
             accept_new_host_key: s.accept_new_host_key,
@@ -465,6 +469,7 @@ fn patched(old: &ServerRecord, p: ServerPatch) -> Result<ServerRecord, Problem> 
             .transition(next)
             .map_err(|e| Problem::conflict(format!("{e}: the server's current status is {}", old.status)))?;
         new.status = next;
+        new.status_reason = None;
         // Setting a reserved server's status (e.g. `configured` after the deployment) ends the reservation.
         new.lease = None;
         new.status_before_lease = None;

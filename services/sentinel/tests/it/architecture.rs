@@ -87,6 +87,8 @@ fn each_outside_technology_has_one_owning_crate() {
         ("opentelemetry-otlp", &["sentinel-telemetry"]),
         ("tracing-opentelemetry", &["sentinel-telemetry"]),
         ("config", &["sentinel-config"]),
+        // Process control (signals, the child subreaper) for ansible runs.
+        ("nix", &["sentinel-ansible"]),
     ];
     for (tech, allowed) in owners {
         let users: Vec<&String> = deps.iter().filter(|(_, (_, d))| d.contains(*tech)).map(|(n, _)| n).collect();

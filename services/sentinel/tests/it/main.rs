@@ -7,6 +7,7 @@ mod distributed;
 mod embedded;
 mod outages;
 mod procs;
+mod provisioning;
 mod scheduling;
 mod streams;
 mod telemetry;
