@@ -89,7 +89,7 @@ pub fn ansible_command(l: &Launch<'_>) -> Command {
     }
     cmd.arg(l.playbook);
     let ssh_args = format!(
-        "-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null \
+        "-o ControlMaster=auto -o ControlPersist=60s -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o HashKnownHosts=no \
          -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2",
         l.dir.known_hosts().display()
     );

@@ -316,17 +316,6 @@ impl ProvisioningStore {
             })
             .collect()
     }
-
-    /// Records a host's live status while the run goes (the final one is written by the outcome).
-    pub async fn set_host_status(&self, run: Uuid, host: &str, status: HostStatus) -> Result<(), DbError> {
-        provision_run_hosts::Entity::update_many()
-            .col_expr(provision_run_hosts::Column::Status, Expr::value(status.as_str()))
-            .filter(provision_run_hosts::Column::RunId.eq(run))
-            .filter(provision_run_hosts::Column::Host.eq(host))
-            .exec(&self.conn)
-            .await?;
-        Ok(())
-    }
 }
 
 /// Fences a run's write by its job's attempt: the first statement of the transaction is a write

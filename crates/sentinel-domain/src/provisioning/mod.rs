@@ -173,6 +173,8 @@ pub enum HostErrorReason {
     Failed,
     Unreachable,
     HostKeyChanged,
+    /// No host key is pinned and the server does not allow the first contact to pin one.
+    HostKeyUnknown,
     Timeout,
     Interrupted,
     Cancelled,
@@ -184,6 +186,7 @@ impl HostErrorReason {
             Self::Failed => "failed",
             Self::Unreachable => "unreachable",
             Self::HostKeyChanged => "host_key_changed",
+            Self::HostKeyUnknown => "host_key_unknown",
             Self::Timeout => "timeout",
             Self::Interrupted => "interrupted",
             Self::Cancelled => "cancelled",
@@ -192,8 +195,10 @@ impl HostErrorReason {
 
     /// Reads ssh's refusal of a changed host key out of an unreachable host's message.
     pub fn of_unreachable(msg: &str) -> Self {
-        if msg.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || msg.contains("Host key verification failed") {
+        if msg.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") {
             Self::HostKeyChanged
+        } else if msg.contains("Host key verification failed") {
+            Self::HostKeyUnknown
         } else {
             Self::Unreachable
         }
@@ -321,6 +326,12 @@ mod tests {
             HostErrorReason::HostKeyChanged
         );
         assert_eq!(HostErrorReason::of_unreachable("Connection refused"), HostErrorReason::Unreachable);
+        assert_eq!(
+            HostErrorReason::of_unreachable(
+                "No ED25519 host key is known for [127.0.0.2]:22\r\nHost key verification failed."
+            ),
+            HostErrorReason::HostKeyUnknown
+        );
     }
 
     #[test]

@@ -30,6 +30,35 @@ impl Api {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let r = client()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    /// A job's SSE stream from `after` (a `Last-Event-ID`), at most `max` events or to `finished`.
+    async fn events(&self, job: &str, after: Option<&str>, max: usize) -> Vec<sentinel_testkit::SseEvent> {
+        let mut req = client().get(format!("{}/api/v1/jobs/{job}/stream", self.base)).bearer_auth(&self.token);
+        if let Some(id) = after {
+            req = req.header("Last-Event-ID", id);
+        }
+        let mut reader = sentinel_testkit::SseReader::new(req.send().await.expect("sse"));
+        let mut out = Vec::new();
+        while out.len() < max {
+            let ev = reader.next(Duration::from_secs(60)).await.expect("the stream ends with the job");
+            let end = ev.event.as_deref() == Some("finished");
+            out.push(ev);
+            if end {
+                break;
+            }
+        }
+        out
+    }
     async fn get(&self, path: &str) -> (u16, Value) {
         get_json(&format!("{}{path}", self.base), Some(&self.token)).await
     }
@@ -249,6 +278,46 @@ async fn ansible_runs_on_real_hosts_end_to_end() {
         assert_eq!(h["counts"]["changed"], 0);
     }
 
+    // A check run of a new config version shows the diff and changes nothing; `apply` runs that very
+    // bundle; once the config moves on, applying the old check is refused.
+    let (status, v2) = api
+        .send(reqwest::Method::PUT, &format!("/api/v1/configs/{}", config["id"].as_str().expect("id")), json!({"name": "app", "payload": {"config_dest": dest.display().to_string(), "config_values": {"port": 8080, "mode": "slow"}}}))
+        .await;
+    assert_eq!((status, v2["version"].clone()), (200, json!(2)), "{v2}");
+    let check = api
+        .run(json!({"playbook": "apply-config", "selector": "role=web", "config_id": config["id"], "check": true}))
+        .await;
+    let check = api.wait_run(check["id"].as_str().expect("id"), Duration::from_secs(60)).await;
+    assert_eq!(check["state"], "succeeded", "{check}");
+    assert_eq!(check["hosts"][0]["status"], "changed", "{check}");
+    assert!(check["hosts"][0]["diff"].as_str().unwrap_or("").contains("mode = slow"), "{check}");
+    let unchanged = std::fs::read_to_string(tmp.path().join("out/web-0/app.ini")).expect("file");
+    assert!(unchanged.contains("mode = fast"), "a check run changes nothing: {unchanged}");
+    let (status, applied) =
+        api.post(&format!("/api/v1/provisioning/runs/{}/apply", check["id"].as_str().expect("id")), json!({})).await;
+    assert_eq!(status, 202, "{applied}");
+    assert_eq!(
+        (applied["applies_run"].clone(), applied["check"].clone(), applied["playbook_hash"].clone()),
+        (check["id"].clone(), json!(false), check["playbook_hash"].clone())
+    );
+    let applied = api.wait_run(applied["id"].as_str().expect("id"), Duration::from_secs(60)).await;
+    assert_eq!(applied["state"], "succeeded", "{applied}");
+    assert_eq!(applied["config_version"], 2);
+    let now = std::fs::read_to_string(tmp.path().join("out/web-0/app.ini")).expect("file");
+    assert!(now.contains("mode = slow"), "{now}");
+    let (status, _) = api
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/configs/{}", config["id"].as_str().expect("id")),
+            json!({"name": "app", "payload": {"config_dest": "/nowhere", "config_values": {}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, stale) =
+        api.post(&format!("/api/v1/provisioning/runs/{}/apply", check["id"].as_str().expect("id")), json!({})).await;
+    assert_eq!(status, 409, "{stale}");
+    assert!(stale["detail"].as_str().unwrap_or("").contains("version 2 → 3"), "{stale}");
+
     // Base and harden-ssh change this machine itself: check mode only.
     for playbook in ["base", "harden-ssh"] {
         let check = api.run(json!({"playbook": playbook, "server_ids": [ids["h0"]], "check": true})).await;
@@ -267,6 +336,15 @@ async fn ansible_runs_on_real_hosts_end_to_end() {
         api.run(json!({"playbook": "sleep", "server_ids": [ids["h1"]], "extra_vars": {"sleep_seconds": 1}})).await;
     let waiting = api.wait_run_state(second["id"].as_str().expect("id"), "waiting", Duration::from_secs(20)).await;
     assert_eq!(waiting["queue_position"], 1, "{waiting}");
+    // Disconnect from the first run's stream mid-run and resume it: no gap, no duplicate.
+    let first_job = first["job_id"].as_str().expect("job").to_owned();
+    let head = api.events(&first_job, None, 3).await;
+    let last = head.last().and_then(|e| e.id.clone()).expect("an event id");
+    let tail = api.events(&first_job, Some(&last), 10_000).await;
+    let seqs: Vec<u64> =
+        head.iter().chain(&tail).filter_map(|e| e.id.as_deref().and_then(|i| i.parse().ok())).collect();
+    assert_eq!(seqs, (seqs[0]..seqs[0] + seqs.len() as u64).collect::<Vec<_>>(), "contiguous once each: {seqs:?}");
+    assert_eq!(tail.last().and_then(|e| e.event.clone()).as_deref(), Some("finished"));
     let (first, second, disjoint) = (
         api.wait_run(first["id"].as_str().expect("id"), Duration::from_secs(60)).await,
         api.wait_run(second["id"].as_str().expect("id"), Duration::from_secs(60)).await,
@@ -313,6 +391,9 @@ async fn ansible_runs_on_real_hosts_end_to_end() {
     let planted = "PlantedSecret-7f3a9c";
     let echo = api.run(json!({"playbook": "echo-secret", "server_ids": [ids["h0"]], "extra_vars": {"planted": {"secret": planted}}})).await;
     let echo_id = echo["id"].as_str().expect("id").to_owned();
+    let echo_job = echo["job_id"].as_str().expect("job").to_owned();
+    let stream_api = Api { base: api.base.clone(), token: api.token.clone() };
+    let capture = tokio::spawn(async move { stream_api.events(&echo_job, None, 100_000).await });
     let mut seen_in_proc = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -330,6 +411,12 @@ async fn ansible_runs_on_real_hosts_end_to_end() {
     }
     let echo = api.wait_run(&echo_id, Duration::from_secs(5)).await;
     assert_eq!(echo["state"], "succeeded", "{echo}");
+    let streamed = capture.await.expect("capture");
+    let streamed: String = streamed.iter().map(|e| e.data.to_string()).collect();
+    assert!(
+        streamed.contains("********") && !streamed.contains(planted),
+        "the SSE stream carries the mask, never the secret"
+    );
     assert!(seen_in_proc.is_empty(), "secret in {seen_in_proc:?}");
     let log = api.log(echo["job_id"].as_str().expect("job")).await;
     assert!(log.contains("the value is ********"), "the printed secret is masked: {log}");
@@ -358,6 +445,44 @@ async fn ansible_runs_on_real_hosts_end_to_end() {
     assert_eq!(reason("hang"), Some(json!("unreachable")), "{ping}");
     assert_eq!(api.server(&ids["h1"]).await["status_reason"], "host_key_changed");
     assert_eq!(api.server(&ids["h0"]).await["status"], "configured");
+
+    // Retry only what failed.
+    let (status, retry) = api
+        .post(&format!("/api/v1/provisioning/runs/{}/retry-failed", ping["id"].as_str().expect("id")), json!({}))
+        .await;
+    assert_eq!(status, 202, "{retry}");
+    assert_eq!(retry["retry_of"], ping["id"]);
+    let mut retried: Vec<&str> =
+        retry["hosts"].as_array().expect("hosts").iter().filter_map(|h| h["server_id"].as_str()).collect();
+    retried.sort_unstable();
+    let mut failed: Vec<&str> = vec![ids["h1"].as_str(), ids["dead"].as_str(), ids["hang"].as_str()];
+    failed.sort_unstable();
+    assert_eq!(retried, failed);
+    api.wait_run(retry["id"].as_str().expect("id"), Duration::from_secs(90)).await;
+
+    // A server without a pinned key: refused, until the operator allows the first contact to pin it.
+    let fresh = SshHost::start(&loopback_ip(12), &tmp.path().join("host-fresh"), &login.public).expect("sshd");
+    let (status, server) = api
+        .post(
+            "/api/v1/servers",
+            json!({"provider_ref": "fresh", "name": "fresh", "ip": fresh.ip, "ssh_port": fresh.port, "ssh_user": user}),
+        )
+        .await;
+    assert_eq!(status, 201, "{server}");
+    let fresh_id = server["id"].as_str().expect("id").to_owned();
+    let first_try = api.run(json!({"playbook": "ping", "server_ids": [fresh_id]})).await;
+    let first_try = api.wait_run(first_try["id"].as_str().expect("id"), Duration::from_secs(60)).await;
+    assert_eq!(first_try["hosts"][0]["reason"], "host_key_unknown", "{first_try}");
+    let (status, _) = api
+        .send(reqwest::Method::PATCH, &format!("/api/v1/servers/{fresh_id}"), json!({"accept_new_host_key": true}))
+        .await;
+    assert_eq!(status, 200);
+    let pinning = api.run(json!({"playbook": "ping", "server_ids": [fresh_id]})).await;
+    let pinning = api.wait_run(pinning["id"].as_str().expect("id"), Duration::from_secs(60)).await;
+    assert_eq!(pinning["state"], "succeeded", "{pinning}");
+    let pinned = api.server(&fresh_id).await;
+    assert_eq!(pinned["host_keys"][0]["key"], json!(fresh.host_key), "{pinned}");
+    assert_eq!(pinned["accept_new_host_key"], false, "first contact is over");
 
     // The worker SIGKILLed mid-run: after the restart the run is not left running, its lease is gone,
     // and no process of it survives.
