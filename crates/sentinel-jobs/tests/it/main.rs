@@ -2,6 +2,7 @@
 //! PostgreSQL + Redis Streams (distributed).
 
 mod helpers;
+mod provisioning;
 mod runtime;
 mod schedules;
 mod store;

@@ -37,7 +37,17 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
             Some(json!({"name": "fixture", "private_key": private})),
         )
         .await;
+    let (status, run) = app
+        .call(
+            Method::POST,
+            "/api/v1/provisioning/runs",
+            Some(admin),
+            Some(json!({"playbook": "ping", "server_ids": [server["id"]]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     HashMap::from([
+        ("run", run["id"].as_str().expect("run id").to_owned()),
         ("config", config["id"].as_str().expect("config id").to_owned()),
         ("sshkey", sshkey["id"].as_str().expect("ssh key id").to_owned()),
         ("server", server["id"].as_str().expect("server id").to_owned()),
@@ -99,7 +109,7 @@ async fn another_organization_cannot_see_or_touch_anything() {
     let ids = fixture_ids(&app, &admin).await;
     let other = app.other_org_admin().await;
     for (method, path, body, _) in routes() {
-        if !["{job}", "{user}", "{key}", "{schedule}", "{server}", "{config}", "{sshkey}"]
+        if !["{job}", "{user}", "{key}", "{schedule}", "{server}", "{config}", "{sshkey}", "{run}"]
             .iter()
             .any(|p| path.contains(p))
         {

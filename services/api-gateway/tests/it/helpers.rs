@@ -54,10 +54,12 @@ async fn spawn(extra: &[(&str, &str)], with_scheduler: bool) -> TestApp {
 }
 
 async fn spawn_on(db: TestDb, extra: &[(&str, &str)], with_scheduler: bool) -> TestApp {
+    let playbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ansible/playbooks");
     let mut overrides = vec![
         ("auth.bootstrap_admin_email", ADMIN_EMAIL),
         ("auth.bootstrap_admin_password", ADMIN_PASSWORD),
         ("http.max_body_bytes", "4096"),
+        ("provision.playbook_dirs", playbooks),
     ];
     overrides.extend_from_slice(extra);
     let settings = sentinel_testkit::settings(&db.url, "memory", "gw", &overrides);
@@ -247,6 +249,17 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::GET, "/api/v1/provisioning/ssh-keys/{sshkey}", None, Role::Viewer),
         (Method::PATCH, "/api/v1/provisioning/ssh-keys/{sshkey}", Some(json!({"default": true})), Role::Operator),
         (Method::DELETE, "/api/v1/provisioning/ssh-keys/{sshkey}", None, Role::Operator),
+        (Method::GET, "/api/v1/provisioning/playbooks", None, Role::Viewer),
+        (
+            Method::POST,
+            "/api/v1/provisioning/runs",
+            Some(json!({"playbook": "ping", "selector": "x=y"})),
+            Role::Operator,
+        ),
+        (Method::GET, "/api/v1/provisioning/runs", None, Role::Viewer),
+        (Method::GET, "/api/v1/provisioning/runs/{run}", None, Role::Viewer),
+        (Method::POST, "/api/v1/provisioning/runs/{run}/retry-failed", None, Role::Operator),
+        (Method::POST, "/api/v1/provisioning/runs/{run}/apply", None, Role::Operator),
         (Method::POST, "/tasks/enqueue?seconds=0", None, Role::Operator),
         (Method::GET, "/tasks/status/{job}", None, Role::Viewer),
         (Method::GET, "/tasks/counts", None, Role::Viewer),

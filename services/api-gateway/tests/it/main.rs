@@ -6,6 +6,7 @@ mod credentials;
 mod helpers;
 mod jobs;
 mod openapi;
+mod provisioning;
 mod reservations;
 mod schedules;
 mod servers;
