@@ -89,6 +89,28 @@ impl JobContext {
         self.write(JobEventKind::Host { host, task, status, msg }).await
     }
 
+    /// Appends many events (log lines, host results) in one transaction, in order, then broadcasts
+    /// them: for output that comes faster than one write per line.
+    pub async fn append_many(&self, bodies: Vec<JobEventKind>) -> Result<(), JobError> {
+        if bodies.is_empty() {
+            return Ok(());
+        }
+        let events = loop {
+            if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(JobError::LeaseLost);
+            }
+            match self.spine.store().append_many(self.job.id, self.job.epoch, bodies.clone()).await {
+                Err(e) if e.is_unavailable() => {
+                    self.spine.report_db_error(&e);
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => break other?,
+            }
+        };
+        self.spine.broadcast_many(&events).await;
+        Ok(())
+    }
+
     async fn write(&self, body: JobEventKind) -> Result<(), JobError> {
         if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
             return Err(JobError::LeaseLost);

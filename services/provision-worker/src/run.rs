@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
-use crate::output::{Observed, handle_line};
+use crate::output::{Observed, Pending, event_of};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -311,11 +311,19 @@ async fn execute(
     let mut seen = Observed::default();
     let scrub = &prepared.scrubber;
     let mut vars_file = vars_file;
+    let mut pending = Pending::default();
     let ended = loop {
+        if pending.is_full() || (!pending.is_empty() && tokio::time::Instant::now() >= pending.deadline()) {
+            pending.flush(ctx).await?;
+        }
         tokio::select! {
+            // Output first: it is batched, and written once it stops coming or the batch is due.
+            biased;
             line = out.next_line(), if out_open => match line {
                 Ok(Some(l)) => {
-                    handle_line(ctx, scrub, LogStream::Stdout, &l, &mut seen).await?;
+                    if let Some(ev) = event_of(scrub, LogStream::Stdout, &l, &mut seen) {
+                        pending.push(ev);
+                    }
                     if seen.plays > 0 {
                         // ansible loaded the variables before its first play: they leave the RAM disk now.
                         vars_file = None;
@@ -324,9 +332,14 @@ async fn execute(
                 _ => out_open = false,
             },
             line = err.next_line(), if err_open => match line {
-                Ok(Some(l)) => handle_line(ctx, scrub, LogStream::Stderr, &l, &mut seen).await?,
+                Ok(Some(l)) => {
+                    if let Some(ev) = event_of(scrub, LogStream::Stderr, &l, &mut seen) {
+                        pending.push(ev);
+                    }
+                }
                 _ => err_open = false,
             },
+            _ = tokio::time::sleep_until(pending.deadline()), if !pending.is_empty() => pending.flush(ctx).await?,
             status = child.wait(), if !out_open && !err_open => {
                 break Ended::Exited(status.ok().and_then(|s| s.code()));
             }
@@ -334,6 +347,7 @@ async fn execute(
             _ = tokio::time::sleep_until(deadline) => break Ended::TimedOut,
         }
     };
+    pending.flush(ctx).await?;
     if matches!(ended, Ended::Cancelled | Ended::TimedOut) {
         let what = if matches!(ended, Ended::Cancelled) { "cancelled" } else { "timed out" };
         let _ = ctx.log(LogStream::System, format!("run {what}: stopping process group {pgid}")).await;

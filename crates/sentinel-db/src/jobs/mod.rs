@@ -6,7 +6,7 @@ mod attempts_pg;
 mod queries;
 mod record;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait,
@@ -280,6 +280,46 @@ impl JobStore {
         insert_event(&txn, &mut ev).await?;
         txn.commit().await?;
         Ok(ev)
+    }
+
+    /// Appends many log lines (or other events) of one attempt in one transaction, numbered in order:
+    /// how a chatty subprocess's output is stored at thousands of lines a second. Fenced by epoch.
+    pub async fn append_many(
+        &self,
+        id: JobId,
+        epoch: i64,
+        bodies: Vec<JobEventKind>,
+    ) -> Result<Vec<JobEvent>, DbError> {
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now().trunc_subsecs(6);
+        let n = bodies.len() as i64;
+        let txn = self.conn.begin().await?;
+        let res = jobs::Entity::update_many()
+            .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(n))
+            .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
+            .filter(fenced(id, epoch))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(DbError::Fenced { job_id: id.to_string(), epoch });
+        }
+        let job = load(&txn, id.as_uuid()).await?;
+        let first = job.event_seq - n + 1;
+        let mut events: Vec<JobEvent> =
+            bodies.into_iter().enumerate().map(|(i, body)| event(&job, first + i as i64, now, body)).collect();
+        for chunk in events.chunks_mut(INSERT_CHUNK) {
+            let rows = chunk.iter().map(event_row).collect::<Result<Vec<_>, DbError>>()?;
+            let stored = job_events::Entity::insert_many(rows).exec_with_returning(&txn).await?;
+            let ids: std::collections::HashMap<i64, i64> = stored.into_iter().map(|m| (m.seq, m.id)).collect();
+            for ev in chunk.iter_mut() {
+                ev.id = ids.get(&ev.seq).copied().unwrap_or_default();
+            }
+        }
+        txn.commit().await?;
+        Ok(events)
     }
 
     /// Ends an attempt, fenced by lease epoch: a stale attempt's outcome is refused.
