@@ -224,6 +224,7 @@ pub fn marked_processes(key: &str, value: &str) -> Vec<i32> {
 /// with the run and reaps the ones this worker adopted. Returns how many processes it killed.
 pub async fn sweep(control_dir: &Path, key: &str, value: &str) -> usize {
     if let Ok(entries) = std::fs::read_dir(control_dir) {
+        let mut exits = tokio::task::JoinSet::new();
         for socket in entries.flatten() {
             let mut exit = Command::new("ssh");
             exit.env_clear()
@@ -236,8 +237,9 @@ pub async fn sweep(control_dir: &Path, key: &str, value: &str) -> usize {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
-            let _ = tokio::time::timeout(Duration::from_secs(5), exit.status()).await;
+            exits.spawn(async move { tokio::time::timeout(Duration::from_secs(5), exit.status()).await });
         }
+        while exits.join_next().await.is_some() {}
     }
     let mut killed = 0;
     for round in 0..3 {

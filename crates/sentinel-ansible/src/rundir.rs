@@ -32,10 +32,21 @@ pub fn known_hosts_pattern(ip: &str, port: u16) -> String {
     if port == 22 { ip.to_owned() } else { format!("[{ip}]:{port}") }
 }
 
+/// Where a run's SSH control sockets go: a short path under the system's temp directory, private
+/// to this user (`sentinel-cp-<uid>/<run>`), because a Unix socket path has at most 108 bytes and ssh
+/// adds a 17-byte suffix while it creates one — a work directory deep in a data dir would not fit.
+pub fn control_dir_for(name: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+    let short: String = name.chars().rev().take(12).collect::<Vec<_>>().into_iter().rev().collect();
+    std::env::temp_dir().join(format!("sentinel-cp-{uid}")).join(short)
+}
+
 /// A run's directory; `remove` (or drop) deletes it.
 #[derive(Debug)]
 pub struct RunDir {
     root: PathBuf,
+    control: PathBuf,
 }
 
 fn private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
@@ -80,12 +91,30 @@ impl RunDir {
             std::fs::remove_dir_all(&root)?;
         }
         std::fs::DirBuilder::new().mode(0o700).create(&root)?;
-        for sub in ["cp", "tmp", "home", "callback_plugins"] {
+        for sub in ["tmp", "home", "callback_plugins"] {
             std::fs::DirBuilder::new().mode(0o700).create(root.join(sub))?;
         }
+        let control = control_dir_for(name);
+        if let Some(parent) = control.parent() {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+            // Shared temp directories: the parent must be ours and private, or sockets could be hijacked.
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let meta = std::fs::metadata(parent)?;
+            let me = std::fs::metadata("/proc/self")?.uid();
+            if meta.uid() != me || meta.permissions().mode() & 0o077 != 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!("{} is not a private directory of this user", parent.display()),
+                ));
+            }
+        }
+        if control.exists() {
+            std::fs::remove_dir_all(&control)?;
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&control)?;
         private_file(&root.join("callback_plugins/sentinel_jsonl.py"), CALLBACK_PLUGIN.as_bytes())?;
         private_file(&root.join("ansible.cfg"), b"[defaults]\n")?;
-        Ok(Self { root })
+        Ok(Self { root, control })
     }
 
     pub fn path(&self) -> &Path {
@@ -102,7 +131,7 @@ impl RunDir {
         self.root.join("agent.sock")
     }
     pub fn control_dir(&self) -> PathBuf {
-        self.root.join("cp")
+        self.control.clone()
     }
 
     /// Writes the inventory and `known_hosts`; `python` is `ansible_python_interpreter`.
@@ -138,6 +167,7 @@ impl RunDir {
     /// Deletes the directory and everything in it.
     pub fn remove(self) {
         let _ = std::fs::remove_dir_all(&self.root);
+        let _ = std::fs::remove_dir_all(&self.control);
     }
 }
 

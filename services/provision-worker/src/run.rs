@@ -31,6 +31,9 @@ struct RunPayload {
 pub struct RunPlaybook {
     pub registry: PlaybookRegistry,
     pub installation: Installation,
+    /// ansible-core's version, asked once per executable (`--version` costs a Python start-up),
+    /// again when the executable changes (its modification time).
+    version: tokio::sync::Mutex<Option<(std::time::SystemTime, String)>>,
 }
 
 /// How the ansible process ended.
@@ -50,7 +53,22 @@ impl RunPlaybook {
         Arc::new(Self {
             registry: PlaybookRegistry::new(s.playbook_dirs.clone()),
             installation: Installation::from_settings(s),
+            version: tokio::sync::Mutex::new(None),
         })
+    }
+
+    async fn ansible_version(&self, ansible: &std::path::Path) -> Result<String, String> {
+        let modified =
+            std::fs::metadata(ansible).and_then(|m| m.modified()).map_err(|e| format!("{}: {e}", ansible.display()))?;
+        let mut cached = self.version.lock().await;
+        if let Some((at, v)) = cached.as_ref()
+            && *at == modified
+        {
+            return Ok(v.clone());
+        }
+        let v = process::ansible_version(ansible).await?;
+        *cached = Some((modified, v.clone()));
+        Ok(v)
     }
 
     /// Ends the run (fenced by this attempt) and returns what the job reports.
@@ -142,7 +160,9 @@ impl JobHandler for RunPlaybook {
         if run.state == RunState::Running {
             // An earlier attempt started ansible and died with its worker: whatever it left is stopped,
             // and the run is not silently run again (the hosts may be half-configured).
-            process::sweep(&work_dir(ctx).join(run_dir_name(run.id)).join("cp"), RUN_MARKER, &run.id.to_string()).await;
+            let control = sentinel_ansible::rundir::control_dir_for(&run_dir_name(run.id));
+            process::sweep(&control, RUN_MARKER, &run.id.to_string()).await;
+            let _ = std::fs::remove_dir_all(control);
             let outcome = RunOutcome {
                 state: RunState::Failed,
                 reason: Some("interrupted: the worker running it stopped".to_owned()),
@@ -165,7 +185,7 @@ impl JobHandler for RunPlaybook {
             }
             Err(e) => return Self::fail(ctx, &run, e.to_string()).await,
         };
-        let version = match process::ansible_version(&ansible).await {
+        let version = match self.ansible_version(&ansible).await {
             Ok(v) => v,
             Err(e) => return Self::fail(ctx, &run, e).await,
         };
@@ -302,6 +322,7 @@ async fn execute(
         .spawn()
         .map_err(|e| JobError::Permanent(format!("cannot start ansible-playbook: {e}")))?;
     let pgid = child.id().unwrap_or(0);
+    ctx.log(LogStream::System, format!("started ansible-playbook (process group {pgid})")).await?;
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(JobError::Permanent("ansible-playbook's output is not readable".to_owned()));
     };
@@ -429,7 +450,7 @@ fn work_dir(ctx: &JobContext) -> std::path::PathBuf {
     s.provision.work_dir(&s.data_dir)
 }
 
-/// A short directory name keeps the SSH control sockets under the 108-byte path limit.
+/// The name of a run's directory (and, shortened, of its control-socket directory).
 fn run_dir_name(run: Uuid) -> String {
     run.simple().to_string()
 }
