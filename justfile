@@ -36,3 +36,9 @@ bench-inventory:
     cargo build --release -p sentinel
     target/release/sentinel bench inventory --store postgres
     target/release/sentinel bench inventory --store sqlite
+
+# Provisioning: a run on 20 sshd hosts against ansible-playbook by hand, SSE latency, a chatty
+# playbook, worker RSS (figures in docs/benchmarks.md). Needs openssh-server and target/ansible-venv.
+bench-provision:
+    cargo build -p sentinel
+    python3 scripts/bench_provision.py

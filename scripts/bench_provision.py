@@ -153,6 +153,11 @@ def main():
     hosts = start_hosts(tmp, login_pub)
     port = free_port()
     pbdir = os.path.join(tmp, "playbooks"); os.makedirs(pbdir)
+    open(os.path.join(pbdir, "trickle.yml"), "w").write(
+        "---\n# Bench only: one output line at a time, each with the controller time it was made at.\n"
+        "- name: Trickle\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Talk\n      ansible.builtin.debug:\n        msg: \"t={{ '%.6f' % now().timestamp() }}\"\n"
+        "      loop: \"{{ range(300) | list }}\"\n")
     open(os.path.join(pbdir, "chatty.yml"), "w").write(
         "---\n# Bench only: bursts of output lines with the controller time they were made at.\n"
         "- name: Chatty\n  hosts: all\n  gather_facts: false\n  tasks:\n"
@@ -212,22 +217,35 @@ def main():
             print(f"{ts(run['finished_at']) - t0:7.3f} finished_at", file=sys.stderr)
         # The chatty run, followed over SSE.
         lat = []
-        # On one host: ansible's own pipeline is not starved of CPU, so the delay measured is Sentinel's.
-        one = {"playbook": "chatty", "server_ids": [run["hosts"][0]["server_id"]]}
-        status, chatty = api.call("POST", "/api/v1/provisioning/runs", one)
-        t = threading.Thread(target=sse_latencies, args=(api, chatty["job_id"], lat)); t.start()
-        chatty = api.wait_run(chatty["id"]); t.join(timeout=60)
+        # On one host: ansible's own pipeline is not starved of CPU, so the delay measured is mostly
+        # Sentinel's (it still includes ansible's time from making a line to printing it).
+        _, servers = api.call("GET", "/api/v1/servers?limit=1")
+        first_host = servers["items"][0]["id"]
+
+        def follow(playbook, out):
+            _, r = api.call("POST", "/api/v1/provisioning/runs", {"playbook": playbook, "server_ids": [first_host]})
+            t = threading.Thread(target=sse_latencies, args=(api, r["job_id"], out)); t.start()
+            r = api.wait_run(r["id"]); t.join(timeout=60)
+            return r
+
+        trickle_lat = []
+        trickle = follow("trickle", trickle_lat)
+        chatty = follow("chatty", lat)
         stop.set()
+        dt = sorted(now - made for made, now in trickle_lat)
+        pct_t = lambda q: round(dt[min(len(dt) - 1, int(q * len(dt)))] * 1000, 1) if dt else None
         d = sorted(now - made for made, now in lat)
         pct = lambda q: round(d[min(len(d) - 1, int(q * len(d)))] * 1000, 1) if d else None
         made = [m for m, _ in lat]
-        hand_mean = sum(r["by_hand_s"] for r in rounds) / len(rounds)
-        sen_mean = sum(r["sentinel_api_to_end_s"] for r in rounds) / len(rounds)
+        hand_mean = sum(r["by_hand_s"] for r in rounds) / max(1, len(rounds)) or 1
+        sen_mean = sum(r["sentinel_api_to_end_s"] for r in rounds) / max(1, len(rounds))
         print(json.dumps({
             "hosts": N, "forks": N, "rounds": rounds,
             "by_hand_mean_s": round(hand_mean, 3), "sentinel_mean_s": round(sen_mean, 3),
             "overhead_pct": round((sen_mean / hand_mean - 1) * 100, 1),
-            "sentinel_own_pct_of_by_hand": round(sum(r["sentinel_own_s"] for r in rounds) / len(rounds) / hand_mean * 100, 2),
+            "sentinel_own_pct_of_by_hand": round(sum(r["sentinel_own_s"] for r in rounds) / max(1, len(rounds)) / hand_mean * 100, 2),
+            "trickle": {"state": trickle["state"], "lines": len(trickle_lat), "latency_ms_p50": pct_t(0.5),
+                        "latency_ms_p99": pct_t(0.99), "latency_ms_max": pct_t(1.0)},
             "chatty": {"state": chatty["state"], "timestamped_lines_seen": len(lat),
                        "lines_per_s_received": round(len(lat) / (max(n for _, n in lat) - min(n for _, n in lat)), 1) if len(lat) > 1 else None,
                        "latency_ms_p50": pct(0.5), "latency_ms_p99": pct(0.99), "latency_ms_max": pct(1.0)},
