@@ -35,7 +35,7 @@ pub struct RunHostView {
     pub host: String,
     #[schema(value_type = String, example = "changed")]
     pub status: HostStatus,
-    /// Why it failed: failed, unreachable, host_key_changed, timeout, interrupted, cancelled.
+    /// Why it failed: failed, unreachable, host_key_changed, host_key_unknown, timeout, interrupted, cancelled.
     pub reason: Option<String>,
     /// ansible's recap counters for the host.
     #[schema(value_type = Option<Object>)]

@@ -74,7 +74,7 @@ pub struct ServerView {
     #[schema(value_type = String, example = "available")]
     pub status: ServerStatus,
     /// Why the server is in `error`: the reason of the run that put it there (failed, unreachable,
-    /// host_key_changed, timeout, interrupted).
+    /// host_key_changed, host_key_unknown, timeout, interrupted).
     pub status_reason: Option<String>,
     pub last_action_at: Option<DateTime<Utc>>,
     pub host_keys: Vec<HostKeyView>,
