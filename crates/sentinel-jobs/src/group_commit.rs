@@ -63,6 +63,39 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
     }
 }
 
+/// The group commit of reservations: the concurrent callers of `POST /servers/reserve` share one
+/// transaction (`InventoryStore::reserve_many`), each still getting its own server and its own
+/// answer. A batch that fails is retried request by request, so only the offending one errs.
+pub type ReservationCommitter = GroupCommit<
+    (uuid::Uuid, sentinel_db::inventory::ReserveRequest),
+    Result<Option<sentinel_db::inventory::Reserved>, sentinel_db::DbError>,
+>;
+
+/// Starts a [`ReservationCommitter`] over `inventory` (inside the runtime).
+pub fn reservation_committer(inventory: sentinel_db::inventory::InventoryStore) -> ReservationCommitter {
+    use sentinel_db::DbError;
+    // PostgreSQL runs several batches at once (SKIP LOCKED keeps them apart), each small so no caller
+    // waits behind a long one; SQLite has one writer, so one batch at a time, as large as it comes.
+    let (max_batch, in_flight) = if inventory.is_sqlite() { (64, 1) } else { (12, 4) };
+    GroupCommit::start(max_batch, in_flight, move |batch: Vec<(uuid::Uuid, sentinel_db::inventory::ReserveRequest)>| {
+        let inventory = inventory.clone();
+        async move {
+            let n = batch.len();
+            match inventory.reserve_many(&batch).await {
+                Ok(done) if done.len() == n => done.into_iter().map(Ok).collect(),
+                Err(e) if e.is_unavailable() => (0..n).map(|_| Err(DbError::Unavailable(e.to_string()))).collect(),
+                _ => {
+                    let mut out = Vec::with_capacity(n);
+                    for (org, req) in &batch {
+                        out.push(inventory.reserve(*org, req).await);
+                    }
+                    out
+                }
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

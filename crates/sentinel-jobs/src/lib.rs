@@ -21,7 +21,7 @@ pub use catalog::{Catalog, FieldError, KindSpec};
 pub use command::CommandOutcome;
 pub use context::{JobContext, JobError};
 pub use enqueue::{EnqueueError, EnqueueManyError, EnqueueRequest, Enqueued};
-pub use group_commit::GroupCommit;
+pub use group_commit::{GroupCommit, ReservationCommitter, reservation_committer};
 pub use relay::Relay;
 pub use schedules::{BUILTIN_OWNER_PREFIX, MAX_JITTER_MS, MAX_NAME_LEN, ScheduleInput, builtin_schedules, next_tick};
 pub use sentinel_secrets as secrets;

@@ -43,6 +43,8 @@ struct Inner {
     store: JobStore,
     /// Group commit of new jobs (created on first enqueue, inside the runtime).
     inserts: std::sync::OnceLock<JobCommitter>,
+    /// Group commit of reservations (created on first use, inside the runtime).
+    reservations: std::sync::OnceLock<crate::group_commit::ReservationCommitter>,
     /// Group commit of the worker's writes (created on first use, inside the runtime).
     attempts: std::sync::OnceLock<AttemptCommitter>,
     /// Batched, fire-and-forget "published" marks (a lost mark only means a harmless republish).
@@ -107,6 +109,7 @@ impl Spine {
                 db,
                 store,
                 inserts: std::sync::OnceLock::new(),
+                reservations: std::sync::OnceLock::new(),
                 attempts: std::sync::OnceLock::new(),
                 published: std::sync::OnceLock::new(),
                 bus,
@@ -186,6 +189,27 @@ impl Spine {
         let result = match committer.submit(new).await {
             Some(result) => result,
             None => Err(DbError::Corrupt("the job committer stopped".to_owned())),
+        };
+        if let Err(e) = &result {
+            self.report_db_error(e);
+        }
+        result
+    }
+
+    /// Reserves one available server of `org` matching `req` (`None`: none is left), sharing one
+    /// transaction with concurrent callers (see [`crate::group_commit::reservation_committer`]).
+    pub async fn reserve(
+        &self,
+        org: uuid::Uuid,
+        req: sentinel_db::inventory::ReserveRequest,
+    ) -> Result<Option<sentinel_db::inventory::Reserved>, DbError> {
+        let committer = self
+            .inner
+            .reservations
+            .get_or_init(|| crate::group_commit::reservation_committer(self.inner.db.inventory()));
+        let result = match committer.submit((org, req)).await {
+            Some(result) => result,
+            None => Err(DbError::Corrupt("the reservation committer stopped".to_owned())),
         };
         if let Err(e) = &result {
             self.report_db_error(e);

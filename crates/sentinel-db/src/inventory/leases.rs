@@ -5,7 +5,8 @@
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Order, Query};
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    TransactionTrait,
 };
 use sentinel_domain::inventory::{LeaseKind, ServerStatus};
 use uuid::Uuid;
@@ -51,61 +52,103 @@ impl InventoryStore {
         Ok(None)
     }
 
-    async fn try_reserve(&self, org: Uuid, req: &ReserveRequest) -> Result<Option<Reserved>, DbError> {
-        let backend = self.conn.get_database_backend();
-        let now = Utc::now().trunc_subsecs(6);
-        let expires_at = now + req.ttl;
-        let lease_id = Uuid::now_v7();
-        let candidates = Condition::all()
-            .add(servers::Column::OrgId.eq(org))
-            .add(servers::Column::Status.eq(ServerStatus::Available.as_str()))
-            .add(servers::Column::LeaseId.is_null())
-            .add(ServerFilter { status: None, ..req.filter.clone() }.condition());
-        let mut pick = Query::select();
-        pick.column(servers::Column::Id)
-            .from(servers::Entity)
-            .cond_where(candidates)
-            .order_by(servers::Column::Id, Order::Asc)
-            .limit(1);
-        if backend == DbBackend::Postgres {
-            // Concurrent reservations skip the rows others are taking instead of queueing behind them.
-            pick.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let mut update = Query::update();
-        update
-            .table(servers::Entity)
-            .values([
-                (servers::Column::StatusBeforeLease, Expr::col(servers::Column::Status)),
-                (servers::Column::Status, Expr::value(ServerStatus::Reserved.as_str())),
-                (servers::Column::LeaseId, Expr::value(lease_id)),
-                (servers::Column::LeaseKind, Expr::value(LeaseKind::Reservation.as_str())),
-                (servers::Column::LeaseHolder, Expr::value(req.holder.clone())),
-                (servers::Column::LeasePurpose, Expr::value(req.purpose.clone())),
-                (servers::Column::LeaseExpiresAt, Expr::value(expires_at)),
-                (servers::Column::Version, Expr::col(servers::Column::Version).add(1)),
-                (servers::Column::UpdatedAt, Expr::value(now)),
-                (servers::Column::LastActionAt, Expr::value(now)),
-            ])
-            .and_where(Expr::col(servers::Column::Id).in_subquery(pick))
-            .returning_all();
-        // On SQLite the transaction's first statement is this write, so it takes the write lock
-        // before it reads: the pick and the update cannot interleave with another writer's.
+    /// Reserves for many concurrent callers in one transaction (the gateway's group commit): each
+    /// request is its own pick-and-update statement, so each gets a distinct server (a later statement
+    /// sees the earlier ones' writes), and the history rows go in one insert. A request that found
+    /// nothing is answered by [`InventoryStore::reserve`] on its own (which expires stale reservations
+    /// first). Fails as a whole; the caller may then retry the requests one by one.
+    pub async fn reserve_many(&self, reqs: &[(Uuid, ReserveRequest)]) -> Result<Vec<Option<Reserved>>, DbError> {
         let txn = self.conn.begin().await?;
-        let row = servers::Model::find_by_statement(backend.build(&update)).one(&txn).await?;
-        let Some(row) = row else {
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut entries = Vec::with_capacity(reqs.len());
+        for (org, req) in reqs {
+            match pick_in(&txn, *org, req).await? {
+                Some((done, entry)) => {
+                    entries.push(entry);
+                    out.push(Some(done));
+                }
+                None => out.push(None),
+            }
+        }
+        if !entries.is_empty() {
+            history::insert_all(&txn, entries).await?;
+        }
+        txn.commit().await?;
+        for (i, (org, req)) in reqs.iter().enumerate() {
+            if out[i].is_none() {
+                out[i] = self.reserve(*org, req).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn try_reserve(&self, org: Uuid, req: &ReserveRequest) -> Result<Option<Reserved>, DbError> {
+        // On SQLite the transaction's first statement is the write, so it takes the write lock before
+        // it reads: the pick and the update cannot interleave with another writer's.
+        let txn = self.conn.begin().await?;
+        let Some((done, entry)) = pick_in(&txn, org, req).await? else {
             txn.rollback().await?;
             return Ok(None);
         };
-        let after = ServerRecord::try_from(row)?;
-        let mut before = after.clone();
-        before.status = after.status_before_lease.unwrap_or(ServerStatus::Available);
-        before.lease = None;
-        let entry = history::entry(Some(&before), &after, &req.holder, "reserve", None, Some(req.purpose.clone()));
         history::insert_all(&txn, vec![entry]).await?;
         txn.commit().await?;
-        Ok(Some(Reserved { server: after, lease_id, expires_at }))
+        Ok(Some(done))
     }
+}
 
+/// One reservation's pick-and-update inside `txn`, with its history row (not yet inserted).
+async fn pick_in(
+    txn: &sea_orm::DatabaseTransaction,
+    org: Uuid,
+    req: &ReserveRequest,
+) -> Result<Option<(Reserved, crate::entity::server_history::ActiveModel)>, DbError> {
+    let backend = txn.get_database_backend();
+    let now = Utc::now().trunc_subsecs(6);
+    let expires_at = now + req.ttl;
+    let lease_id = Uuid::now_v7();
+    let candidates = Condition::all()
+        .add(servers::Column::OrgId.eq(org))
+        .add(servers::Column::Status.eq(ServerStatus::Available.as_str()))
+        .add(servers::Column::LeaseId.is_null())
+        .add(ServerFilter { status: None, ..req.filter.clone() }.condition());
+    let mut pick = Query::select();
+    pick.column(servers::Column::Id)
+        .from(servers::Entity)
+        .cond_where(candidates)
+        .order_by(servers::Column::Id, Order::Asc)
+        .limit(1);
+    if backend == DbBackend::Postgres {
+        // Concurrent reservations skip the rows others are taking instead of queueing behind them.
+        pick.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    let mut update = Query::update();
+    update
+        .table(servers::Entity)
+        .values([
+            (servers::Column::StatusBeforeLease, Expr::col(servers::Column::Status)),
+            (servers::Column::Status, Expr::value(ServerStatus::Reserved.as_str())),
+            (servers::Column::LeaseId, Expr::value(lease_id)),
+            (servers::Column::LeaseKind, Expr::value(LeaseKind::Reservation.as_str())),
+            (servers::Column::LeaseHolder, Expr::value(req.holder.clone())),
+            (servers::Column::LeasePurpose, Expr::value(req.purpose.clone())),
+            (servers::Column::LeaseExpiresAt, Expr::value(expires_at)),
+            (servers::Column::Version, Expr::col(servers::Column::Version).add(1)),
+            (servers::Column::UpdatedAt, Expr::value(now)),
+            (servers::Column::LastActionAt, Expr::value(now)),
+        ])
+        .and_where(Expr::col(servers::Column::Id).in_subquery(pick))
+        .returning_all();
+    let row = servers::Model::find_by_statement(backend.build(&update)).one(txn).await?;
+    let Some(row) = row else { return Ok(None) };
+    let after = ServerRecord::try_from(row)?;
+    let mut before = after.clone();
+    before.status = after.status_before_lease.unwrap_or(ServerStatus::Available);
+    before.lease = None;
+    let entry = history::entry(Some(&before), &after, &req.holder, "reserve", None, Some(req.purpose.clone()));
+    Ok(Some((Reserved { server: after, lease_id, expires_at }, entry)))
+}
+
+impl InventoryStore {
     /// Gives a reserved server back: its status returns to what it was before. With `lease_id`, only
     /// that reservation is released (`Conflict` if the server is held by another).
     pub async fn release(

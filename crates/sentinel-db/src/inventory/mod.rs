@@ -219,6 +219,11 @@ impl InventoryStore {
         Self { conn }
     }
 
+    /// Whether the store is the embedded SQLite file (one writer at a time).
+    pub fn is_sqlite(&self) -> bool {
+        self.conn.get_database_backend() == sea_orm::DbBackend::Sqlite
+    }
+
     /// A server of `org` (servers of other organizations do not exist for the caller).
     pub async fn get_server(&self, org: Uuid, id: Uuid) -> Result<Option<ServerRecord>, DbError> {
         servers::Entity::find_by_id(id)

@@ -109,7 +109,7 @@ pub(crate) async fn reserve(
         purpose: b.purpose,
         holder: principal.label(),
     };
-    match spine.db().inventory().reserve(principal.org_id, &req).await? {
+    match spine.reserve(principal.org_id, req).await? {
         Some(r) => Ok(HttpResponse::Created().json(ReservationView {
             lease_id: r.lease_id,
             ip: r.server.ip.clone(),
