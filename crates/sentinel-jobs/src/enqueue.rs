@@ -102,18 +102,7 @@ impl Spine {
         }
         // The row is committed, so the job will run: publishing can finish after the caller has its
         // answer (if it fails or the process dies first, the outbox relay publishes the row).
-        let spine = self.clone();
-        let published = job.clone();
-        tokio::spawn(
-            async move {
-                match spine.publish(&published).await {
-                    Ok(()) => spine.mark_published_later(published.id),
-                    Err(e) => tracing::warn!(error = %e, job_id = %published.id, "publish failed; the outbox relay will retry"),
-                }
-                spine.broadcast(&event).await;
-            }
-            .in_current_span(),
-        );
+        self.publish_committed(job.clone(), event);
         Ok(Enqueued { job, created: true })
     }
 }

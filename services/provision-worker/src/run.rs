@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sentinel_ansible::process::{self, Agent, Launch, OWNER_MARKER, RUN_MARKER};
+use sentinel_ansible::process::{self, Agent, Launch, OWNER_MARKER, RUN_MARKER, Signal};
 use sentinel_ansible::{Installation, InventoryHost, PlaybookRegistry, RunDir, SecretFile};
 use sentinel_jobs::db::DbError;
 use sentinel_jobs::db::provisioning::{HostOutcome, LeaseAttempt, RunOutcome, RunRecord};
@@ -43,10 +43,6 @@ enum Ended {
     TimedOut,
 }
 
-fn db(e: DbError) -> JobError {
-    JobError::from(e)
-}
-
 impl RunPlaybook {
     pub fn new(spine: &sentinel_jobs::Spine) -> Arc<Self> {
         let s = &spine.settings().provision;
@@ -74,7 +70,7 @@ impl RunPlaybook {
     /// Ends the run (fenced by this attempt) and returns what the job reports.
     async fn end(ctx: &JobContext, run: &RunRecord, outcome: RunOutcome) -> Result<Value, JobError> {
         let store = ctx.spine().db().provisioning();
-        let ended = store.finish(run, ctx.job().epoch, &outcome).await.map_err(db)?;
+        let ended = store.finish(run, ctx.job().epoch, &outcome).await?;
         let summary = json!({
             "run_id": run.id,
             "state": ended.state,
@@ -130,7 +126,7 @@ impl RunPlaybook {
                 }
                 Err(DbError::Conflict(reason)) => return Self::fail(ctx, run, reason).await.map(Some),
                 Err(e) if e.is_unavailable() => {}
-                Err(e) => return Err(db(e)),
+                Err(e) => return Err(e.into()),
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
@@ -148,11 +144,8 @@ impl JobHandler for RunPlaybook {
     async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
         let RunPayload { run_id } = ctx.payload()?;
         let store = ctx.spine().db().provisioning();
-        let run = store
-            .get_any(run_id)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| JobError::permanent(format!("run {run_id} does not exist")))?;
+        let run =
+            store.get_any(run_id).await?.ok_or_else(|| JobError::permanent(format!("run {run_id} does not exist")))?;
         if run.state.is_terminal() {
             return Ok(json!({ "run_id": run.id, "state": run.state }));
         }
@@ -189,11 +182,11 @@ impl JobHandler for RunPlaybook {
             Ok(v) => v,
             Err(e) => return Self::fail(ctx, &run, e).await,
         };
-        store.set_ansible_version(run.id, &version).await.map_err(db)?;
+        store.set_ansible_version(run.id, &version).await?;
         if let Some(done) = self.take_leases(ctx, &run).await? {
             return Ok(done);
         }
-        let run = store.get_any(run.id).await.map_err(db)?.unwrap_or(run);
+        let run = store.get_any(run.id).await?.unwrap_or(run);
         ctx.log(
             LogStream::System,
             format!(
@@ -372,21 +365,17 @@ async fn execute(
     if matches!(ended, Ended::Cancelled | Ended::TimedOut) {
         let what = if matches!(ended, Ended::Cancelled) { "cancelled" } else { "timed out" };
         let _ = ctx.log(LogStream::System, format!("run {what}: stopping process group {pgid}")).await;
-        process::signal_group(pgid, nix_signal::TERM);
+        process::signal_group(pgid, Signal::SIGTERM);
         let grace = ctx.spine().settings().worker.cancel_grace();
         if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            process::signal_group(pgid, nix_signal::KILL);
+            process::signal_group(pgid, Signal::SIGKILL);
             let _ = child.wait().await;
         }
-        process::signal_group(pgid, nix_signal::KILL);
+        process::signal_group(pgid, Signal::SIGKILL);
     }
     agent.stop().await;
     drop(vars_file);
     Ok((ended, seen))
-}
-
-mod nix_signal {
-    pub use sentinel_ansible::process::Signal::{SIGKILL as KILL, SIGTERM as TERM};
 }
 
 /// The run's outcome from what ansible reported (never from its exit code alone).

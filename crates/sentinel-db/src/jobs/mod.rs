@@ -135,10 +135,20 @@ impl JobStore {
     /// Records that the attempt holding `epoch` is alive (the lease keeper calls this). `false` means the
     /// attempt no longer owns the job.
     pub async fn heartbeat(&self, id: JobId, epoch: i64) -> Result<bool, DbError> {
+        Self::heartbeat_in(&self.conn, id, epoch).await
+    }
+
+    /// [`JobStore::heartbeat`] on `conn` (inside a caller's transaction, it fences the writes that
+    /// follow: a stale attempt matches nothing, and on SQLite the write takes the writer lock first).
+    pub(crate) async fn heartbeat_in(
+        conn: &impl sea_orm::ConnectionTrait,
+        id: JobId,
+        epoch: i64,
+    ) -> Result<bool, DbError> {
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(fenced(id, epoch))
-            .exec(&self.conn)
+            .exec(conn)
             .await?;
         Ok(res.rows_affected > 0)
     }

@@ -322,15 +322,11 @@ impl ProvisioningStore {
 /// that matches only while `epoch` is the job's current, running attempt (so on SQLite it also takes
 /// the writer lock before anything is read). `Fenced` otherwise.
 pub(crate) async fn fence(conn: &impl ConnectionTrait, job_id: JobId, epoch: i64) -> Result<(), DbError> {
-    use crate::entity::jobs;
-    let res = jobs::Entity::update_many()
-        .col_expr(jobs::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(jobs::Column::Id.eq(job_id.as_uuid()))
-        .filter(jobs::Column::Epoch.eq(epoch))
-        .filter(jobs::Column::State.eq(sentinel_domain::JobState::Running.as_str()))
-        .exec(conn)
-        .await?;
-    if res.rows_affected == 1 { Ok(()) } else { Err(DbError::Fenced { job_id: job_id.to_string(), epoch }) }
+    if JobStore::heartbeat_in(conn, job_id, epoch).await? {
+        Ok(())
+    } else {
+        Err(DbError::Fenced { job_id: job_id.to_string(), epoch })
+    }
 }
 
 /// JSON of a value whose serialization cannot fail (strings, numbers, ids).

@@ -324,7 +324,7 @@ async fn again(spine: &Spine, old: &RunRecord, servers: Vec<ServerRecord>, check
     })
 }
 
-fn unfinished(run: &RunRecord) -> Result<(), Problem> {
+fn ensure_finished(run: &RunRecord) -> Result<(), Problem> {
     if run.state.is_terminal() {
         Ok(())
     } else {
@@ -351,7 +351,7 @@ pub(crate) async fn retry_failed(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let old = run_of(&spine, &principal, &path).await?;
-    unfinished(&old)?;
+    ensure_finished(&old)?;
     let ids: Vec<Uuid> = old.hosts.iter().filter(|h| h.status.needs_retry()).map(|h| h.server_id).collect();
     if ids.is_empty() {
         return Err(Problem::conflict(format!("run {} has no failed or unreachable host", old.id)));
@@ -384,7 +384,7 @@ pub(crate) async fn apply(
     if !old.check_mode {
         return Err(Problem::conflict(format!("run {} is not a check run", old.id)));
     }
-    unfinished(&old)?;
+    ensure_finished(&old)?;
     if old.state == RunState::Cancelled {
         return Err(Problem::conflict(format!("check run {} was cancelled; run the check again", old.id)));
     }
