@@ -86,6 +86,12 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client")
 }
 
+/// A client for long-lived streams (SSE): no total timeout, which would cut a stream that outlives it.
+pub fn stream_client() -> reqwest::Client {
+    sentinel_telemetry::install_crypto_provider();
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("client")
+}
+
 /// Waits until GET `url` answers 200.
 pub async fn wait_ready(p: &mut Proc, path: &str, timeout: Duration) {
     let client = client();

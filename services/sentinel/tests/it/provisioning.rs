@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sentinel_testkit::ssh_hosts::{Blackhole, SshHost, ansible_playbook, current_user, keygen, loopback_ip};
 use serde_json::{Value, json};
 
-use crate::procs::{Proc, client, get_json, wait_ready};
+use crate::procs::{Proc, client, get_json, stream_client, wait_ready};
 
 struct Api {
     base: String,
@@ -43,7 +43,7 @@ impl Api {
     }
     /// A job's SSE stream from `after` (a `Last-Event-ID`), at most `max` events or to `finished`.
     async fn events(&self, job: &str, after: Option<&str>, max: usize) -> Vec<sentinel_testkit::SseEvent> {
-        let mut req = client().get(format!("{}/api/v1/jobs/{job}/stream", self.base)).bearer_auth(&self.token);
+        let mut req = stream_client().get(format!("{}/api/v1/jobs/{job}/stream", self.base)).bearer_auth(&self.token);
         if let Some(id) = after {
             req = req.header("Last-Event-ID", id);
         }
@@ -231,7 +231,7 @@ async fn ansible_runs_on_real_hosts_end_to_end() {
     assert_eq!(status, 201, "{config}");
     let run = api.run(json!({"playbook": "apply-config", "selector": "role=web", "config_id": config["id"]})).await;
     let job = run["job_id"].as_str().expect("job").to_owned();
-    let sse = client()
+    let sse = stream_client()
         .get(format!("{}/api/v1/jobs/{job}/stream", api.base))
         .bearer_auth(&api.token)
         .send()
