@@ -105,7 +105,6 @@ fn up(tmp: &Path, port: u16, playbooks: &str) -> Proc {
     let env: HashMap<String, String> = [
         ("SENTINEL_WORKER__SHUTDOWN_GRACE_MS", "300".to_owned()),
         ("SENTINEL_WORKER__CANCEL_GRACE_MS", "1000".to_owned()),
-        ("SENTINEL_SCHEDULER__RESERVATION_EXPIRY_INTERVAL_SECS", "1".to_owned()),
         ("SENTINEL_PROVISION__ANSIBLE_PLAYBOOK", ansible_playbook().expect("ansible").display().to_string()),
         ("SENTINEL_PROVISION__PLAYBOOK_DIRS", playbooks.to_owned()),
         ("SENTINEL_PROVISION__PYTHON_INTERPRETER", "/usr/bin/python3".to_owned()),
