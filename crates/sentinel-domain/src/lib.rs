@@ -2,6 +2,7 @@
 //! retry policy arithmetic and job events. No I/O lives here.
 
 mod access;
+pub mod backups;
 pub mod configs;
 mod event;
 mod ids;
