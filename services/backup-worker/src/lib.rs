@@ -1,6 +1,8 @@
 //! The backup worker: runs backup and restore jobs (added with the backups capability) plus the
 //! built-in kinds on the default queue.
 
+pub mod engines;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
