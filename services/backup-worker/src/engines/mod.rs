@@ -7,6 +7,7 @@ mod credentials;
 mod mongodb;
 mod mysql;
 mod postgres;
+pub mod sqlite;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
