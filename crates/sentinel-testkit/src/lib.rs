@@ -1,6 +1,7 @@
 //! Test helpers (dev-dependency only): a fresh PostgreSQL database or SQLite file per test, a unique Redis
 //! key prefix per test, private `redis-server` processes that tests may kill and restart, and settings.
 
+pub mod emulators;
 mod postgres_server;
 pub mod ssh_hosts;
 
