@@ -81,6 +81,14 @@ export SENTINEL_TEST_MOTO_SERVER="${SENTINEL_TEST_MOTO_SERVER:-$(cd "$storage_ve
 export SENTINEL_TEST_FAKE_GCS_SERVER="${SENTINEL_TEST_FAKE_GCS_SERVER:-$(cd "$(dirname "$fake_gcs_bin")" && pwd)/$(basename "$fake_gcs_bin")}"
 export SENTINEL_TEST_AZURITE_BLOB="${SENTINEL_TEST_AZURITE_BLOB:-$(cd "$azurite_prefix/node_modules/.bin" && pwd)/azurite-blob}"
 
+# The backup codec's interop tests check its output with the stock age, zstd, gzip, zip and tar tools.
+for tool in age zstd zip gzip tar; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test.sh: installing $tool"
+    apt_install --no-install-recommends "$tool"
+  fi
+done
+
 # PostgreSQL.
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
   echo "test.sh: installing postgresql"
@@ -97,6 +105,30 @@ if [ "${fresh_pg:-}" = 1 ]; then
     || su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'postgres'\"" >/dev/null
 fi
 for _ in $(seq 1 30); do pg_up && redis_up && break; sleep 1; done
+
+# MariaDB: the backup tests dump and restore real databases as root over TCP with no password (as on
+# the build machine). A fresh Debian install lets root in through the unix socket only, so the empty
+# password is allowed for TCP logins from this machine too.
+mariadb_up() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
+if ! mariadb_up; then
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    echo "test.sh: installing mariadb-server"
+    apt_install --no-install-recommends mariadb-server mariadb-client
+    fresh_mariadb=1
+  fi
+  echo "test.sh: starting mariadb on 127.0.0.1:3306"
+  $SUDO mkdir -p /run/mysqld
+  $SUDO chown mysql:mysql /run/mysqld 2>/dev/null || true
+  ($SUDO mariadbd-safe --bind-address=127.0.0.1 --port=3306 >/dev/null 2>&1 &)
+  for _ in $(seq 1 30); do mariadb_up && break; sleep 1; done
+  if [ "${fresh_mariadb:-}" = 1 ]; then
+    $SUDO mariadb -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES"
+  fi
+fi
+if ! command -v mariadb-dump >/dev/null 2>&1; then
+  echo "test.sh: installing mariadb-client"
+  apt_install --no-install-recommends mariadb-client
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -10,6 +10,7 @@ mod jobs;
 pub mod provisioning;
 mod schedules;
 mod secrets;
+pub mod sqlite_files;
 
 use std::time::Duration;
 

@@ -2,6 +2,7 @@
 //! open), authenticated encryption (XChaCha20-Poly1305, bound to what each secret belongs to), key
 //! loading from configuration or a 0600 key file, and SSH private keys (parsed, fingerprinted).
 
+pub mod age_stream;
 pub mod ssh;
 mod ssh_pem;
 
@@ -54,7 +55,7 @@ impl MasterKey {
     fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
         let mut h = Sha256::new();
         h.update(b"sentinel master key id v1");
-        h.update(bytes.as_ref());
+        h.update(bytes.as_slice());
         let digest = h.finalize();
         let id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         Self { bytes, id }
@@ -78,7 +79,7 @@ impl MasterKey {
 
     /// The base64 form (what configuration and key files hold).
     pub fn encode(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.bytes.as_ref()))
+        Zeroizing::new(STANDARD.encode(self.bytes.as_slice()))
     }
 
     /// A short public identifier of the key (a hash prefix): stored next to each ciphertext.
@@ -129,7 +130,7 @@ impl Keyring {
     /// Seals `plaintext` with the current key. `context` (what the secret belongs to, e.g. its row id)
     /// is authenticated: the ciphertext opens only with the same context.
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Sealed {
-        let cipher = XChaCha20Poly1305::new(self.current.bytes.as_ref().into());
+        let cipher = XChaCha20Poly1305::new(self.current.bytes.as_slice().into());
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill_bytes(&mut nonce);
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
@@ -150,7 +151,7 @@ impl Keyring {
         }
         let (nonce, ct) = blob.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SecretsError::Corrupt)?;
-        let cipher = XChaCha20Poly1305::new(key.bytes.as_ref().into());
+        let cipher = XChaCha20Poly1305::new(key.bytes.as_slice().into());
         cipher
             .decrypt(&XNonce::from(nonce), Payload { msg: ct, aad: context })
             .map(Zeroizing::new)

@@ -2,6 +2,7 @@
 //! built-in kinds on the default queue.
 
 pub mod engines;
+pub mod pipeline;
 
 use std::collections::HashMap;
 use std::sync::Arc;

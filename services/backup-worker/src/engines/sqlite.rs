@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sentinel_jobs::db::sqlite_files;
 
 /// Why a copy or a restore failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,45 +20,24 @@ pub enum SqliteError {
     Io(#[from] std::io::Error),
 }
 
-fn url(path: &Path, mode: &str) -> String {
-    format!("sqlite://{}?mode={mode}", path.display())
-}
-
-fn quoted(path: &Path) -> String {
-    format!("'{}'", path.display().to_string().replace('\'', "''"))
-}
-
 /// Copies the live database at `source` into the new file `into` (which must not exist).
 pub async fn copy(source: &Path, into: &Path) -> Result<u64, SqliteError> {
     if !source.is_file() {
         return Err(SqliteError::Open { path: source.display().to_string(), reason: "no such file".into() });
     }
-    let db = Database::connect(url(source, "ro"))
-        .await
-        .map_err(|e| SqliteError::Open { path: source.display().to_string(), reason: e.to_string() })?;
-    let done = db
-        .execute_raw(Statement::from_string(DbBackend::Sqlite, format!("VACUUM INTO {}", quoted(into))))
-        .await
-        .map_err(|e| SqliteError::Copy(e.to_string()));
-    let _ = db.close().await;
-    done?;
+    sqlite_files::vacuum_into(source, into).await.map_err(|reason| {
+        if reason.starts_with("cannot open") {
+            SqliteError::Open { path: source.display().to_string(), reason }
+        } else {
+            SqliteError::Copy(reason)
+        }
+    })?;
     Ok(std::fs::metadata(into)?.len())
 }
 
 /// Checks the database file at `path` (a restored copy) with `PRAGMA integrity_check`.
 pub async fn check(path: &Path) -> Result<(), SqliteError> {
-    let db =
-        Database::connect(url(path, "ro")).await.map_err(|e| SqliteError::Integrity(format!("cannot open it: {e}")))?;
-    let row = db
-        .query_one_raw(Statement::from_string(DbBackend::Sqlite, "PRAGMA integrity_check".to_owned()))
-        .await
-        .map_err(|e| SqliteError::Integrity(e.to_string()));
-    let _ = db.close().await;
-    let verdict: String = row?
-        .ok_or_else(|| SqliteError::Integrity("no answer".into()))?
-        .try_get_by_index(0)
-        .map_err(|e| SqliteError::Integrity(e.to_string()))?;
-    if verdict == "ok" { Ok(()) } else { Err(SqliteError::Integrity(verdict)) }
+    sqlite_files::integrity_check(path).await.map_err(SqliteError::Integrity)
 }
 
 /// The staging file of a restore into `target`: in the same directory, so the final rename is atomic.
@@ -89,15 +68,7 @@ mod tests {
     use super::*;
 
     async fn exec(path: &Path, sql: &str) -> Vec<String> {
-        let db = Database::connect(url(path, "rwc")).await.expect("open");
-        let mut out = Vec::new();
-        for stmt in sql.split(";\n").filter(|s| !s.trim().is_empty()) {
-            for row in db.query_all_raw(Statement::from_string(DbBackend::Sqlite, stmt.to_owned())).await.expect(stmt) {
-                out.push(row.try_get_by_index::<String>(0).expect("text column"));
-            }
-        }
-        db.close().await.expect("close");
-        out
+        sqlite_files::query_texts(path, sql, true).await.expect(sql)
     }
 
     const FINGERPRINT: &str = "SELECT (SELECT count(*) FROM items) || ' ' || (SELECT group_concat(id || ':' || name || ':' || hex(body), ',') FROM (SELECT * FROM items ORDER BY id)) || ' ' || (SELECT count(*) FROM cheap) || ' ' || (SELECT count(*) FROM sqlite_master WHERE type IN ('index', 'trigger'))";

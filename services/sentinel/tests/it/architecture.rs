@@ -89,6 +89,13 @@ fn each_outside_technology_has_one_owning_crate() {
         ("config", &["sentinel-config"]),
         // Process control (signals, the child subreaper) for ansible runs.
         ("nix", &["sentinel-ansible"]),
+        // Backups: object storage, the artifact codec, and age with the rest of encryption.
+        ("object_store", &["sentinel-storage"]),
+        ("zstd", &["sentinel-archive"]),
+        ("flate2", &["sentinel-archive"]),
+        ("zip", &["sentinel-archive"]),
+        ("tar", &["sentinel-archive"]),
+        ("age", &["sentinel-secrets"]),
     ];
     for (tech, allowed) in owners {
         let users: Vec<&String> = deps.iter().filter(|(_, (_, d))| d.contains(*tech)).map(|(n, _)| n).collect();

@@ -1,0 +1,4 @@
+//! The backup worker's integration tests: real dump tools, the real codec and real storages (local
+//! disk, the S3 emulator) joined by the streaming pipeline.
+
+mod pipeline;
