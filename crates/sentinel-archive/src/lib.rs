@@ -79,6 +79,19 @@ pub enum Encryption {
     },
 }
 
+impl Encryption {
+    /// Checks recipients and passphrase as `spawn_encoder` will, e.g. when a backup plan is saved.
+    pub fn validate(&self) -> Result<(), ArchiveError> {
+        match self {
+            Self::None => Ok(()),
+            Self::Age { recipients, passphrase } => {
+                sentinel_secrets::age_stream::SealTo::new(recipients, passphrase.clone())?;
+                Ok(())
+            }
+        }
+    }
+}
+
 impl std::fmt::Debug for Encryption {
     // By hand: a passphrase must never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,6 +114,18 @@ pub enum DecryptKey {
     /// `AGE-SECRET-KEY-1…` lines, or whole identity files as `age-keygen` writes them.
     Identities(Vec<SecretString>),
     Passphrase(SecretString),
+}
+
+impl DecryptKey {
+    /// Checks identities or passphrase as `spawn_decoder` will, e.g. when an operator uploads a key.
+    pub fn validate(&self) -> Result<(), ArchiveError> {
+        use sentinel_secrets::age_stream::OpenWith;
+        match self {
+            Self::None => Ok(()),
+            Self::Identities(list) => OpenWith::identities(list).map(drop).map_err(Into::into),
+            Self::Passphrase(p) => OpenWith::passphrase(p.clone()).map(drop).map_err(Into::into),
+        }
+    }
 }
 
 impl std::fmt::Debug for DecryptKey {

@@ -137,8 +137,13 @@ async fn configuration_errors_come_before_any_thread() {
     assert!(e.to_string().contains("passphrase and to recipients"), "{e}");
 
     let bad = Encryption::Age { recipients: vec![generate_identity().recipient, "age1bogus".into()], passphrase: None };
-    let e = encode_with(Compression::None, bad, test_options(), b"x").await.err().expect("bad recipient");
+    let e = encode_with(Compression::None, bad.clone(), test_options(), b"x").await.err().expect("bad recipient");
     assert!(e.to_string().starts_with("recipient #2 (age1bogus)"), "{e}");
+
+    assert!(bad.validate().is_err());
+    assert!(Encryption::Age { recipients: vec![generate_identity().recipient], passphrase: None }.validate().is_ok());
+    assert!(DecryptKey::Identities(vec![generate_identity().secret]).validate().is_ok());
+    assert!(DecryptKey::Passphrase(SecretString::from("")).validate().is_err());
 
     let none = Encryption::Age { recipients: vec![], passphrase: None };
     let e = encode_with(Compression::None, none, test_options(), b"x").await.err().expect("nothing");
