@@ -223,11 +223,15 @@ async fn a_sweep_nobody_runs_is_queued_once_and_its_queue_is_reported() {
         .lines()
         .find(|l| l.starts_with("sentinel_queue_waiting_jobs") && l.contains("queue=\"monitor\""))
         .unwrap_or_else(|| panic!("waiting gauge of the monitor queue:\n{metrics}"));
-    assert!(line.ends_with(" 1"), "{line}");
+    // The dispatch sweep's job, plus the other monitor sweeps' when the test ran long enough for
+    // their first tick (60 s, 120 s) on a loaded machine: at most one job each.
+    let waiting: usize = line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let monitor_sweeps = system.iter().filter(|s| s.job_kind.as_str().starts_with("monitor.")).count();
+    assert!((1..=monitor_sweeps).contains(&waiting), "{line}");
     let (_, ready) = crate::procs::get_json(&format!("http://127.0.0.1:{}/ready", scheduler.port), None).await;
     assert_eq!(ready["status"], "ready", "a queue nobody consumes does not make the scheduler unready: {ready}");
     let warning = ready["warnings"]["queue:monitor"].as_str().unwrap_or_default();
-    assert!(warning.contains("1 due job"), "{ready}");
+    assert!(warning.contains(&format!("{waiting} due job")), "{ready}");
     scheduler.signal("-TERM");
     scheduler.wait_exit(Duration::from_secs(15)).expect("graceful stop");
 }
