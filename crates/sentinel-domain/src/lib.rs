@@ -18,6 +18,20 @@ pub use ids::{JobId, JobKind, ParseError, QueueName};
 pub use job::{JobState, Priority, Progress, TransitionError};
 pub use retry::RetryPolicy;
 
+/// RFC 3986 percent-encoding: every byte but the unreserved characters (`A-Z a-z 0-9 - _ . ~`) becomes
+/// `%XX`. What URLs, form bodies and AWS SigV4 canonical requests all accept.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Job kinds that every worker can run, whatever its own capability.
 pub mod builtin {
     /// The seed's demo task: sleep N seconds, reporting progress every second.

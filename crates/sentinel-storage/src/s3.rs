@@ -220,15 +220,7 @@ fn secret(spec: &DestinationSpec) -> String {
 /// SigV4's URI encoding: everything but unreserved characters is percent-encoded (`+` would be
 /// read as a space by some servers and break the signature).
 fn aws_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    sentinel_domain::percent_encode(s)
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,18 +16,6 @@ pub struct Scrubber {
     needles: Vec<String>,
 }
 
-fn url_encoded(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 impl Scrubber {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
         let mut needles = Vec::new();
@@ -39,7 +27,7 @@ impl Scrubber {
             needles.push(STANDARD.encode(s));
             needles.push(STANDARD.encode(s).trim_end_matches('=').to_owned());
             needles.push(URL_SAFE_NO_PAD.encode(s));
-            needles.push(url_encoded(s));
+            needles.push(crate::percent_encode(s));
             // Multi-line secrets (keys, certificates) are printed line by line too.
             needles.extend(s.lines().filter(|l| l.trim().len() >= 16).map(|l| l.trim().to_owned()));
         }

@@ -32,6 +32,21 @@ pub struct Connection {
     pub tls: bool,
 }
 
+impl Connection {
+    /// A connection on the engine's default port, without TLS.
+    pub fn new(engine: Engine, host: &str, user: &str, password: Option<&str>, database: &str) -> Self {
+        Self {
+            engine,
+            host: host.to_owned(),
+            port: engine.default_port().unwrap_or(0),
+            user: user.to_owned(),
+            password: password.map(SecretString::from),
+            database: database.to_owned(),
+            tls: false,
+        }
+    }
+}
+
 /// The client tools, found by name on `PATH` unless configured.
 #[derive(Debug, Clone)]
 pub struct Tools {

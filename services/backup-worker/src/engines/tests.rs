@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use secrecy::SecretString;
 use sentinel_jobs::domain::backups::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -13,15 +12,11 @@ use super::*;
 const PASSWORD: &str = "p@ss:wo\"rd\\ x";
 
 fn conn(engine: Engine, database: &str) -> Connection {
-    Connection {
-        engine,
-        host: "127.0.0.1".into(),
-        port: engine.default_port().unwrap_or(0),
-        user: "backup".into(),
-        password: Some(SecretString::from(PASSWORD)),
-        database: database.into(),
-        tls: false,
-    }
+    Connection::new(engine, "127.0.0.1", "backup", Some(PASSWORD), database)
+}
+
+fn local(engine: Engine, user: &str, password: Option<&str>, database: &str) -> Connection {
+    Connection::new(engine, "127.0.0.1", user, password, database)
 }
 
 /// A directory holding fake tools of every name, so building never depends on what is installed.
@@ -137,18 +132,6 @@ async fn run(inv: &Invocation, input: &[u8]) -> Vec<u8> {
     let _ = feed.await;
     assert!(status.success(), "{} failed: {err}", inv.program.display());
     out
-}
-
-fn local(engine: Engine, user: &str, password: Option<&str>, database: &str) -> Connection {
-    Connection {
-        engine,
-        host: "127.0.0.1".into(),
-        port: engine.default_port().unwrap_or(0),
-        user: user.into(),
-        password: password.map(SecretString::from),
-        database: database.into(),
-        tls: false,
-    }
 }
 
 fn system_tools() -> Tools {

@@ -14,15 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 fn local(engine: Engine, user: &str, password: Option<&str>, database: &str) -> Connection {
-    Connection {
-        engine,
-        host: "127.0.0.1".into(),
-        port: engine.default_port().unwrap_or(0),
-        user: user.into(),
-        password: password.map(SecretString::from),
-        database: database.into(),
-        tls: false,
-    }
+    Connection::new(engine, "127.0.0.1", user, password, database)
 }
 
 fn tools() -> Tools {
