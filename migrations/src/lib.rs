@@ -9,6 +9,7 @@ mod m0004_inventory;
 mod m0005_configs;
 mod m0006_server_pick_index;
 mod m0007_provisioning;
+mod m0008_backups;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_configs::Migration),
             Box::new(m0006_server_pick_index::Migration),
             Box::new(m0007_provisioning::Migration),
+            Box::new(m0008_backups::Migration),
         ]
     }
 }

@@ -36,7 +36,31 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub secrets: SecretsSettings,
     pub provision: ProvisionSettings,
+    pub backup: BackupSettings,
     pub telemetry: TelemetrySettings,
+}
+
+/// The backup worker: where the database client tools are and how artifacts are uploaded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// The directory of `pg_dump`, `mariadb-dump`, `mongodump`…; unset: looked up on `PATH`.
+    pub tools_dir: Option<PathBuf>,
+    /// Where jobs keep their 0600 credential files (default `<data_dir>/backup`).
+    pub work_dir: Option<PathBuf>,
+    /// The part size of multipart uploads, in MiB (S3 needs ≥ 5; memory in flight is about four
+    /// parts per upload).
+    pub part_size_mib: u32,
+}
+
+impl BackupSettings {
+    pub fn work_dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.work_dir.clone().unwrap_or_else(|| data_dir.join("backup"))
+    }
+
+    pub fn part_size(&self) -> usize {
+        (self.part_size_mib.clamp(5, 512) as usize) << 20
+    }
 }
 
 /// The provisioning runner: which ansible-playbook runs, which playbooks are allowed, and limits.
@@ -300,6 +324,9 @@ playbook_dirs = ["ansible/playbooks"]
 default_timeout_secs = 3600
 forks = 20
 python_interpreter = "auto_silent"
+
+[backup]
+part_size_mib = 8
 
 [telemetry]
 log_format = "auto"

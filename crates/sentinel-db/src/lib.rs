@@ -2,6 +2,7 @@
 //! migrations, and the job store with its fenced writes.
 
 mod access;
+pub mod backups;
 pub mod configs;
 pub mod credentials;
 pub mod entity;
@@ -204,6 +205,10 @@ impl Database {
 
     pub fn secrets(&self) -> SecretStore {
         SecretStore::new(self.conn.clone())
+    }
+
+    pub fn backups(&self) -> backups::BackupStore {
+        backups::BackupStore::new(self.conn.clone())
     }
 
     pub fn schedules(&self) -> ScheduleStore {

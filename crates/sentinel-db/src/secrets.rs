@@ -73,6 +73,18 @@ impl SecretStore {
         Ok(())
     }
 
+    /// Stores a sealed secret on its own.
+    pub async fn insert(
+        &self,
+        id: Uuid,
+        org_id: Option<Uuid>,
+        owner: &str,
+        key_id: &str,
+        sealed: &str,
+    ) -> Result<(), DbError> {
+        Self::insert_in(&self.conn, id, org_id, owner, key_id, sealed).await
+    }
+
     pub async fn get(&self, id: Uuid) -> Result<Option<SecretRow>, DbError> {
         Ok(secrets::Entity::find_by_id(id).one(&self.conn).await?.map(SecretRow::from))
     }

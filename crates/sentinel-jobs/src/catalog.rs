@@ -111,6 +111,80 @@ fn run_payload_schema() -> Value {
     })
 }
 
+type Validate = fn(&Value) -> Result<(), Vec<FieldError>>;
+/// A kind's name, description, validation and payload schema.
+type KindRow = (&'static str, &'static str, Validate, fn() -> Value);
+
+/// The backup kinds: each payload names its objects by id (the gateway validated the rest).
+fn backup_kinds() -> [KindRow; 5] {
+    use sentinel_domain::backups as b;
+    [
+        (
+            b::RUN_KIND,
+            "Backs up one plan (fired by its schedule or POST /api/v1/backups/plans/{id}/run).",
+            validate_backup_run,
+            backup_run_schema,
+        ),
+        (
+            b::RESTORE_KIND,
+            "Restores one artifact into a target (POST /api/v1/backups/restores).",
+            accept_object,
+            any_object_schema,
+        ),
+        (
+            b::PRUNE_KIND,
+            "Applies a plan's retention, or deletes named backups' artifacts.",
+            accept_object,
+            any_object_schema,
+        ),
+        (
+            b::TEST_TARGET_KIND,
+            "Connects to a backup target and reports its server and client versions.",
+            accept_object,
+            any_object_schema,
+        ),
+        (
+            b::TEST_DESTINATION_KIND,
+            "Writes, reads back and deletes a probe object on a destination.",
+            accept_object,
+            any_object_schema,
+        ),
+    ]
+}
+
+fn validate_backup_run(payload: &Value) -> Result<(), Vec<FieldError>> {
+    let ok = payload.as_object().is_some_and(|o| {
+        o.get("plan_id").and_then(Value::as_str).is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
+            && o.keys().all(|k| ["plan_id", "type", "compression"].contains(&k.as_str()))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(vec![FieldError::new("payload", "is {\"plan_id\": \"<uuid>\"} with optional type and compression")])
+    }
+}
+
+fn backup_run_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "plan_id": { "type": "string", "format": "uuid" },
+            "type": { "type": "string", "enum": ["full", "incremental", "differential"] },
+            "compression": { "type": "object" }
+        },
+        "required": ["plan_id"],
+        "additionalProperties": false
+    })
+}
+
+fn accept_object(payload: &Value) -> Result<(), Vec<FieldError>> {
+    if payload.is_object() { Ok(()) } else { Err(vec![FieldError::new("payload", "must be an object")]) }
+}
+
+fn any_object_schema() -> Value {
+    json!({ "type": "object" })
+}
+
 impl Catalog {
     /// The built-in kinds; the `fault.*` kinds only when fault injection is enabled (tests).
     pub fn builtin(fault_injection: bool) -> Self {
@@ -162,6 +236,10 @@ impl Catalog {
             payload_schema: run_payload_schema,
             internal: true,
         });
+        for (name, description, validate, payload_schema) in backup_kinds() {
+            let (kind, queue) = parse(name, sentinel_domain::backups::QUEUE);
+            c.register(KindSpec { kind, queue, description, validate, payload_schema, internal: true });
+        }
         if fault_injection {
             for (name, description) in [
                 (builtin::FAULT_CRASH, "Test only: aborts the worker process that runs it."),

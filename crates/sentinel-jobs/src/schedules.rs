@@ -82,7 +82,8 @@ impl Spine {
         };
         let kind = match JobKind::parse(&input.kind) {
             Ok(kind) => match self.catalog().get(&kind) {
-                Some(spec) if org_id.is_some() && spec.internal => {
+                // Internal kinds fire only from schedules a capability owns (built-ins, backup plans).
+                Some(spec) if org_id.is_some() && spec.internal && owner.is_none() => {
                     errors.push(FieldError::new("kind", format!("{kind} is reserved for built-in schedules")));
                     None
                 }

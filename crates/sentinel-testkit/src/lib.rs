@@ -3,6 +3,7 @@
 
 pub mod emulators;
 mod postgres_server;
+pub mod procs;
 pub mod ssh_hosts;
 
 use std::net::TcpListener;

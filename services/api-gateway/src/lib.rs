@@ -88,6 +88,11 @@ impl Application {
                         .configure(routes::ssh_keys::configure)
                         .configure(routes::playbooks::configure)
                         .configure(routes::provision_runs::configure)
+                        .configure(routes::backup_targets::configure)
+                        .configure(routes::backup_destinations::configure)
+                        .configure(routes::backup_plans::configure)
+                        .configure(routes::backup_journal::configure)
+                        .configure(routes::backup_restores::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

@@ -9,8 +9,9 @@ use utoipa::{Modify, OpenApi};
 use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
-    access, configs, dead_letters, jobs, jobs_batch, playbooks, previews, provision_run_create, provision_runs,
-    reservations, schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
+    access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
+    configs, dead_letters, jobs, jobs_batch, playbooks, previews, provision_run_create, provision_runs, reservations,
+    schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -35,6 +36,13 @@ use crate::routes::{
         ssh_keys::create, ssh_keys::list, ssh_keys::get_key, ssh_keys::patch, ssh_keys::delete,
         playbooks::list, provision_run_create::create, provision_runs::list, provision_runs::get_run,
         provision_run_create::retry_failed, provision_run_create::apply,
+        backup_targets::create, backup_targets::list, backup_targets::get_target, backup_targets::replace,
+        backup_targets::delete, backup_targets::test,
+        backup_destinations::create, backup_destinations::list, backup_destinations::get_destination,
+        backup_destinations::replace, backup_destinations::delete, backup_destinations::test,
+        backup_plans::create, backup_plans::list, backup_plans::get_plan, backup_plans::replace,
+        backup_plan_actions::delete, backup_plan_actions::run, backup_plan_actions::prune,
+        backup_journal::list, backup_journal::get_entry, backup_restores::create,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

@@ -1,24 +1,42 @@
-//! The backup worker: runs backup and restore jobs (added with the backups capability) plus the
-//! built-in kinds on the default queue.
+//! The backup worker: runs the jobs of the `backup` queue — backups of plans, restores, retention,
+//! target and destination tests — plus the built-in kinds on the default queue.
 
 pub mod engines;
 pub mod pipeline;
+pub mod probe;
+pub mod prune;
+pub mod restore;
+pub mod run;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sentinel_jobs::domain::{JobKind, QueueName, builtin};
+use sentinel_jobs::domain::{JobKind, QueueName, backups, builtin};
 use sentinel_jobs::{JobHandler, Spine, Worker, WorkerOptions, builtin_handlers};
 use sentinel_telemetry::Shutdown;
 
 /// This service's name (consumer names, logs, traces, metrics).
 pub const SERVICE: &str = "backup-worker";
 /// The queue backup jobs travel on.
-pub const QUEUE: &str = "backup";
+pub const QUEUE: &str = backups::QUEUE;
 
 /// The handlers this worker runs.
 pub fn handlers(spine: &Spine) -> HashMap<JobKind, Arc<dyn JobHandler>> {
-    builtin_handlers(spine.settings().worker.fault_injection)
+    let mut map = builtin_handlers(spine.settings().worker.fault_injection);
+    let ours: [(&str, Arc<dyn JobHandler>); 5] = [
+        (backups::RUN_KIND, run::RunBackup::new(spine)),
+        (backups::RESTORE_KIND, Arc::new(restore::Restore)),
+        (backups::PRUNE_KIND, Arc::new(prune::Prune)),
+        (backups::TEST_TARGET_KIND, Arc::new(probe::TestTarget)),
+        (backups::TEST_DESTINATION_KIND, Arc::new(probe::TestDestination)),
+    ];
+    for (kind, handler) in ours {
+        if let Ok(kind) = JobKind::parse(kind) {
+            map.insert(kind, handler);
+        }
+    }
+    map
 }
 
 /// The queues this worker consumes.

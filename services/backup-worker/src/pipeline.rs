@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sentinel_archive::{ArchiveError, Compression, DecodeReport, DecryptKey, Digests, Encryption};
 use sentinel_storage::{Destination, StorageError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -74,9 +74,23 @@ pub struct Artifact<'a> {
     pub part_size: usize,
 }
 
-/// Runs `inv` and stores its stdout as `artifact`. `progress` receives the plain bytes read.
+/// What a backup reads: a dump tool's stdout, or a file (SQLite's consistent copy).
+#[derive(Clone, Copy)]
+pub enum Source<'a> {
+    Tool(&'a Invocation),
+    File(&'a std::path::Path),
+}
+
+/// Where a restore writes: a restore tool's stdin, or a new file (SQLite's staging file).
+#[derive(Clone, Copy)]
+pub enum Sink<'a> {
+    Tool(&'a Invocation),
+    File(&'a std::path::Path),
+}
+
+/// Reads `source` and stores it as `artifact`. `progress` receives the plain bytes read.
 pub async fn back_up(
-    inv: &Invocation,
+    source: Source<'_>,
     compression: Compression,
     encryption: Encryption,
     artifact: Artifact<'_>,
@@ -84,25 +98,41 @@ pub async fn back_up(
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Stored, PipelineError> {
     let Artifact { dest, key, part_size } = artifact;
-    let program = program_of(inv);
     let (plain_tx, plain_rx) = mpsc::channel::<Bytes>(4);
     let (stored_tx, mut stored_rx) = mpsc::channel::<Bytes>(2);
     let encoder = sentinel_archive::spawn_encoder(compression, encryption, plain_rx, stored_tx)?;
     let mut upload = dest.upload(key, part_size).await?;
-    let mut child = match inv.spawn() {
-        Ok(c) => c,
-        Err(source) => {
-            let _ = upload.abort().await;
-            return Err(PipelineError::Spawn { program, source });
-        }
-    };
-    drop(child.stdin.take());
-    let stderr = child.stderr.take().map(|e| tokio::spawn(tail_of(e)));
-    let stdout = child.stdout.take();
+    let (program, mut child, stdout): (String, Option<tokio::process::Child>, Box<dyn AsyncRead + Send + Unpin>) =
+        match source {
+            Source::Tool(inv) => {
+                let program = program_of(inv);
+                let mut child = match inv.spawn() {
+                    Ok(c) => c,
+                    Err(source) => {
+                        let _ = upload.abort().await;
+                        return Err(PipelineError::Spawn { program, source });
+                    }
+                };
+                drop(child.stdin.take());
+                let Some(out) = child.stdout.take() else {
+                    let _ = upload.abort().await;
+                    return Err(PipelineError::Io(std::io::Error::other("the tool's stdout is not piped")));
+                };
+                (program, Some(child), Box::new(out))
+            }
+            Source::File(path) => match tokio::fs::File::open(path).await {
+                Ok(f) => (path.display().to_string(), None, Box::new(f)),
+                Err(e) => {
+                    let _ = upload.abort().await;
+                    return Err(PipelineError::Io(e));
+                }
+            },
+        };
+    let stderr = child.as_mut().and_then(|c| c.stderr.take()).map(|e| tokio::spawn(tail_of(e)));
     // Owns the sender and stdout: both close when it ends, which ends the codec's input and the
     // tool's output pipe.
     let reader = async move {
-        let Some(mut out) = stdout else { return Ok(0) };
+        let mut out = stdout;
         let mut total = 0u64;
         loop {
             let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -128,10 +158,15 @@ pub async fn back_up(
         Ok::<(), StorageError>(())
     };
     let (read, uploaded) = tokio::join!(reader, uploader);
-    if read.is_err() || uploaded.is_err() {
-        let _ = child.start_kill();
-    }
-    let status = child.wait().await;
+    let status = match child.as_mut() {
+        Some(child) => {
+            if read.is_err() || uploaded.is_err() {
+                let _ = child.start_kill();
+            }
+            Some(child.wait().await)
+        }
+        None => None,
+    };
     let messages = match stderr {
         Some(task) => task.await.unwrap_or_default(),
         None => String::new(),
@@ -140,10 +175,10 @@ pub async fn back_up(
     let failure = match (read, uploaded, status) {
         (Err(e), _, _) => Some(e),
         (_, Err(e), _) => Some(e.into()),
-        (_, _, Ok(s)) if !s.success() => {
+        (_, _, Some(Ok(s))) if !s.success() => {
             Some(PipelineError::Tool { program, status: s.to_string(), stderr: messages.clone() })
         }
-        (_, _, Err(e)) => Some(PipelineError::Tool { program, status: e.to_string(), stderr: messages.clone() }),
+        (_, _, Some(Err(e))) => Some(PipelineError::Tool { program, status: e.to_string(), stderr: messages.clone() }),
         _ => None,
     };
     let digests = match (failure, digests) {
@@ -159,6 +194,50 @@ pub async fn back_up(
     };
     upload.complete().await?;
     Ok(Stored { digests, location: dest.location(key), tool_messages: messages })
+}
+
+/// Copies a stored object byte for byte to another destination (a plan's second and later copies:
+/// the database is dumped once), checking the copy's SHA-256 against `expected_sha256`. A
+/// mismatch or any failure aborts the copy's upload.
+pub async fn replicate(
+    from: &Destination,
+    key: &str,
+    to: Artifact<'_>,
+    expected_sha256: &str,
+    cancel: &CancellationToken,
+) -> Result<String, PipelineError> {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let hasher = tokio::spawn(sentinel_archive::hash_stream(rx));
+    let mut upload = to.dest.upload(to.key, to.part_size).await?;
+    let copied = async {
+        let mut stream = from.download(key).await?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = tokio::select! {
+                c = async { chunk } => c?,
+                _ = cancel.cancelled() => return Err(PipelineError::Cancelled),
+            };
+            let _ = tx.send(chunk.clone()).await;
+            upload.put(chunk).await?;
+        }
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let digest = hasher.await.map_err(|e| std::io::Error::other(e.to_string()))?;
+    let failure = match (copied, digest) {
+        (Err(e), _) => Some(e),
+        (Ok(()), Err(e)) => Some(e.into()),
+        (Ok(()), Ok(d)) if d.sha256 != expected_sha256 => {
+            Some(PipelineError::ChecksumMismatch { expected: expected_sha256.to_owned(), found: d.sha256 })
+        }
+        _ => None,
+    };
+    if let Some(e) = failure {
+        let _ = upload.abort().await;
+        return Err(e);
+    }
+    upload.complete().await?;
+    Ok(to.dest.location(to.key))
 }
 
 /// Reads the stored object once, hashing it, and refuses it unless it matches `expected_sha256`:
@@ -180,23 +259,37 @@ pub async fn verify_stored(dest: &Destination, key: &str, expected_sha256: &str)
     Ok(digest.bytes)
 }
 
-/// Streams the object `key` of `dest`, decoded with `decrypt`, into the stdin of `inv`.
+/// Streams the object `key` of `dest`, decoded with `decrypt`, into `sink`.
 pub async fn restore(
     dest: &Destination,
     key: &str,
     decrypt: DecryptKey,
-    inv: &Invocation,
+    sink: Sink<'_>,
     cancel: &CancellationToken,
 ) -> Result<(DecodeReport, String), PipelineError> {
-    let program = program_of(inv);
     let (stored_tx, stored_rx) = mpsc::channel::<Bytes>(4);
     let (plain_tx, mut plain_rx) = mpsc::channel::<Bytes>(4);
     let decoder = sentinel_archive::spawn_decoder(decrypt, stored_rx, plain_tx)?;
     let mut stream = dest.download(key).await?;
-    let mut child = inv.spawn().map_err(|source| PipelineError::Spawn { program: program.clone(), source })?;
-    let stderr = child.stderr.take().map(|e| tokio::spawn(tail_of(e)));
-    drop(child.stdout.take());
-    let mut stdin = child.stdin.take();
+    let (program, mut child, input): (String, Option<tokio::process::Child>, Box<dyn AsyncWrite + Send + Unpin>) =
+        match sink {
+            Sink::Tool(inv) => {
+                let program = program_of(inv);
+                let mut child =
+                    inv.spawn().map_err(|source| PipelineError::Spawn { program: program.clone(), source })?;
+                drop(child.stdout.take());
+                let Some(stdin) = child.stdin.take() else {
+                    return Err(PipelineError::Io(std::io::Error::other("the tool's stdin is not piped")));
+                };
+                (program, Some(child), Box::new(stdin))
+            }
+            Sink::File(path) => {
+                let file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(path).await?;
+                (path.display().to_string(), None, Box::new(file))
+            }
+        };
+    let stderr = child.as_mut().and_then(|c| c.stderr.take()).map(|e| tokio::spawn(tail_of(e)));
+    let mut stdin = Some(input);
     let download = async {
         while let Some(chunk) = stream.next().await {
             let chunk = tokio::select! {
@@ -218,16 +311,24 @@ pub async fn restore(
                 _ = cancel.cancelled() => return Err(PipelineError::Cancelled),
             }
         }
+        if let Some(mut input) = stdin.take() {
+            input.flush().await?;
+            input.shutdown().await?;
+        }
         // End of input: the tool finishes (or, on an error upstream, rolls back).
-        drop(stdin.take());
         Ok::<(), PipelineError>(())
     };
     let (downloaded, fed) = tokio::join!(download, feed);
     let report = decoder.finish().await;
-    if downloaded.is_err() || fed.is_err() || report.is_err() {
-        let _ = child.start_kill();
-    }
-    let status = child.wait().await;
+    let status = match child.as_mut() {
+        Some(child) => {
+            if downloaded.is_err() || fed.is_err() || report.is_err() {
+                let _ = child.start_kill();
+            }
+            Some(child.wait().await)
+        }
+        None => None,
+    };
     let messages = match stderr {
         Some(task) => task.await.unwrap_or_default(),
         None => String::new(),
@@ -236,8 +337,9 @@ pub async fn restore(
     let report = report?;
     fed?;
     match status {
-        Ok(s) if s.success() => Ok((report, messages)),
-        Ok(s) => Err(PipelineError::Tool { program, status: s.to_string(), stderr: messages }),
-        Err(e) => Err(PipelineError::Tool { program, status: e.to_string(), stderr: messages }),
+        None => Ok((report, messages)),
+        Some(Ok(s)) if s.success() => Ok((report, messages)),
+        Some(Ok(s)) => Err(PipelineError::Tool { program, status: s.to_string(), stderr: messages }),
+        Some(Err(e)) => Err(PipelineError::Tool { program, status: e.to_string(), stderr: messages }),
     }
 }

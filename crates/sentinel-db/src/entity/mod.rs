@@ -2,6 +2,10 @@
 
 pub mod api_keys;
 pub mod audit_log;
+pub mod backup_destinations;
+pub mod backup_journal;
+pub mod backup_plans;
+pub mod backup_targets;
 pub mod config_versions;
 pub mod configs;
 pub mod job_events;

@@ -3,17 +3,27 @@
 //! states and their legal changes, and the validation of targets' fields. No I/O.
 
 pub mod retention;
+pub mod specs;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use retention::{Retention, RetentionError, Snapshot, Verdict, plan_retention};
+pub use specs::{
+    CompressionChoice, Copy, DestinationConfig, FieldProblem, PlanEncryption, TargetOptions, TlsMode, check_connection,
+};
 
 /// The backup job kind (queue `backup`): backs up one plan now.
 pub const RUN_KIND: &str = "backup.run";
 /// The restore job kind (queue `backup`): restores one artifact into a target.
 pub const RESTORE_KIND: &str = "backup.restore";
+/// Applies a plan's retention now, or deletes the artifacts of named journal entries.
+pub const PRUNE_KIND: &str = "backup.prune";
+/// Connects to a target: server version, client tool and version.
+pub const TEST_TARGET_KIND: &str = "backup.test_target";
+/// Writes, reads back and deletes a probe object on a destination.
+pub const TEST_DESTINATION_KIND: &str = "backup.test_destination";
 /// The queue backup and restore jobs travel on; the backup worker consumes it.
 pub const QUEUE: &str = "backup";
 

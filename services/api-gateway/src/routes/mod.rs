@@ -1,6 +1,13 @@
 //! Route handlers, one module per resource.
 
 pub mod access;
+pub mod backup_destinations;
+pub mod backup_journal;
+pub mod backup_plan_actions;
+pub mod backup_plans;
+pub mod backup_restores;
+pub mod backup_shared;
+pub mod backup_targets;
 pub mod configs;
 pub mod dead_letters;
 pub mod jobs;

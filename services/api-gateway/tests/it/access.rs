@@ -46,7 +46,36 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let (_, btarget) = app
+        .call(
+            Method::POST,
+            "/api/v1/backups/targets",
+            Some(admin),
+            Some(json!({"name": "fixture", "engine": "sqlite", "path": "/tmp/fixture.db"})),
+        )
+        .await;
+    let (_, bdest) = app
+        .call(
+            Method::POST,
+            "/api/v1/backups/destinations",
+            Some(admin),
+            Some(json!({"name": "fixture", "config": {"kind": "local", "path": "/tmp"}})),
+        )
+        .await;
+    let (status, bplan) = app
+        .call(
+            Method::POST,
+            "/api/v1/backups/plans",
+            Some(admin),
+            Some(json!({"name": "fixture", "target_id": btarget["id"], "destination_ids": [bdest["id"]]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{bplan}");
     HashMap::from([
+        ("btarget", btarget["id"].as_str().expect("target id").to_owned()),
+        ("bdest", bdest["id"].as_str().expect("destination id").to_owned()),
+        ("bplan", bplan["id"].as_str().expect("plan id").to_owned()),
+        ("bentry", uuid::Uuid::now_v7().to_string()),
         ("run", run["id"].as_str().expect("run id").to_owned()),
         ("config", config["id"].as_str().expect("config id").to_owned()),
         ("sshkey", sshkey["id"].as_str().expect("ssh key id").to_owned()),
@@ -109,9 +138,22 @@ async fn another_organization_cannot_see_or_touch_anything() {
     let ids = fixture_ids(&app, &admin).await;
     let other = app.other_org_admin().await;
     for (method, path, body, _) in routes() {
-        if !["{job}", "{user}", "{key}", "{schedule}", "{server}", "{config}", "{sshkey}", "{run}"]
-            .iter()
-            .any(|p| path.contains(p))
+        if ![
+            "{job}",
+            "{user}",
+            "{key}",
+            "{schedule}",
+            "{server}",
+            "{config}",
+            "{sshkey}",
+            "{run}",
+            "{btarget}",
+            "{bdest}",
+            "{bplan}",
+            "{bentry}",
+        ]
+        .iter()
+        .any(|p| path.contains(p))
         {
             continue;
         }

@@ -260,10 +260,63 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::GET, "/api/v1/provisioning/runs/{run}", None, Role::Viewer),
         (Method::POST, "/api/v1/provisioning/runs/{run}/retry-failed", None, Role::Operator),
         (Method::POST, "/api/v1/provisioning/runs/{run}/apply", None, Role::Operator),
+        (
+            Method::POST,
+            "/api/v1/backups/targets",
+            Some(json!({"name": "m", "engine": "sqlite", "path": "/tmp/matrix.db"})),
+            Role::Operator,
+        ),
+        (Method::GET, "/api/v1/backups/targets", None, Role::Viewer),
+        (Method::GET, "/api/v1/backups/targets/{btarget}", None, Role::Viewer),
+        (
+            Method::PUT,
+            "/api/v1/backups/targets/{btarget}",
+            Some(json!({"name": "fixture", "engine": "sqlite", "path": "/tmp/fixture.db"})),
+            Role::Operator,
+        ),
+        (Method::POST, "/api/v1/backups/targets/{btarget}/test", None, Role::Operator),
+        (
+            Method::POST,
+            "/api/v1/backups/destinations",
+            Some(json!({"name": "m", "config": {"kind": "local", "path": "/tmp"}})),
+            Role::Operator,
+        ),
+        (Method::GET, "/api/v1/backups/destinations", None, Role::Viewer),
+        (Method::GET, "/api/v1/backups/destinations/{bdest}", None, Role::Viewer),
+        (
+            Method::PUT,
+            "/api/v1/backups/destinations/{bdest}",
+            Some(json!({"name": "fixture", "config": {"kind": "local", "path": "/tmp"}})),
+            Role::Operator,
+        ),
+        (Method::POST, "/api/v1/backups/destinations/{bdest}/test", None, Role::Operator),
+        (Method::POST, "/api/v1/backups/plans", Some(plan_shape()), Role::Operator),
+        (Method::GET, "/api/v1/backups/plans", None, Role::Viewer),
+        (Method::GET, "/api/v1/backups/plans/{bplan}", None, Role::Viewer),
+        (Method::PUT, "/api/v1/backups/plans/{bplan}", Some(plan_shape()), Role::Operator),
+        (Method::POST, "/api/v1/backups/plans/{bplan}/run", None, Role::Operator),
+        (Method::POST, "/api/v1/backups/plans/{bplan}/prune?dry_run=true", None, Role::Viewer),
+        (Method::POST, "/api/v1/backups/plans/{bplan}/prune", None, Role::Operator),
+        (Method::GET, "/api/v1/backups/journal", None, Role::Viewer),
+        (Method::GET, "/api/v1/backups/journal/{bentry}", None, Role::Viewer),
+        (
+            Method::POST,
+            "/api/v1/backups/restores",
+            Some(json!({"target_id": "00000000-0000-0000-0000-000000000000"})),
+            Role::Operator,
+        ),
+        (Method::DELETE, "/api/v1/backups/plans/{bplan}?backups=keep", None, Role::Operator),
+        (Method::DELETE, "/api/v1/backups/destinations/{bdest}", None, Role::Operator),
+        (Method::DELETE, "/api/v1/backups/targets/{btarget}", None, Role::Operator),
         (Method::POST, "/tasks/enqueue?seconds=0", None, Role::Operator),
         (Method::GET, "/tasks/status/{job}", None, Role::Viewer),
         (Method::GET, "/tasks/counts", None, Role::Viewer),
     ]
+}
+
+/// A plan body of the right shape (its ids name nothing: the matrix checks who may call, not what).
+fn plan_shape() -> serde_json::Value {
+    json!({"name": "m", "target_id": "00000000-0000-0000-0000-000000000000", "destination_ids": []})
 }
 
 pub fn fill(path: &str, ids: &HashMap<&str, String>) -> String {

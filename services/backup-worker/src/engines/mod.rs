@@ -166,6 +166,43 @@ pub fn server_version(conn: &Connection, tools: &Tools, work_dir: &Path) -> Resu
     }
 }
 
+/// A query that prints the database's size in bytes (the progress percentage's denominator);
+/// `None` where the engine has no cheap estimate.
+pub fn size_estimate(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Option<Invocation>, EngineError> {
+    Ok(match conn.engine {
+        Engine::Postgres => {
+            Some(postgres::query(conn, tools, work_dir, "SELECT pg_database_size(current_database())")?)
+        }
+        Engine::Mysql | Engine::Mariadb => Some(mysql::query(
+            conn,
+            tools,
+            work_dir,
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE()",
+        )?),
+        Engine::Mongodb | Engine::Sqlite => None,
+    })
+}
+
+/// Runs a short tool invocation (a version or size query) and returns its trimmed stdout, or its
+/// stderr's end as the error. Killed after `timeout`.
+pub async fn capture(inv: &Invocation, timeout: std::time::Duration) -> Result<String, String> {
+    let name = inv.program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let child = inv.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => return Err(format!("{name} did not answer within {} s", timeout.as_secs())),
+        Ok(Err(e)) => return Err(format!("{name}: {e}")),
+        Ok(Ok(out)) => out,
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        let err = text(&out.stderr);
+        let tail: String = err.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+        Err(format!("{name} failed ({}): {tail}", out.status))
+    }
+}
+
 /// The dump tool's own version (`pg_dump --version`…): compared with the server's before a backup.
 pub fn tool_version(conn: &Connection, tools: &Tools) -> Result<Invocation, EngineError> {
     let program = match conn.engine {

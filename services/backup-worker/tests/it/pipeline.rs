@@ -36,7 +36,7 @@ fn pg(db: &str) -> Connection {
     local(Engine::Postgres, "postgres", Some("postgres"), db)
 }
 
-async fn pg_sql(work: &Path, db: &str, sql: &str) -> String {
+pub(crate) async fn pg_sql(work: &Path, db: &str, sql: &str) -> String {
     output(&pg_query(work, db, sql)).await
 }
 
@@ -48,9 +48,9 @@ fn pg_query(work: &Path, db: &str, sql: &str) -> Invocation {
     inv
 }
 
-const PG_FINGERPRINT: &str = "SELECT (SELECT count(*) FROM items) || ' ' || (SELECT md5(string_agg(i::text, ',' ORDER BY id)) FROM items i) || ' ' || (SELECT count(*) FROM cheap)";
+pub(crate) const PG_FINGERPRINT: &str = "SELECT (SELECT count(*) FROM items) || ' ' || (SELECT md5(string_agg(i::text, ',' ORDER BY id)) FROM items i) || ' ' || (SELECT count(*) FROM cheap)";
 
-async fn pg_source(work: &Path, rows: u32) -> String {
+pub(crate) async fn pg_source(work: &Path, rows: u32) -> String {
     let db = format!("bkp_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     pg_sql(work, "postgres", &format!("CREATE DATABASE {db}")).await;
     pg_sql(
@@ -67,13 +67,13 @@ async fn pg_source(work: &Path, rows: u32) -> String {
     db
 }
 
-async fn empty_pg(work: &Path) -> String {
+pub(crate) async fn empty_pg(work: &Path) -> String {
     let db = format!("bkp_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     pg_sql(work, "postgres", &format!("CREATE DATABASE {db}")).await;
     db
 }
 
-async fn drop_pg(work: &Path, dbs: &[&str]) {
+pub(crate) async fn drop_pg(work: &Path, dbs: &[&str]) {
     for db in dbs {
         pg_sql(work, "postgres", &format!("DROP DATABASE IF EXISTS {db}")).await;
     }
@@ -114,7 +114,7 @@ async fn postgres_backs_up_encrypted_to_disk_and_restores_identically() {
     let progress = |n: u64| seen.store(n, std::sync::atomic::Ordering::Relaxed);
     let dump = engines::dump(&pg(&source), &tools(), work.path()).expect("dump");
     let stored = pipeline::back_up(
-        &dump,
+        pipeline::Source::Tool(&dump),
         Compression::default(),
         Encryption::Age { recipients, passphrase: None },
         Artifact { dest: &dest, key: "pg/one.dump.zst.age", part_size: PART },
@@ -138,7 +138,9 @@ async fn postgres_backs_up_encrypted_to_disk_and_restores_identically() {
     let target = empty_pg(work.path()).await;
     let restore = engines::restore(&pg(&target), &tools(), work.path()).expect("restore");
     let key = DecryptKey::Identities(vec![identity.secret.clone()]);
-    let (report, _) = pipeline::restore(&dest, "pg/one.dump.zst.age", key, &restore, &cancel).await.expect("restore");
+    let (report, _) = pipeline::restore(&dest, "pg/one.dump.zst.age", key, pipeline::Sink::Tool(&restore), &cancel)
+        .await
+        .expect("restore");
     assert!(report.encrypted);
     assert_eq!(report.plain_sha256, stored.digests.plain_sha256);
     let a = pg_sql(work.path(), &source, PG_FINGERPRINT).await;
@@ -179,7 +181,7 @@ async fn mariadb_backs_up_to_s3_with_gzip_and_restores_identically() {
     let cancel = CancellationToken::new();
     let dump = engines::dump(&local(Engine::Mariadb, "root", None, &src), &tools(), work.path()).expect("dump");
     let stored = pipeline::back_up(
-        &dump,
+        pipeline::Source::Tool(&dump),
         Compression::Gzip { level: 6 },
         Encryption::None,
         Artifact { dest: &dest, key: "maria/one.sql.gz", part_size: PART },
@@ -196,7 +198,9 @@ async fn mariadb_backs_up_to_s3_with_gzip_and_restores_identically() {
     let restore =
         engines::restore(&local(Engine::Mariadb, "root", None, &dst), &tools(), work.path()).expect("restore");
     let (report, _) =
-        pipeline::restore(&dest, "maria/one.sql.gz", DecryptKey::None, &restore, &cancel).await.expect("restore");
+        pipeline::restore(&dest, "maria/one.sql.gz", DecryptKey::None, pipeline::Sink::Tool(&restore), &cancel)
+            .await
+            .expect("restore");
     assert_eq!(report.plain_sha256, stored.digests.plain_sha256);
     let fingerprint = |db: &str| {
         format!(
@@ -219,7 +223,7 @@ async fn a_failing_tool_or_a_cancel_leaves_no_object() {
     // The database does not exist: pg_dump fails after the upload started.
     let dump = engines::dump(&pg("no_such_database_here"), &tools(), work.path()).expect("dump");
     let failed = pipeline::back_up(
-        &dump,
+        pipeline::Source::Tool(&dump),
         Compression::None,
         Encryption::None,
         Artifact { dest: &dest, key: "x/failed.dump", part_size: PART },
@@ -240,7 +244,7 @@ async fn a_failing_tool_or_a_cancel_leaves_no_object() {
     let trigger = cancel.clone();
     let dump = engines::dump(&pg(&source), &tools(), work.path()).expect("dump");
     let cancelled = pipeline::back_up(
-        &dump,
+        pipeline::Source::Tool(&dump),
         Compression::Zstd { level: 3 },
         Encryption::None,
         Artifact { dest: &dest, key: "x/cancelled.dump.zst", part_size: PART },

@@ -6,7 +6,7 @@ mod architecture;
 mod distributed;
 mod embedded;
 mod outages;
-mod procs;
+use sentinel_testkit::procs;
 mod provisioning;
 mod scheduling;
 mod streams;

@@ -16,7 +16,7 @@ pub struct Proc {
 }
 
 pub fn binary(name: &str) -> PathBuf {
-    let path = sentinel_testkit::bin_dir().join(name);
+    let path = crate::bin_dir().join(name);
     assert!(path.exists(), "{} is not built; run the suite with `cargo test --workspace`", path.display());
     path
 }

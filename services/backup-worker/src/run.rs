@@ -1,0 +1,407 @@
+//! `backup.run`: one attempt of a plan's backup — a journal row opened first and always ended, each
+//! database dumped once and streamed to the first destination, byte-identical copies to the
+//! others, then the plan's retention applied. An attempt whose worker died is found by the next
+//! one: its row is marked `interrupted` and its unfinished uploads are aborted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sentinel_jobs::db::backups::{DestinationRecord, JournalFinish, JournalRecord, NewJournal, PlanRecord};
+use sentinel_jobs::domain::LogStream;
+use sentinel_jobs::domain::backups::{BackupType, CompressionChoice, Copy, JournalKind, JournalStatus};
+use sentinel_jobs::{JobContext, JobError, JobHandler, Spine};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::engines::{self, Connection};
+use crate::pipeline::{self, Artifact, PipelineError, Source};
+use crate::{prune, setup};
+
+/// The payload of `backup.run` (a schedule's tick, or `POST /plans/{id}/run` with overrides).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunPayload {
+    pub plan_id: Uuid,
+    #[serde(default, rename = "type")]
+    pub backup_type: Option<BackupType>,
+    #[serde(default)]
+    pub compression: Option<CompressionChoice>,
+}
+
+pub struct RunBackup;
+
+impl RunBackup {
+    pub fn new(_spine: &Spine) -> Arc<Self> {
+        Arc::new(Self)
+    }
+}
+
+/// How an attempt failed: what the journal says and whether the job tries again.
+fn failure_of(e: &PipelineError) -> JobError {
+    match e {
+        PipelineError::Cancelled => JobError::Cancelled,
+        PipelineError::Storage(s) if s.is_transient() => JobError::Retryable(e.to_string()),
+        PipelineError::Io(_) => JobError::Retryable(e.to_string()),
+        _ => JobError::Permanent(e.to_string()),
+    }
+}
+
+fn error_text(e: &JobError) -> String {
+    match e {
+        JobError::Cancelled => "cancelled".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Ends the entries an earlier attempt of this job left `running`: its worker died mid-backup.
+/// Their uploads are aborted (S3 multipart parts, local partial files) so nothing is orphaned.
+pub async fn interrupt_earlier(ctx: &JobContext) -> Result<(), JobError> {
+    let spine = ctx.spine();
+    let store = spine.db().backups();
+    for entry in store.running_of_job(ctx.job().id.as_uuid()).await? {
+        let mut copies = entry.copies.clone();
+        for copy in copies.iter_mut().filter(|c| c.state == "uploading") {
+            copy.state = "aborted".to_owned();
+            if let Some(dest) = store.destination(entry.org_id, copy.destination_id).await? {
+                let aborted = abort_uploads_of(spine, &dest, &copy.key).await;
+                copy.message = Some(match aborted {
+                    Ok(n) => format!("upload interrupted; {n} incomplete upload(s) aborted"),
+                    Err(e) => format!("upload interrupted; aborting it failed: {e}"),
+                });
+            }
+        }
+        let message = format!("interrupted: the worker running attempt {} stopped before it ended", entry.attempt);
+        store
+            .finish_journal(entry.id, JournalFinish::bare(JournalStatus::Interrupted, copies, message.clone()))
+            .await?;
+        ctx.log(LogStream::System, format!("journal entry {}: {message}", entry.id)).await?;
+    }
+    Ok(())
+}
+
+async fn abort_uploads_of(spine: &Spine, dest: &DestinationRecord, key: &str) -> Result<usize, String> {
+    let storage = setup::destination(spine, dest).await.map_err(|e| e.to_string())?;
+    let pending = storage.incomplete_uploads().await.map_err(|e| e.to_string())?;
+    let mut n = 0;
+    for p in pending.iter().filter(|p| p.key == key) {
+        storage.abort_incomplete(p).await.map_err(|e| e.to_string())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[async_trait]
+impl JobHandler for RunBackup {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let payload: RunPayload = ctx.payload()?;
+        let spine = ctx.spine();
+        let store = spine.db().backups();
+        let plan = store
+            .plan_any(payload.plan_id)
+            .await?
+            .filter(|p| ctx.job().org_id.is_none_or(|org| org == p.org_id))
+            .ok_or_else(|| JobError::Permanent(format!("backup plan {} does not exist", payload.plan_id)))?;
+        interrupt_earlier(ctx).await?;
+        let backup_type = payload.backup_type.unwrap_or(plan.backup_type);
+        let compression = payload.compression.unwrap_or(plan.compression);
+        let entry = store
+            .open_journal(NewJournal {
+                org_id: plan.org_id,
+                kind: Some(JournalKind::Backup),
+                plan_id: Some(plan.id),
+                target_id: Some(plan.target_id),
+                job_id: Some(ctx.job().id.as_uuid()),
+                attempt: ctx.job().attempt,
+                backup_type: Some(backup_type),
+                compression: Some(compression.format.as_str().to_owned()),
+                encryption: Some(plan.encryption.mode().to_owned()),
+                key_secret_id: plan.encryption.secret_ids().first().copied(),
+                copies: Vec::new(),
+                source: None,
+                requested_by: ctx.job().requested_by.clone(),
+            })
+            .await?;
+        ctx.log(LogStream::System, format!("journal entry {} opened for plan {:?}", entry.id, plan.name)).await?;
+        let mut attempt = Attempt { ctx, plan: &plan, entry: &entry, copies: Vec::new(), versions: (None, None) };
+        match attempt.back_up(backup_type, compression).await {
+            Ok(totals) => {
+                let copies = attempt.copies.clone();
+                let single = |f: fn(&Copy) -> Option<String>| {
+                    let mut values: Vec<String> = copies.iter().filter_map(f).collect();
+                    values.dedup();
+                    if values.len() == 1 { values.pop() } else { None }
+                };
+                let end = JournalFinish {
+                    status: JournalStatus::Succeeded,
+                    plain_bytes: Some(totals.0),
+                    stored_bytes: Some(totals.1),
+                    plain_sha256: single(|c| c.plain_sha256.clone()),
+                    stored_sha256: single(|c| c.stored_sha256.clone()),
+                    tool_version: attempt.versions.0.clone(),
+                    server_version: attempt.versions.1.clone(),
+                    copies: copies.clone(),
+                    verified: false,
+                    message: None,
+                };
+                store.finish_journal(entry.id, end).await?;
+                let pruned = match prune::apply(spine, &plan, false).await {
+                    Ok(report) => report,
+                    Err(e) => {
+                        ctx.log(LogStream::System, format!("retention not applied: {e}")).await?;
+                        json!({"error": e.to_string()})
+                    }
+                };
+                Ok(json!({
+                    "journal_id": entry.id,
+                    "plain_bytes": totals.0,
+                    "stored_bytes": totals.1,
+                    "copies": copies,
+                    "retention": pruned,
+                }))
+            }
+            Err(e) => {
+                let mut copies = attempt.copies.clone();
+                for c in copies.iter_mut().filter(|c| c.state == "uploading") {
+                    c.state = "aborted".to_owned();
+                }
+                let status = JournalStatus::Failed;
+                let mut end = JournalFinish::bare(status, copies, error_text(&e));
+                end.tool_version = attempt.versions.0.clone();
+                end.server_version = attempt.versions.1.clone();
+                store.finish_journal(entry.id, end).await?;
+                let _ = ctx.log(LogStream::System, format!("backup failed: {}", error_text(&e))).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One attempt in progress: what it has stored so far (recorded on the row as it goes).
+struct Attempt<'a> {
+    ctx: &'a JobContext,
+    plan: &'a PlanRecord,
+    entry: &'a JournalRecord,
+    copies: Vec<Copy>,
+    /// The dump tool's and the server's versions, once known.
+    versions: (Option<String>, Option<String>),
+}
+
+impl Attempt<'_> {
+    /// Returns the plain and stored byte totals over every database (first copies only).
+    async fn back_up(
+        &mut self,
+        backup_type: BackupType,
+        compression: CompressionChoice,
+    ) -> Result<(u64, u64), JobError> {
+        let spine = self.ctx.spine();
+        let store = spine.db().backups();
+        let plan = self.plan;
+        let target = store
+            .target(plan.org_id, plan.target_id)
+            .await?
+            .ok_or_else(|| JobError::Permanent(format!("backup target {} does not exist", plan.target_id)))?;
+        target.engine.supports(backup_type).map_err(JobError::Permanent)?;
+        let mut destinations = Vec::new();
+        for id in &plan.destination_ids {
+            let dest = store
+                .destination(plan.org_id, *id)
+                .await?
+                .ok_or_else(|| JobError::Permanent(format!("backup destination {id} does not exist")))?;
+            let storage = setup::destination(spine, &dest).await?;
+            destinations.push((dest, storage));
+        }
+        if destinations.is_empty() {
+            return Err(JobError::Permanent("the plan names no destination".to_owned()));
+        }
+        let (encryption, _) = setup::encryption(spine, &plan.encryption).await?;
+        let work = work_dir(spine, self.entry.id)?;
+        let tools = setup::tools(spine);
+        let part_size = spine.settings().backup.part_size();
+        let suffix = setup::suffix(target.engine, compression, &plan.encryption);
+        let mut totals = (0u64, 0u64);
+        for database in setup::databases(&target) {
+            let conn = setup::connection(spine, &target, &database).await?;
+            let estimate = self.prepare(&conn, &tools, work.path()).await?;
+            let key = format!("plans/{}/{}/{}.{suffix}", plan.id, self.entry.id, sanitize(&database));
+            let (first, first_storage) = &destinations[0];
+            self.copies.push(Copy::new(first.id, &database, key.clone()));
+            store.set_journal_copies(self.entry.id, &self.copies).await?;
+            self.ctx
+                .log(LogStream::System, format!("dumping {database:?} to {}", first_storage.location(&key)))
+                .await?;
+            let stored = self
+                .stream(
+                    &conn,
+                    &tools,
+                    work.path(),
+                    compression,
+                    encryption.clone(),
+                    Artifact { dest: first_storage, key: &key, part_size },
+                    estimate,
+                )
+                .await;
+            let stored = match stored {
+                Ok(s) => s,
+                Err(e) => {
+                    if let Some(c) = self.copies.last_mut() {
+                        c.state = "failed".to_owned();
+                        c.message = Some(e.to_string());
+                    }
+                    return Err(failure_of(&e));
+                }
+            };
+            if !stored.tool_messages.is_empty() {
+                self.ctx.log(LogStream::Stderr, stored.tool_messages.clone()).await?;
+            }
+            let d = &stored.digests;
+            totals.0 += d.plain_bytes;
+            totals.1 += d.stored_bytes;
+            if let Some(c) = self.copies.last_mut() {
+                c.state = "stored".to_owned();
+                c.location = Some(stored.location.clone());
+                c.plain_bytes = Some(d.plain_bytes);
+                c.stored_bytes = Some(d.stored_bytes);
+                c.plain_sha256 = Some(d.plain_sha256.clone());
+                c.stored_sha256 = Some(d.stored_sha256.clone());
+            }
+            let template = self.copies.last().cloned().ok_or_else(|| JobError::Permanent("no copy".into()))?;
+            for (dest, storage) in destinations.iter().skip(1) {
+                let mut copy =
+                    Copy { destination_id: dest.id, state: "uploading".to_owned(), location: None, ..template.clone() };
+                self.copies.push(copy.clone());
+                store.set_journal_copies(self.entry.id, &self.copies).await?;
+                let cancel = self.ctx.cancellation_token();
+                let to = Artifact { dest: storage, key: &key, part_size };
+                match pipeline::replicate(first_storage, &key, to, &d.stored_sha256, &cancel).await {
+                    Ok(location) => {
+                        copy.state = "stored".to_owned();
+                        copy.location = Some(location);
+                    }
+                    Err(e) => {
+                        copy.state = "failed".to_owned();
+                        copy.message = Some(e.to_string());
+                        if let Some(c) = self.copies.last_mut() {
+                            *c = copy;
+                        }
+                        return Err(failure_of(&e));
+                    }
+                }
+                if let Some(c) = self.copies.last_mut() {
+                    *c = copy;
+                }
+            }
+            store.set_journal_copies(self.entry.id, &self.copies).await?;
+        }
+        Ok(totals)
+    }
+
+    /// Reads the versions (refusing a client older than the server) and the size estimate.
+    async fn prepare(
+        &mut self,
+        conn: &Connection,
+        tools: &engines::Tools,
+        work: &std::path::Path,
+    ) -> Result<Option<u64>, JobError> {
+        if conn.engine.is_file() {
+            return Ok(std::fs::metadata(&conn.database).ok().map(|m| m.len()));
+        }
+        let tool = engines::tool_version(conn, tools).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let tool = engines::capture(&tool, Duration::from_secs(30)).await.map_err(JobError::Permanent)?;
+        let server = engines::server_version(conn, tools, work).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let server = engines::capture(&server, Duration::from_secs(30))
+            .await
+            .map_err(|e| JobError::Permanent(format!("cannot reach the database: {e}")))?;
+        let server = server.lines().last().unwrap_or_default().trim().to_owned();
+        self.versions = (Some(tool.clone()), Some(server.clone()));
+        engines::check_client_not_older(conn.engine, &tool, &server).map_err(JobError::Permanent)?;
+        let estimate = match engines::size_estimate(conn, tools, work) {
+            Ok(Some(inv)) => {
+                engines::capture(&inv, Duration::from_secs(30)).await.ok().and_then(|t| t.trim().parse().ok())
+            }
+            _ => None,
+        };
+        Ok(estimate)
+    }
+
+    /// Streams one database into `artifact`, reporting progress every second.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream(
+        &self,
+        conn: &Connection,
+        tools: &engines::Tools,
+        work: &std::path::Path,
+        compression: CompressionChoice,
+        encryption: sentinel_archive::Encryption,
+        artifact: Artifact<'_>,
+        estimate: Option<u64>,
+    ) -> Result<pipeline::Stored, PipelineError> {
+        let read = Arc::new(AtomicU64::new(0));
+        let seen = read.clone();
+        let progress = move |n: u64| seen.store(n, Ordering::Relaxed);
+        let cancel = self.ctx.cancellation_token();
+        let codec = setup::compression(compression);
+        let reporter = async {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let n = read.load(Ordering::Relaxed);
+                if n != last {
+                    last = n;
+                    let total = estimate.unwrap_or(0).max(n);
+                    let _ = self.ctx.progress(n, total, Some(format!("{} read", human(n)))).await;
+                }
+            }
+        };
+        let work_copy = work.join("copy.sqlite");
+        let run = async {
+            if conn.engine.is_file() {
+                engines::sqlite::copy(std::path::Path::new(&conn.database), &work_copy)
+                    .await
+                    .map_err(|e| PipelineError::Io(std::io::Error::other(e.to_string())))?;
+                let stored =
+                    pipeline::back_up(Source::File(&work_copy), codec, encryption, artifact, &cancel, &progress).await;
+                let _ = std::fs::remove_file(&work_copy);
+                stored
+            } else {
+                let inv = engines::dump(conn, tools, work)
+                    .map_err(|e| PipelineError::Io(std::io::Error::other(e.to_string())))?;
+                pipeline::back_up(Source::Tool(&inv), codec, encryption, artifact, &cancel, &progress).await
+            }
+        };
+        tokio::select! {
+            r = run => r,
+            _ = reporter => unreachable!("the reporter never ends"),
+        }
+    }
+}
+
+/// A job's private directory for credential files (0700, removed when dropped).
+pub fn work_dir(spine: &Spine, id: Uuid) -> Result<tempfile::TempDir, JobError> {
+    let s = spine.settings();
+    let root = s.backup.work_dir(&s.data_dir);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| JobError::Retryable(format!("cannot create {}: {e}", root.display())))?;
+    tempfile::Builder::new()
+        .prefix(&format!("{id}-"))
+        .tempdir_in(&root)
+        .map_err(|e| JobError::Retryable(format!("cannot create a work directory in {}: {e}", root.display())))
+}
+
+/// A database name as one key segment.
+pub fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+}

@@ -1,0 +1,142 @@
+//! From stored records to runnable parts: a target's connection (its password opened from the
+//! vault), a destination's storage (credentials opened), a plan's codec settings. Secrets live only
+//! in memory here, as `SecretString`s, and reach tools through 0600 files (see `engines`).
+
+use secrecy::SecretString;
+use sentinel_archive::{Compression, DecryptKey, Encryption};
+use sentinel_jobs::db::backups::{DestinationRecord, TargetRecord};
+use sentinel_jobs::domain::backups::{self as domain, CompressionChoice, DestinationConfig, PlanEncryption, TlsMode};
+use sentinel_jobs::{JobError, Spine};
+use sentinel_storage::{Destination, DestinationSpec};
+use uuid::Uuid;
+
+use crate::engines::{Connection, Tools};
+
+/// Opens a sealed secret as text.
+pub async fn open_text(spine: &Spine, id: Uuid, what: &str) -> Result<SecretString, JobError> {
+    let vault = spine.vault().map_err(|e| JobError::Permanent(format!("cannot open the {what}: {e}")))?;
+    let bytes = vault.open(id).await.map_err(|e| JobError::Permanent(format!("cannot open the {what}: {e}")))?;
+    let text =
+        String::from_utf8(bytes.to_vec()).map_err(|_| JobError::Permanent(format!("the {what} is not UTF-8 text")))?;
+    Ok(SecretString::from(text))
+}
+
+/// The connection to one database of `target`.
+pub async fn connection(spine: &Spine, target: &TargetRecord, database: &str) -> Result<Connection, JobError> {
+    let password = match target.password_secret_id {
+        Some(id) => Some(open_text(spine, id, "target's password").await?),
+        None => None,
+    };
+    Ok(Connection {
+        engine: target.engine,
+        host: target.host.clone().unwrap_or_default(),
+        port: target.port.or(target.engine.default_port()).unwrap_or(0),
+        user: target.user.clone().unwrap_or_default(),
+        password,
+        database: if target.engine.is_file() { target.path.clone().unwrap_or_default() } else { database.to_owned() },
+        tls: matches!(target.options.tls, TlsMode::Require | TlsMode::VerifyFull),
+    })
+}
+
+/// The databases a backup of `target` dumps (a SQLite target is its one file).
+pub fn databases(target: &TargetRecord) -> Vec<String> {
+    if target.engine.is_file() { vec!["main".to_owned()] } else { target.databases.clone() }
+}
+
+/// The client tools, as configured.
+pub fn tools(spine: &Spine) -> Tools {
+    Tools { dir: spine.settings().backup.tools_dir.clone() }
+}
+
+/// A destination's storage, its credentials opened from the vault.
+pub async fn destination(spine: &Spine, dest: &DestinationRecord) -> Result<Destination, JobError> {
+    let creds: serde_json::Map<String, serde_json::Value> = match dest.credentials_secret_id {
+        Some(id) => {
+            let text = open_text(spine, id, "destination's credentials").await?;
+            use secrecy::ExposeSecret;
+            serde_json::from_str(text.expose_secret())
+                .map_err(|_| JobError::Permanent("the destination's credentials are not a JSON object".to_owned()))?
+        }
+        None => Default::default(),
+    };
+    let field = |name: &str| -> Option<SecretString> {
+        creds.get(name).and_then(|v| v.as_str()).map(|s| SecretString::from(s.to_owned()))
+    };
+    let text = |name: &str| -> String {
+        use secrecy::ExposeSecret;
+        field(name).map(|s| s.expose_secret().to_owned()).unwrap_or_default()
+    };
+    let spec = match &dest.config {
+        DestinationConfig::Local { path } => DestinationSpec::Local { path: path.into() },
+        DestinationConfig::S3 { bucket, region, endpoint, prefix, force_path_style } => DestinationSpec::S3 {
+            bucket: bucket.clone(),
+            region: region.clone(),
+            endpoint: endpoint.clone(),
+            prefix: prefix.clone(),
+            access_key_id: text("access_key_id"),
+            secret_access_key: field("secret_access_key").unwrap_or_else(|| SecretString::from(String::new())),
+            force_path_style: *force_path_style,
+        },
+        DestinationConfig::Gcs { bucket, prefix, endpoint } => DestinationSpec::Gcs {
+            bucket: bucket.clone(),
+            prefix: prefix.clone(),
+            endpoint: endpoint.clone(),
+            service_account_json: field("service_account_json"),
+        },
+        DestinationConfig::Azure { account, container, prefix, endpoint } => DestinationSpec::Azure {
+            account: account.clone(),
+            container: container.clone(),
+            prefix: prefix.clone(),
+            access_key: field("access_key").unwrap_or_else(|| SecretString::from(String::new())),
+            endpoint: endpoint.clone(),
+        },
+    };
+    Destination::open(&spec).map_err(|e| JobError::Permanent(format!("destination {:?}: {e}", dest.name)))
+}
+
+/// The codec's compression for a plan's choice.
+pub fn compression(choice: CompressionChoice) -> Compression {
+    match choice.format {
+        domain::Compression::Zstd => {
+            Compression::Zstd { level: choice.level.unwrap_or(sentinel_archive::DEFAULT_ZSTD_LEVEL) }
+        }
+        domain::Compression::Gzip => Compression::Gzip {
+            level: choice.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(sentinel_archive::DEFAULT_GZIP_LEVEL),
+        },
+        domain::Compression::None => Compression::None,
+    }
+}
+
+/// The file name suffix of an artifact: the dump format, then compression, then `.age`.
+pub fn suffix(engine: domain::Engine, choice: CompressionChoice, encryption: &PlanEncryption) -> String {
+    let base = match engine {
+        domain::Engine::Postgres => "dump",
+        domain::Engine::Mysql | domain::Engine::Mariadb => "sql",
+        domain::Engine::Mongodb => "archive",
+        domain::Engine::Sqlite => "sqlite",
+    };
+    let comp = match choice.format {
+        domain::Compression::Zstd => ".zst",
+        domain::Compression::Gzip => ".gz",
+        domain::Compression::None => "",
+    };
+    let enc = if matches!(encryption, PlanEncryption::None) { "" } else { ".age" };
+    format!("{base}{comp}{enc}")
+}
+
+/// How a plan encrypts, and the key that opens what it wrote.
+pub async fn encryption(spine: &Spine, plan: &PlanEncryption) -> Result<(Encryption, DecryptKey), JobError> {
+    Ok(match plan {
+        PlanEncryption::None => (Encryption::None, DecryptKey::None),
+        PlanEncryption::Age { recipient, identity_secret_id, escrow_recipients } => {
+            let identity = open_text(spine, *identity_secret_id, "plan's age identity").await?;
+            let mut recipients = vec![recipient.clone()];
+            recipients.extend(escrow_recipients.iter().cloned());
+            (Encryption::Age { recipients, passphrase: None }, DecryptKey::Identities(vec![identity]))
+        }
+        PlanEncryption::Passphrase { passphrase_secret_id } => {
+            let pass = open_text(spine, *passphrase_secret_id, "plan's passphrase").await?;
+            (Encryption::Age { recipients: Vec::new(), passphrase: Some(pass.clone()) }, DecryptKey::Passphrase(pass))
+        }
+    })
+}

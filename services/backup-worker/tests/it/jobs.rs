@@ -1,0 +1,270 @@
+//! Backups through the whole product, as an operator drives them: `sentinel up` (embedded: SQLite,
+//! the in-process bus, every worker in one process), the REST API, a real PostgreSQL, the local disk
+//! and the S3 emulator. Targets, destinations and plans are created and tested; a plan runs now and
+//! its journal says where both copies went; a restore into an empty database matches the source; a
+//! corrupted copy is refused before the target is touched; retention prunes by start time; bad
+//! input is a 4xx or a failed job naming the cause; deleting a plan asks what becomes of its backups.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sentinel_testkit::procs::{Proc, client, get_json, wait_ready};
+use serde_json::{Value, json};
+
+use crate::pipeline::{PG_FINGERPRINT, drop_pg, empty_pg, pg_source, pg_sql};
+
+struct Api {
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = client().request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        get_json(&format!("{}{path}", self.base), Some(&self.token)).await
+    }
+    /// Creates something and returns its id (201 expected).
+    async fn create(&self, path: &str, body: Value) -> String {
+        let (status, created) = self.post(path, body.clone()).await;
+        assert_eq!(status, 201, "{path} {body} → {created}");
+        created["id"].as_str().expect("id").to_owned()
+    }
+    /// POSTs something that answers with a job (202), and waits until the job ends.
+    async fn job(&self, path: &str, body: Value) -> Value {
+        let (status, job) = self.post(path, body.clone()).await;
+        assert_eq!(status, 202, "{path} {body} → {job}");
+        self.wait(job["id"].as_str().expect("job id")).await
+    }
+    async fn wait(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, job) = self.get(&format!("/api/v1/jobs/{id}")).await;
+            if ["succeeded", "failed", "cancelled", "dead"].contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not end: {job}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    async fn journal(&self, query: &str) -> Vec<Value> {
+        let (status, page) = self.get(&format!("/api/v1/backups/journal?{query}")).await;
+        assert_eq!(status, 200, "{page}");
+        page["items"].as_array().expect("items").clone()
+    }
+}
+
+fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|x| x["field"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+fn up(tmp: &Path, port: u16) -> Proc {
+    let env: HashMap<String, String> =
+        [("SENTINEL_WORKER__SHUTDOWN_GRACE_MS", "300"), ("SENTINEL_BACKUP__PART_SIZE_MIB", "5")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = tmp.join("data");
+    Proc::spawn("sentinel", &["up", "--data-dir", dir.to_str().expect("utf-8"), "--listen", &listen], &env, port, tmp)
+}
+
+fn pg_target(name: &str, db: &str, password: &str) -> Value {
+    json!({"name": name, "engine": "postgres", "host": "127.0.0.1", "user": "postgres", "password": password, "databases": [db]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store).expect("store");
+    let source = pg_source(work.path(), 3000).await;
+    let scratch = empty_pg(work.path()).await;
+    let untouched = empty_pg(work.path()).await;
+    let port = sentinel_testkit::free_port();
+    let mut sentinel = up(tmp.path(), port);
+    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
+    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
+    let api = Api { base: sentinel.url(""), token };
+
+    // Targets: the password is sealed and never shown; a test connects and reports versions.
+    let (status, target) = api.post("/api/v1/backups/targets", pg_target("app", &source, "postgres")).await;
+    assert_eq!(status, 201, "{target}");
+    assert_eq!(target["has_password"], true);
+    assert!(target.get("password").is_none(), "{target}");
+    let target_id = target["id"].as_str().expect("id").to_owned();
+    let tested = api.job(&format!("/api/v1/backups/targets/{target_id}/test"), json!({})).await;
+    assert_eq!(tested["state"], "succeeded", "{tested}");
+    assert!(tested["result"]["tool_version"].as_str().unwrap_or("").contains("pg_dump"), "{tested}");
+    assert!(!tested["result"]["server_version"].as_str().unwrap_or("").is_empty(), "{tested}");
+    // (The machine's PostgreSQL trusts loopback; MariaDB's root has no password, so any is wrong.)
+    let wrong = api
+        .create(
+            "/api/v1/backups/targets",
+            json!({"name": "wrong", "engine": "mariadb", "host": "127.0.0.1", "user": "root", "password": "not-the-password", "databases": ["mysql"]}),
+        )
+        .await;
+    let refused = api.job(&format!("/api/v1/backups/targets/{wrong}/test"), json!({})).await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(refused["error"].as_str().unwrap_or("").contains("Access denied"), "{refused}");
+
+    // Destinations: local disk and S3; each test writes, reads back and deletes a probe.
+    let local = api
+        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
+        .await;
+    let moto = sentinel_testkit::emulators::moto().await;
+    let bucket = moto.create_bucket().await;
+    let s3 = |bucket: &str| {
+        json!({
+            "name": format!("s3-{bucket}"),
+            "config": {"kind": "s3", "bucket": bucket, "region": sentinel_testkit::emulators::MOTO_REGION, "endpoint": moto.endpoint, "prefix": "sentinel", "force_path_style": true},
+            "credentials": {"access_key_id": moto.access_key_id, "secret_access_key": moto.secret_access_key},
+        })
+    };
+    let (status, s3_view) = api.post("/api/v1/backups/destinations", s3(&bucket)).await;
+    assert_eq!(status, 201, "{s3_view}");
+    assert_eq!(s3_view["has_credentials"], true);
+    assert!(!s3_view.to_string().contains(&moto.secret_access_key), "{s3_view}");
+    let s3_id = s3_view["id"].as_str().expect("id").to_owned();
+    for dest in [&local, &s3_id] {
+        let probe = api.job(&format!("/api/v1/backups/destinations/{dest}/test"), json!({})).await;
+        assert_eq!(probe["state"], "succeeded", "{probe}");
+    }
+    let missing = api.create("/api/v1/backups/destinations", s3("no-such-bucket-here")).await;
+    let probe = api.job(&format!("/api/v1/backups/destinations/{missing}/test"), json!({})).await;
+    assert_eq!(probe["state"], "failed", "{probe}");
+    assert!(probe["error"].as_str().unwrap_or("").contains("no-such-bucket-here"), "the bucket is named: {probe}");
+
+    // Bad input: each a 422 naming the field.
+    let (status, bad) = api.post("/api/v1/backups/targets", json!({"name": "x", "engine": "oracle"})).await;
+    assert_eq!((status, fields(&bad)), (422, vec!["engine".to_owned()]), "{bad}");
+    let plan_body = |extra: Value| {
+        let mut body = json!({"name": "nightly", "target_id": target_id, "destination_ids": [local, s3_id], "encryption": {"mode": "age"}, "retention": {"keep_last": 2}, "cron": "0 3 * * *", "timezone": "Europe/Paris"});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"cron": "not a cron"}))).await;
+    assert_eq!(status, 422, "{bad}");
+    assert!(fields(&bad).contains(&"cron".to_owned()), "{bad}");
+    let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"type": "incremental"}))).await;
+    assert_eq!((status, fields(&bad)), (422, vec!["type".to_owned()]), "{bad}");
+    assert!(bad.to_string().contains("pg_basebackup"), "the reason says why: {bad}");
+
+    // A plan with two destinations, age-encrypted, fired by an owned schedule; run now.
+    let (status, plan) = api.post("/api/v1/backups/plans", plan_body(json!({}))).await;
+    assert_eq!(status, 201, "{plan}");
+    assert!(plan["schedule_id"].is_string() && plan["next_run_at"].is_string(), "{plan}");
+    assert!(plan["encryption"]["recipient"].as_str().unwrap_or("").starts_with("age1"), "{plan}");
+    let plan_id = plan["id"].as_str().expect("id").to_owned();
+    let first = api.job(&format!("/api/v1/backups/plans/{plan_id}/run"), json!({})).await;
+    assert_eq!(first["state"], "succeeded", "{first}");
+    let entries = api.journal(&format!("plan_id={plan_id}")).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let entry = &entries[0];
+    assert_eq!(entry["status"], "succeeded", "{entry}");
+    assert_eq!(entry["encryption"], "age");
+    assert!(entry["tool_version"].as_str().unwrap_or("").contains("pg_dump"), "{entry}");
+    let copies = entry["copies"].as_array().expect("copies");
+    assert_eq!(copies.len(), 2, "{entry}");
+    assert!(copies.iter().all(|c| c["state"] == "stored" && c["stored_sha256"] == entry["stored_sha256"]), "{entry}");
+    let key = copies[0]["key"].as_str().expect("key").to_owned();
+    let artifact = store.join(&key);
+    assert!(artifact.is_file(), "{artifact:?}");
+    let bytes = std::fs::read(&artifact).expect("artifact");
+    assert!(bytes.starts_with(b"age-encryption.org/v1"), "stored encrypted");
+    assert_eq!(bytes.len() as u64, entry["stored_bytes"].as_u64().expect("bytes"));
+
+    // Restore the entry (from the S3 copy) into an empty database: the content matches exactly.
+    let scratch_target = api.create("/api/v1/backups/targets", pg_target("scratch", &scratch, "postgres")).await;
+    let restored = api
+        .job(
+            "/api/v1/backups/restores",
+            json!({"journal_id": entry["id"], "destination_id": s3_id, "target_id": scratch_target}),
+        )
+        .await;
+    assert_eq!(restored["state"], "succeeded", "{restored}");
+    assert_eq!(pg_sql(work.path(), &scratch, PG_FINGERPRINT).await, pg_sql(work.path(), &source, PG_FINGERPRINT).await);
+    let restores = api.journal("kind=restore&status=succeeded").await;
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    assert_eq!(restores[0]["plain_sha256"], entry["plain_sha256"], "the restore read exactly what was backed up");
+
+    // One corrupted byte in the local copy: refused before the target is touched.
+    let mut corrupted = bytes.clone();
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0x01;
+    std::fs::write(&artifact, &corrupted).expect("corrupt");
+    let untouched_target = api.create("/api/v1/backups/targets", pg_target("untouched", &untouched, "postgres")).await;
+    let refused = api
+        .job(
+            "/api/v1/backups/restores",
+            json!({"journal_id": entry["id"], "destination_id": local, "target_id": untouched_target}),
+        )
+        .await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(refused["error"].as_str().unwrap_or("").contains("does not match"), "{refused}");
+    let tables =
+        pg_sql(work.path(), &untouched, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+            .await;
+    assert_eq!(tables.trim(), "0", "the target was not touched");
+    std::fs::write(&artifact, &bytes).expect("repair");
+
+    // Two more runs (overrides: gzip, then no compression): keep_last 2 prunes the first, by start time.
+    for compression in [json!({"format": "gzip"}), json!({"format": "none"})] {
+        let run = api.job(&format!("/api/v1/backups/plans/{plan_id}/run"), json!({"compression": compression})).await;
+        assert_eq!(run["state"], "succeeded", "{run}");
+    }
+    let entries = api.journal(&format!("plan_id={plan_id}")).await;
+    let statuses: Vec<&str> = entries.iter().map(|e| e["status"].as_str().unwrap_or("")).collect();
+    assert_eq!(statuses, ["succeeded", "succeeded", "pruned"], "newest first: {entries:?}");
+    assert_eq!(entries[0]["compression"], "none");
+    assert_eq!(entries[1]["compression"], "gzip");
+    assert!(!artifact.exists(), "the pruned backup's artifact is deleted");
+    let (status, preview) = api.post(&format!("/api/v1/backups/plans/{plan_id}/prune?dry_run=true"), json!({})).await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["would_prune"], json!([]), "{preview}");
+
+    // An unreachable database: the job fails naming the cause; the journal never says success.
+    let port_nobody = sentinel_testkit::free_port();
+    let mut dead = pg_target("dead", &source, "postgres");
+    dead["port"] = json!(port_nobody);
+    let dead_id = api.create("/api/v1/backups/targets", dead).await;
+    let dead_plan = api
+        .create("/api/v1/backups/plans", json!({"name": "dead", "target_id": dead_id, "destination_ids": [local]}))
+        .await;
+    let failed = api.job(&format!("/api/v1/backups/plans/{dead_plan}/run"), json!({})).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(failed["error"].as_str().unwrap_or("").contains("cannot reach the database"), "{failed}");
+    let dead_entries = api.journal(&format!("plan_id={dead_plan}")).await;
+    assert!(!dead_entries.is_empty() && dead_entries.iter().all(|e| e["status"] == "failed"), "{dead_entries:?}");
+
+    // Deleting a plan asks what happens to its backups.
+    let (status, ask) = api.send(reqwest::Method::DELETE, &format!("/api/v1/backups/plans/{plan_id}"), None).await;
+    assert_eq!((status, fields(&ask)), (422, vec!["backups".to_owned()]), "{ask}");
+    let (status, job) =
+        api.send(reqwest::Method::DELETE, &format!("/api/v1/backups/plans/{plan_id}?backups=delete"), None).await;
+    assert_eq!(status, 202, "{job}");
+    let job = api.wait(job["id"].as_str().expect("job")).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let entries = api.journal(&format!("plan_id={plan_id}&status=succeeded")).await;
+    assert!(entries.is_empty(), "every backup of the deleted plan is pruned: {entries:?}");
+    let (status, _) = api.get(&format!("/api/v1/backups/plans/{plan_id}")).await;
+    assert_eq!(status, 404);
+    drop_pg(work.path(), &[&source, &scratch, &untouched]).await;
+}
