@@ -73,7 +73,10 @@ pub async fn interrupt_earlier(ctx: &JobContext) -> Result<(), JobError> {
                 });
             }
         }
-        let message = format!("interrupted: the worker running attempt {} stopped before it ended", entry.attempt);
+        let message = format!(
+            "interrupted: the worker running this job (attempt {}) stopped before the backup ended; the job runs again",
+            entry.attempt
+        );
         store
             .finish_journal(entry.id, JournalFinish::bare(JournalStatus::Interrupted, copies, message.clone()))
             .await?;
@@ -340,7 +343,16 @@ impl Attempt<'_> {
     ) -> Result<pipeline::Stored, PipelineError> {
         let read = Arc::new(AtomicU64::new(0));
         let seen = read.clone();
-        let progress = move |n: u64| seen.store(n, Ordering::Relaxed);
+        // Test only: the process dies mid-upload, as a SIGKILL or a power cut would.
+        let crash_after = (self.ctx.spine().settings().worker.fault_injection
+            && std::env::var("SENTINEL_FAILPOINT").is_ok_and(|v| v == "backup-mid-upload"))
+        .then(|| 4 * self.ctx.spine().settings().backup.part_size() as u64);
+        let progress = move |n: u64| {
+            seen.store(n, Ordering::Relaxed);
+            if crash_after.is_some_and(|limit| n >= limit) {
+                std::process::abort();
+            }
+        };
         let cancel = self.ctx.cancellation_token();
         let codec = setup::compression(compression);
         let reporter = async {

@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 
 use crate::pipeline::{PG_FINGERPRINT, drop_pg, empty_pg, pg_source, pg_sql};
 
-struct Api {
-    base: String,
-    token: String,
+pub(crate) struct Api {
+    pub base: String,
+    pub token: String,
 }
 
 impl Api {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = client().request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -29,25 +29,25 @@ impl Api {
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         get_json(&format!("{}{path}", self.base), Some(&self.token)).await
     }
     /// Creates something and returns its id (201 expected).
-    async fn create(&self, path: &str, body: Value) -> String {
+    pub(crate) async fn create(&self, path: &str, body: Value) -> String {
         let (status, created) = self.post(path, body.clone()).await;
         assert_eq!(status, 201, "{path} {body} → {created}");
         created["id"].as_str().expect("id").to_owned()
     }
     /// POSTs something that answers with a job (202), and waits until the job ends.
-    async fn job(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn job(&self, path: &str, body: Value) -> Value {
         let (status, job) = self.post(path, body.clone()).await;
         assert_eq!(status, 202, "{path} {body} → {job}");
         self.wait(job["id"].as_str().expect("job id")).await
     }
-    async fn wait(&self, id: &str) -> Value {
+    pub(crate) async fn wait(&self, id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (_, job) = self.get(&format!("/api/v1/jobs/{id}")).await;
@@ -58,37 +58,44 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    async fn journal(&self, query: &str) -> Vec<Value> {
+    pub(crate) async fn journal(&self, query: &str) -> Vec<Value> {
         let (status, page) = self.get(&format!("/api/v1/backups/journal?{query}")).await;
         assert_eq!(status, 200, "{page}");
         page["items"].as_array().expect("items").clone()
     }
 }
 
-fn fields(problem: &Value) -> Vec<String> {
+pub(crate) fn fields(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()
         .map(|e| e.iter().filter_map(|x| x["field"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 
-fn up(tmp: &Path, port: u16) -> Proc {
+pub(crate) fn up(tmp: &Path, port: u16) -> Proc {
+    up_with(tmp, port, &[])
+}
+
+/// `sentinel up` with 5 MiB upload parts and `extra` in its environment.
+pub(crate) fn up_with(tmp: &Path, port: u16, extra: &[(&str, &str)]) -> Proc {
     let env: HashMap<String, String> =
         [("SENTINEL_WORKER__SHUTDOWN_GRACE_MS", "300"), ("SENTINEL_BACKUP__PART_SIZE_MIB", "5")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
     let listen = format!("127.0.0.1:{port}");
     let dir = tmp.join("data");
     Proc::spawn("sentinel", &["up", "--data-dir", dir.to_str().expect("utf-8"), "--listen", &listen], &env, port, tmp)
 }
 
-fn pg_target(name: &str, db: &str, password: &str) -> Value {
+pub(crate) fn pg_target(name: &str, db: &str, password: &str) -> Value {
     json!({"name": name, "engine": "postgres", "host": "127.0.0.1", "user": "postgres", "password": password, "databases": [db]})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");

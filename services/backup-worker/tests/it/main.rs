@@ -2,5 +2,7 @@
 //! disk, the S3 emulator) joined by the streaming pipeline, and backups through the whole product
 //! (`sentinel up` and its API).
 
+mod clouds;
+mod crash;
 mod jobs;
 mod pipeline;
