@@ -27,3 +27,11 @@ pub const SCHEDULE_FIRINGS: &str = "sentinel_schedule_firings_total";
 pub const SCHEDULE_LATENESS: &str = "sentinel_schedule_lateness_seconds";
 /// Schedules loaded in the active scheduler.
 pub const SCHEDULES_ACTIVE: &str = "sentinel_schedules_active";
+/// Unix time of each backup plan's newest successful backup (`plan`, `plan_name`).
+pub const BACKUP_LAST_SUCCESS: &str = "sentinel_backup_last_success_timestamp_seconds";
+/// How long that backup took.
+pub const BACKUP_LAST_DURATION: &str = "sentinel_backup_last_duration_seconds";
+/// Its size, `form` = `plain` (what the tool wrote) or `stored` (after compression and encryption).
+pub const BACKUP_LAST_SIZE: &str = "sentinel_backup_last_size_bytes";
+/// Failed backup attempts by plan and `reason` (`database_unreachable`, `tool_failed`, `storage`…).
+pub const BACKUP_FAILURES: &str = "sentinel_backup_failures_total";

@@ -2,6 +2,7 @@
 //! target and destination tests — plus the built-in kinds on the default queue.
 
 pub mod engines;
+pub mod metrics;
 pub mod pipeline;
 pub mod probe;
 pub mod prune;
@@ -46,6 +47,7 @@ pub fn queues() -> Vec<QueueName> {
 
 /// Runs the worker on `spine` until `shutdown` fires.
 pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
+    metrics::seed(&spine).await;
     let options = WorkerOptions::from_spine(&spine, SERVICE, queues());
     Worker::new(spine.clone(), handlers(&spine), options).run(shutdown).await;
     Ok(())

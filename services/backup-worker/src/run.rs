@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::engines::{self, Connection};
 use crate::pipeline::{self, Artifact, PipelineError, Source};
-use crate::{prune, setup};
+use crate::{metrics, prune, setup};
 
 /// The payload of `backup.run` (a schedule's tick, or `POST /plans/{id}/run` with overrides).
 #[derive(Debug, Deserialize)]
@@ -128,7 +128,8 @@ impl JobHandler for RunBackup {
             })
             .await?;
         ctx.log(LogStream::System, format!("journal entry {} opened for plan {:?}", entry.id, plan.name)).await?;
-        let mut attempt = Attempt { ctx, plan: &plan, entry: &entry, copies: Vec::new(), versions: (None, None) };
+        let mut attempt =
+            Attempt { ctx, plan: &plan, entry: &entry, copies: Vec::new(), versions: (None, None), phase: "config" };
         match attempt.back_up(backup_type, compression).await {
             Ok(totals) => {
                 let copies = attempt.copies.clone();
@@ -150,6 +151,9 @@ impl JobHandler for RunBackup {
                     message: None,
                 };
                 store.finish_journal(entry.id, end).await?;
+                if let Some(done) = store.journal_entry(plan.org_id, entry.id).await? {
+                    metrics::record_success(&plan, &done);
+                }
                 let pruned = match prune::apply(spine, &plan, false).await {
                     Ok(report) => report,
                     Err(e) => {
@@ -175,7 +179,9 @@ impl JobHandler for RunBackup {
                 end.tool_version = attempt.versions.0.clone();
                 end.server_version = attempt.versions.1.clone();
                 store.finish_journal(entry.id, end).await?;
-                let _ = ctx.log(LogStream::System, format!("backup failed: {}", error_text(&e))).await;
+                let reason = if matches!(e, JobError::Cancelled) { "cancelled" } else { attempt.phase };
+                metrics::record_failure(&plan, reason);
+                let _ = ctx.log(LogStream::System, format!("backup failed ({reason}): {}", error_text(&e))).await;
                 Err(e)
             }
         }
@@ -190,6 +196,8 @@ struct Attempt<'a> {
     copies: Vec<Copy>,
     /// The dump tool's and the server's versions, once known.
     versions: (Option<String>, Option<String>),
+    /// What the attempt was doing: a failure's reason on the metrics.
+    phase: &'static str,
 }
 
 impl Attempt<'_> {
@@ -206,7 +214,9 @@ impl Attempt<'_> {
             .target(plan.org_id, plan.target_id)
             .await?
             .ok_or_else(|| JobError::Permanent(format!("backup target {} does not exist", plan.target_id)))?;
+        self.phase = "unsupported_type";
         target.engine.supports(backup_type).map_err(JobError::Permanent)?;
+        self.phase = "config";
         let mut destinations = Vec::new();
         for id in &plan.destination_ids {
             let dest = store
@@ -228,6 +238,7 @@ impl Attempt<'_> {
         for database in setup::databases(&target) {
             let conn = setup::connection(spine, &target, &database).await?;
             let estimate = self.prepare(&conn, &tools, work.path()).await?;
+            self.phase = "dump";
             let key = format!("plans/{}/{}/{}.{suffix}", plan.id, self.entry.id, sanitize(&database));
             let (first, first_storage) = &destinations[0];
             self.copies.push(Copy::new(first.id, &database, key.clone()));
@@ -253,6 +264,7 @@ impl Attempt<'_> {
                         c.state = "failed".to_owned();
                         c.message = Some(e.to_string());
                     }
+                    self.phase = metrics::reason_of(&e);
                     return Err(failure_of(&e));
                 }
             };
@@ -284,6 +296,7 @@ impl Attempt<'_> {
                         copy.location = Some(location);
                     }
                     Err(e) => {
+                        self.phase = metrics::reason_of(&e);
                         copy.state = "failed".to_owned();
                         copy.message = Some(e.to_string());
                         if let Some(c) = self.copies.last_mut() {
@@ -311,15 +324,19 @@ impl Attempt<'_> {
         if conn.engine.is_file() {
             return Ok(std::fs::metadata(&conn.database).ok().map(|m| m.len()));
         }
+        self.phase = "tool_missing";
         let tool = engines::tool_version(conn, tools).map_err(|e| JobError::Permanent(e.to_string()))?;
         let tool = engines::capture(&tool, Duration::from_secs(30)).await.map_err(JobError::Permanent)?;
+        self.phase = "database_unreachable";
         let server = engines::server_version(conn, tools, work).map_err(|e| JobError::Permanent(e.to_string()))?;
         let server = engines::capture(&server, Duration::from_secs(30))
             .await
             .map_err(|e| JobError::Permanent(format!("cannot reach the database: {e}")))?;
         let server = server.lines().last().unwrap_or_default().trim().to_owned();
         self.versions = (Some(tool.clone()), Some(server.clone()));
+        self.phase = "client_too_old";
         engines::check_client_not_older(conn.engine, &tool, &server).map_err(JobError::Permanent)?;
+        self.phase = "config";
         let estimate = match engines::size_estimate(conn, tools, work) {
             Ok(Some(inv)) => {
                 engines::capture(&inv, Duration::from_secs(30)).await.ok().and_then(|t| t.trim().parse().ok())

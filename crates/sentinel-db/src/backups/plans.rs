@@ -189,6 +189,21 @@ impl BackupStore {
             .collect()
     }
 
+    /// Every plan of every organization, by id (the worker seeds its metrics from them).
+    pub async fn all_plans(&self, after: Option<Uuid>, limit: u64) -> Result<Vec<PlanRecord>, DbError> {
+        let mut q = backup_plans::Entity::find();
+        if let Some(cursor) = after {
+            q = q.filter(backup_plans::Column::Id.gt(cursor));
+        }
+        q.order_by_asc(backup_plans::Column::Id)
+            .limit(limit)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
     /// The names of the plans that write to `destination`.
     pub async fn plans_using_destination(&self, org: Uuid, destination: Uuid) -> Result<Vec<String>, DbError> {
         let rows: Vec<(String, serde_json::Value)> = backup_plans::Entity::find()

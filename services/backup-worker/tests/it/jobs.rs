@@ -261,6 +261,23 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     let dead_entries = api.journal(&format!("plan_id={dead_plan}")).await;
     assert!(!dead_entries.is_empty() && dead_entries.iter().all(|e| e["status"] == "failed"), "{dead_entries:?}");
 
+    // The figures per plan on /metrics: the last success, its duration and sizes; failures by reason.
+    let exposition = sentinel_testkit::procs::get_text(&sentinel.url("/metrics")).await;
+    let line = |name: &str, needle: &str| {
+        exposition.lines().find(|l| l.starts_with(name) && l.contains(needle)).map(str::to_owned)
+    };
+    let plan_label = format!("plan=\"{plan_id}\"");
+    let success = line("sentinel_backup_last_success_timestamp_seconds", &plan_label).expect("last success");
+    let at: f64 = success.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a timestamp");
+    assert!((at - chrono::Utc::now().timestamp() as f64).abs() < 600.0, "{success}");
+    assert!(
+        line("sentinel_backup_last_size_bytes", &plan_label).is_some_and(|l| l.contains("form=\"stored\"")),
+        "{exposition}"
+    );
+    assert!(line("sentinel_backup_last_duration_seconds", &plan_label).is_some(), "{exposition}");
+    let failures = line("sentinel_backup_failures_total", &format!("plan=\"{dead_plan}\"")).expect("failures");
+    assert!(failures.contains("reason=\"database_unreachable\"") && failures.ends_with(" 1"), "{failures}");
+
     // Deleting a plan asks what happens to its backups.
     let (status, ask) = api.send(reqwest::Method::DELETE, &format!("/api/v1/backups/plans/{plan_id}"), None).await;
     assert_eq!((status, fields(&ask)), (422, vec!["backups".to_owned()]), "{ask}");
