@@ -230,6 +230,47 @@ fn starts_and_ends_alphanumeric(s: &str) -> bool {
     ok(s.chars().next()) && ok(s.chars().last())
 }
 
+impl DestinationSpec {
+    /// The spec of a stored destination: its configuration and its opened credentials (a JSON
+    /// object: S3 `access_key_id` + `secret_access_key`, GCS `service_account_json`, Azure
+    /// `access_key`). What the backup worker and the gateway's uploads both open.
+    pub fn from_config(
+        config: &sentinel_domain::backups::DestinationConfig,
+        credentials: &serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        use sentinel_domain::backups::DestinationConfig as C;
+        let secret = |name: &str| -> Option<SecretString> {
+            credentials.get(name).and_then(|v| v.as_str()).map(|s| SecretString::from(s.to_owned()))
+        };
+        let empty = || SecretString::from(String::new());
+        match config {
+            C::Local { path } => Self::Local { path: path.into() },
+            C::S3 { bucket, region, endpoint, prefix, force_path_style } => Self::S3 {
+                bucket: bucket.clone(),
+                region: region.clone(),
+                endpoint: endpoint.clone(),
+                prefix: prefix.clone(),
+                access_key_id: credentials.get("access_key_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+                secret_access_key: secret("secret_access_key").unwrap_or_else(empty),
+                force_path_style: *force_path_style,
+            },
+            C::Gcs { bucket, prefix, endpoint } => Self::Gcs {
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                endpoint: endpoint.clone(),
+                service_account_json: secret("service_account_json"),
+            },
+            C::Azure { account, container, prefix, endpoint } => Self::Azure {
+                account: account.clone(),
+                container: container.clone(),
+                prefix: prefix.clone(),
+                access_key: secret("access_key").unwrap_or_else(empty),
+                endpoint: endpoint.clone(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,7 @@ impl Application {
                         .configure(routes::backup_plans::configure)
                         .configure(routes::backup_journal::configure)
                         .configure(routes::backup_restores::configure)
+                        .configure(routes::backup_uploads::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

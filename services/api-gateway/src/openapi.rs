@@ -10,8 +10,8 @@ use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
     access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
-    configs, dead_letters, jobs, jobs_batch, playbooks, previews, provision_run_create, provision_runs, reservations,
-    schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
+    backup_uploads, configs, dead_letters, jobs, jobs_batch, playbooks, previews, provision_run_create, provision_runs,
+    reservations, schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -42,7 +42,7 @@ use crate::routes::{
         backup_destinations::replace, backup_destinations::delete, backup_destinations::test,
         backup_plans::create, backup_plans::list, backup_plans::get_plan, backup_plans::replace,
         backup_plan_actions::delete, backup_plan_actions::run, backup_plan_actions::prune,
-        backup_journal::list, backup_journal::get_entry, backup_restores::create,
+        backup_journal::list, backup_journal::get_entry, backup_restores::create, backup_uploads::upload,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

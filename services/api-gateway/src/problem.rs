@@ -144,6 +144,10 @@ impl Problem {
         p.database_down = true;
         p
     }
+    /// A service Sentinel talks to (a storage) refused or failed; the detail says which and why.
+    pub fn bad_gateway(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "upstream", "Upstream failure", Some(detail.into()))
+    }
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", Some(detail.into()))
     }

@@ -5,7 +5,7 @@
 use secrecy::SecretString;
 use sentinel_archive::{Compression, DecryptKey, Encryption};
 use sentinel_jobs::db::backups::{DestinationRecord, TargetRecord};
-use sentinel_jobs::domain::backups::{self as domain, CompressionChoice, DestinationConfig, PlanEncryption, TlsMode};
+use sentinel_jobs::domain::backups::{self as domain, CompressionChoice, PlanEncryption, TlsMode};
 use sentinel_jobs::{JobError, Spine};
 use sentinel_storage::{Destination, DestinationSpec};
 use uuid::Uuid;
@@ -59,38 +59,7 @@ pub async fn destination(spine: &Spine, dest: &DestinationRecord) -> Result<Dest
         }
         None => Default::default(),
     };
-    let field = |name: &str| -> Option<SecretString> {
-        creds.get(name).and_then(|v| v.as_str()).map(|s| SecretString::from(s.to_owned()))
-    };
-    let text = |name: &str| -> String {
-        use secrecy::ExposeSecret;
-        field(name).map(|s| s.expose_secret().to_owned()).unwrap_or_default()
-    };
-    let spec = match &dest.config {
-        DestinationConfig::Local { path } => DestinationSpec::Local { path: path.into() },
-        DestinationConfig::S3 { bucket, region, endpoint, prefix, force_path_style } => DestinationSpec::S3 {
-            bucket: bucket.clone(),
-            region: region.clone(),
-            endpoint: endpoint.clone(),
-            prefix: prefix.clone(),
-            access_key_id: text("access_key_id"),
-            secret_access_key: field("secret_access_key").unwrap_or_else(|| SecretString::from(String::new())),
-            force_path_style: *force_path_style,
-        },
-        DestinationConfig::Gcs { bucket, prefix, endpoint } => DestinationSpec::Gcs {
-            bucket: bucket.clone(),
-            prefix: prefix.clone(),
-            endpoint: endpoint.clone(),
-            service_account_json: field("service_account_json"),
-        },
-        DestinationConfig::Azure { account, container, prefix, endpoint } => DestinationSpec::Azure {
-            account: account.clone(),
-            container: container.clone(),
-            prefix: prefix.clone(),
-            access_key: field("access_key").unwrap_or_else(|| SecretString::from(String::new())),
-            endpoint: endpoint.clone(),
-        },
-    };
+    let spec = DestinationSpec::from_config(&dest.config, &creds);
     Destination::open(&spec).map_err(|e| JobError::Permanent(format!("destination {:?}: {e}", dest.name)))
 }
 

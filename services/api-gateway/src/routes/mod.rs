@@ -8,6 +8,7 @@ pub mod backup_plans;
 pub mod backup_restores;
 pub mod backup_shared;
 pub mod backup_targets;
+pub mod backup_uploads;
 pub mod configs;
 pub mod dead_letters;
 pub mod jobs;

@@ -305,6 +305,7 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
             Some(json!({"target_id": "00000000-0000-0000-0000-000000000000"})),
             Role::Operator,
         ),
+        (Method::POST, "/api/v1/backups/uploads?destination_id={bdest}&name=x.dump", None, Role::Operator),
         (Method::DELETE, "/api/v1/backups/plans/{bplan}?backups=keep", None, Role::Operator),
         (Method::DELETE, "/api/v1/backups/destinations/{bdest}", None, Role::Operator),
         (Method::DELETE, "/api/v1/backups/targets/{btarget}", None, Role::Operator),

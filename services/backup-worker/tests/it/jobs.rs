@@ -232,6 +232,38 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert_eq!(tables.trim(), "0", "the target was not touched");
     std::fs::write(&artifact, &bytes).expect("repair");
 
+    // A dump made by hand (pg_dump's custom format, as is), uploaded through the API and restored.
+    let by_hand = std::process::Command::new("pg_dump")
+        .args(["-Fc", "-h", "127.0.0.1", "-U", "postgres", &source])
+        .env("PGPASSWORD", "postgres")
+        .output()
+        .expect("pg_dump");
+    assert!(by_hand.status.success(), "{}", String::from_utf8_lossy(&by_hand.stderr));
+    let r = client()
+        .post(format!("{}/api/v1/backups/uploads?destination_id={s3_id}&name=by-hand.dump", api.base))
+        .bearer_auth(&api.token)
+        .header("content-type", "application/octet-stream")
+        .body(by_hand.stdout.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 201);
+    let uploaded: Value = r.json().await.expect("json");
+    assert_eq!(uploaded["bytes"].as_u64(), Some(by_hand.stdout.len() as u64), "{uploaded}");
+    let handmade = empty_pg(work.path()).await;
+    let handmade_target = api.create("/api/v1/backups/targets", pg_target("handmade", &handmade, "postgres")).await;
+    let restored = api
+        .job(
+            "/api/v1/backups/restores",
+            json!({"destination_id": s3_id, "key": uploaded["key"], "sha256": uploaded["sha256"], "target_id": handmade_target}),
+        )
+        .await;
+    assert_eq!(restored["state"], "succeeded", "{restored}");
+    assert_eq!(
+        pg_sql(work.path(), &handmade, PG_FINGERPRINT).await,
+        pg_sql(work.path(), &source, PG_FINGERPRINT).await
+    );
+
     // Two more runs (overrides: gzip, then no compression): keep_last 2 prunes the first, by start time.
     for compression in [json!({"format": "gzip"}), json!({"format": "none"})] {
         let run = api.job(&format!("/api/v1/backups/plans/{plan_id}/run"), json!({"compression": compression})).await;
@@ -290,5 +322,5 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert!(entries.is_empty(), "every backup of the deleted plan is pruned: {entries:?}");
     let (status, _) = api.get(&format!("/api/v1/backups/plans/{plan_id}")).await;
     assert_eq!(status, 404);
-    drop_pg(work.path(), &[&source, &scratch, &untouched]).await;
+    drop_pg(work.path(), &[&source, &scratch, &untouched, &handmade]).await;
 }
