@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sentinel_jobs::db::backups::{JournalRecord, PlanRecord};
 use sentinel_jobs::domain::LogStream;
-use sentinel_jobs::domain::backups::{Snapshot, plan_retention};
+use sentinel_jobs::domain::backups::{Copy, Snapshot, plan_retention};
 use sentinel_jobs::{JobContext, JobError, JobHandler, Spine};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -38,9 +38,21 @@ pub async fn verdicts(spine: &Spine, plan: &PlanRecord) -> Result<(Vec<JournalRe
 pub async fn delete_entry(spine: &Spine, entry: &JournalRecord) -> Result<Vec<String>, JobError> {
     let store = spine.db().backups();
     let mut copies = entry.copies.clone();
+    let failures = delete_stored(spine, entry.org_id, &mut copies).await?;
+    if failures.is_empty() {
+        store.mark_pruned(entry.id, &copies).await?;
+    } else {
+        store.set_journal_copies(entry.id, &copies).await?;
+    }
+    Ok(failures)
+}
+
+/// Deletes the `stored` copies among `copies`, marking each `deleted`; returns what could not be.
+pub async fn delete_stored(spine: &Spine, org: Uuid, copies: &mut [Copy]) -> Result<Vec<String>, JobError> {
+    let store = spine.db().backups();
     let mut failures = Vec::new();
     for copy in copies.iter_mut().filter(|c| c.state == "stored") {
-        let Some(dest) = store.destination(entry.org_id, copy.destination_id).await? else {
+        let Some(dest) = store.destination(org, copy.destination_id).await? else {
             failures.push(format!("{}: destination {} no longer exists", copy.key, copy.destination_id));
             continue;
         };
@@ -49,11 +61,6 @@ pub async fn delete_entry(spine: &Spine, entry: &JournalRecord) -> Result<Vec<St
             Ok(()) => copy.state = "deleted".to_owned(),
             Err(e) => failures.push(format!("{}: {e}", storage.location(&copy.key))),
         }
-    }
-    if failures.is_empty() {
-        store.mark_pruned(entry.id, &copies).await?;
-    } else {
-        store.set_journal_copies(entry.id, &copies).await?;
     }
     Ok(failures)
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sentinel_archive::DecryptKey;
 use sentinel_jobs::db::backups::{JournalFinish, NewJournal};
 use sentinel_jobs::domain::LogStream;
-use sentinel_jobs::domain::backups::{JournalKind, JournalStatus};
+use sentinel_jobs::domain::backups::{GLOBALS, JournalKind, JournalStatus};
 use sentinel_jobs::{JobContext, JobError, JobHandler};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -58,6 +58,10 @@ pub struct RestorePayload {
     pub database: Option<String>,
     #[serde(default)]
     pub key: Option<SuppliedKey>,
+    /// PostgreSQL: apply the backup's globals (roles, tablespaces) before its data, as for a
+    /// restore into a new cluster. Roles that exist are reported and left; new ones are created.
+    #[serde(default)]
+    pub globals: bool,
 }
 
 pub struct Restore;
@@ -69,6 +73,8 @@ struct Resolved {
     sha256: Option<String>,
     decrypt: DecryptKey,
     database: Option<String>,
+    /// The entry's globals artifact (key and checksum), when the restore applies it first.
+    globals: Option<(String, Option<String>)>,
 }
 
 async fn resolve(
@@ -88,6 +94,7 @@ async fn resolve(
         }
         None => None,
     };
+    let mut globals = None;
     let (destination_id, key, sha256, plan_key, database) = match &p.source {
         RestoreSource::Journal { entry_id, database, destination_id } => {
             let entry = store
@@ -109,15 +116,31 @@ async fn resolve(
                     t.engine
                 )));
             }
-            let copy = entry
-                .copies
-                .iter()
-                .filter(|c| c.state == "stored")
-                .filter(|c| database.as_ref().is_none_or(|d| &c.database == d))
-                .find(|c| destination_id.is_none_or(|d| c.destination_id == d))
-                .ok_or_else(|| {
-                    JobError::Permanent(format!("journal entry {entry_id} has no stored copy matching the request"))
+            let stored = |wanted: Option<&str>| {
+                entry
+                    .copies
+                    .iter()
+                    .filter(|c| c.state == "stored")
+                    // The globals are not a database: taken only when named.
+                    .filter(|c| match wanted {
+                        Some(d) => c.database == d,
+                        None => c.database != GLOBALS,
+                    })
+                    .find(|c| destination_id.is_none_or(|d| c.destination_id == d))
+                    .cloned()
+            };
+            let copy = stored(database.as_deref()).ok_or_else(|| {
+                JobError::Permanent(format!("journal entry {entry_id} has no stored copy matching the request"))
+            })?;
+            if p.globals && copy.database != GLOBALS {
+                let g = stored(Some(GLOBALS)).ok_or_else(|| {
+                    JobError::Permanent(format!(
+                        "journal entry {entry_id} holds no globals (roles, tablespaces) on that destination: \
+                         restore without globals"
+                    ))
                 })?;
+                globals = Some((g.key, g.stored_sha256));
+            }
             // The key the backup was written with, which the plan may have changed since.
             let plan_key = match (entry.encryption.as_deref(), entry.key_secret_id) {
                 (Some("age"), Some(id)) => {
@@ -131,6 +154,11 @@ async fn resolve(
             (copy.destination_id, copy.key.clone(), copy.stored_sha256.clone(), plan_key, Some(copy.database.clone()))
         }
         RestoreSource::Object { destination_id, key, sha256 } => {
+            if p.globals {
+                return Err(JobError::Permanent(
+                    "globals come with a journal entry's backup, not with a single object".to_owned(),
+                ));
+            }
             (*destination_id, key.clone(), sha256.clone(), None, None)
         }
     };
@@ -139,7 +167,7 @@ async fn resolve(
         .await?
         .ok_or_else(|| JobError::Permanent(format!("backup destination {destination_id} does not exist")))?;
     let decrypt = supplied.or(plan_key).unwrap_or_default();
-    Ok(Resolved { destination, key, sha256, decrypt, database })
+    Ok(Resolved { destination, key, sha256, decrypt, database, globals })
 }
 
 #[async_trait]
@@ -180,6 +208,9 @@ impl JobHandler for Restore {
                     .await?;
                 pipeline::verify_stored(&storage, &src.key, expected).await.map_err(failed)?;
             }
+            if let Some((key, Some(expected))) = &src.globals {
+                pipeline::verify_stored(&storage, key, expected).await.map_err(failed)?;
+            }
             let database = payload
                 .database
                 .clone()
@@ -202,8 +233,24 @@ impl JobHandler for Restore {
                 engines::sqlite::replace(&staged, &path).await.map_err(|e| JobError::Permanent(e.to_string()))?;
                 r
             } else {
-                let inv = engines::restore(&conn, &setup::tools(spine), work.path())
-                    .map_err(|e| JobError::Permanent(e.to_string()))?;
+                let tools = setup::tools(spine);
+                let tool_error = |e: engines::EngineError| JobError::Permanent(e.to_string());
+                if let Some((key, _)) = &src.globals {
+                    ctx.log(LogStream::System, format!("applying the globals {}", storage.location(key))).await?;
+                    let inv = engines::apply_globals(&conn, &tools, work.path()).map_err(tool_error)?;
+                    let (_, notes) = pipeline::restore(&storage, key, src.decrypt.clone(), Sink::Tool(&inv), &cancel)
+                        .await
+                        .map_err(failed)?;
+                    if !notes.is_empty() {
+                        ctx.log(LogStream::Stderr, notes).await?;
+                    }
+                }
+                let inv = if src.database.as_deref() == Some(GLOBALS) {
+                    engines::apply_globals(&conn, &tools, work.path())
+                } else {
+                    engines::restore(&conn, &tools, work.path())
+                }
+                .map_err(tool_error)?;
                 pipeline::restore(&storage, &src.key, src.decrypt, Sink::Tool(&inv), &cancel).await.map_err(failed)?
             };
             if !messages.is_empty() {

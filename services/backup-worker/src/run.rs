@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sentinel_jobs::db::backups::{DestinationRecord, JournalFinish, JournalRecord, NewJournal, PlanRecord};
 use sentinel_jobs::domain::LogStream;
-use sentinel_jobs::domain::backups::{BackupType, CompressionChoice, Copy, JournalKind, JournalStatus};
+use sentinel_jobs::domain::backups::{BackupType, CompressionChoice, Copy, GLOBALS, JournalKind, JournalStatus};
 use sentinel_jobs::{JobContext, JobError, JobHandler, Spine};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::engines::{self, Connection};
 use crate::pipeline::{self, Artifact, PipelineError, Source};
 use crate::{metrics, prune, setup};
+use sentinel_storage::Destination;
 
 /// The payload of `backup.run` (a schedule's tick, or `POST /plans/{id}/run` with overrides).
 #[derive(Debug, Deserialize)]
@@ -73,6 +74,8 @@ pub async fn interrupt_earlier(ctx: &JobContext) -> Result<(), JobError> {
                 });
             }
         }
+        // What the dead attempt did store is not a backup: leave no object for a janitor to find.
+        let _ = discard_partial(spine, entry.org_id, &mut copies).await;
         let message = format!(
             "interrupted: the worker running this job (attempt {}) stopped before the backup ended; the job runs again",
             entry.attempt
@@ -83,6 +86,16 @@ pub async fn interrupt_earlier(ctx: &JobContext) -> Result<(), JobError> {
         ctx.log(LogStream::System, format!("journal entry {}: {message}", entry.id)).await?;
     }
     Ok(())
+}
+
+/// Deletes the artifacts an attempt that did not complete had already stored (the globals before
+/// a failed dump, say): a failed backup leaves no object behind that looks like one.
+async fn discard_partial(spine: &Spine, org: Uuid, copies: &mut [Copy]) -> Result<(), String> {
+    let failures = prune::delete_stored(spine, org, copies).await.map_err(|e| e.to_string())?;
+    for c in copies.iter_mut().filter(|c| c.state == "deleted") {
+        c.message = Some("removed: the backup did not complete".to_owned());
+    }
+    if failures.is_empty() { Ok(()) } else { Err(format!("could not remove: {}", failures.join("; "))) }
 }
 
 async fn abort_uploads_of(spine: &Spine, dest: &DestinationRecord, key: &str) -> Result<usize, String> {
@@ -133,8 +146,10 @@ impl JobHandler for RunBackup {
         match attempt.back_up(backup_type, compression).await {
             Ok(totals) => {
                 let copies = attempt.copies.clone();
+                // The entry's checksums are its database's, when it holds one (the globals aside).
                 let single = |f: fn(&Copy) -> Option<String>| {
-                    let mut values: Vec<String> = copies.iter().filter_map(f).collect();
+                    let mut values: Vec<String> =
+                        copies.iter().filter(|c| c.database != GLOBALS).filter_map(f).collect();
                     values.dedup();
                     if values.len() == 1 { values.pop() } else { None }
                 };
@@ -174,6 +189,9 @@ impl JobHandler for RunBackup {
                 for c in copies.iter_mut().filter(|c| c.state == "uploading") {
                     c.state = "aborted".to_owned();
                 }
+                if let Err(left) = discard_partial(spine, plan.org_id, &mut copies).await {
+                    let _ = ctx.log(LogStream::System, left).await;
+                }
                 let status = JournalStatus::Failed;
                 let mut end = JournalFinish::bare(status, copies, error_text(&e));
                 end.tool_version = attempt.versions.0.clone();
@@ -186,6 +204,25 @@ impl JobHandler for RunBackup {
             }
         }
     }
+}
+
+/// What one artifact of a backup holds.
+#[derive(Clone, Copy)]
+enum What {
+    Database,
+    Globals,
+}
+
+/// What a stream dumps, with what it needs.
+#[derive(Clone, Copy)]
+enum Dump {
+    /// A database, with its size estimate for the progress percentage.
+    Database {
+        estimate: Option<u64>,
+    },
+    Globals {
+        with_passwords: bool,
+    },
 }
 
 /// One attempt in progress: what it has stored so far (recorded on the row as it goes).
@@ -233,30 +270,47 @@ impl Attempt<'_> {
         let work = work_dir(spine, self.entry.id)?;
         let tools = setup::tools(spine);
         let part_size = spine.settings().backup.part_size();
-        let suffix = setup::suffix(target.engine, compression, &plan.encryption);
         let mut totals = (0u64, 0u64);
-        for database in setup::databases(&target) {
+        let databases = setup::databases(&target);
+        // The server's roles and tablespaces first (PostgreSQL), so a restore into a new cluster
+        // can create them before the grants that name them.
+        let mut items: Vec<(String, String, What)> = Vec::new();
+        if let Some(first) = databases.first()
+            && target.engine.has_globals()
+            && target.options.globals
+        {
+            items.push((GLOBALS.to_owned(), first.clone(), What::Globals));
+        }
+        items.extend(databases.iter().map(|d| (d.clone(), d.clone(), What::Database)));
+        for (label, database, what) in items {
             let conn = setup::connection(spine, &target, &database).await?;
             let estimate = self.prepare(&conn, &tools, work.path()).await?;
             self.phase = "dump";
-            let key = format!("plans/{}/{}/{}.{suffix}", plan.id, self.entry.id, sanitize(&database));
+            let (name, base) = match what {
+                What::Globals => ("globals".to_owned(), "sql"),
+                What::Database => (sanitize(&database), setup::dump_suffix(target.engine)),
+            };
+            let suffix = setup::suffix(base, compression, &plan.encryption);
+            let key = format!("plans/{}/{}/{name}.{suffix}", plan.id, self.entry.id);
             let (first, first_storage) = &destinations[0];
-            self.copies.push(Copy::new(first.id, &database, key.clone()));
+            self.copies.push(Copy::new(first.id, &label, key.clone()));
             store.set_journal_copies(self.entry.id, &self.copies).await?;
-            self.ctx
-                .log(LogStream::System, format!("dumping {database:?} to {}", first_storage.location(&key)))
-                .await?;
-            let stored = self
-                .stream(
-                    &conn,
-                    &tools,
-                    work.path(),
-                    compression,
-                    encryption.clone(),
-                    Artifact { dest: first_storage, key: &key, part_size },
-                    estimate,
-                )
-                .await;
+            self.ctx.log(LogStream::System, format!("dumping {label:?} to {}", first_storage.location(&key))).await?;
+            let artifact = || Artifact { dest: first_storage, key: &key, part_size };
+            let stream =
+                |dump| self.stream(&conn, &tools, work.path(), compression, encryption.clone(), artifact(), dump);
+            let stored = match what {
+                What::Database => stream(Dump::Database { estimate }).await,
+                What::Globals => match stream(Dump::Globals { with_passwords: true }).await {
+                    Err(e) if !matches!(e, PipelineError::Cancelled) => {
+                        // Role passwords need a superuser; any user may read the roles without them.
+                        let note = format!("globals with role passwords not readable ({e}); taking them without");
+                        self.ctx.log(LogStream::System, note).await?;
+                        stream(Dump::Globals { with_passwords: false }).await
+                    }
+                    other => other,
+                },
+            };
             let stored = match stored {
                 Ok(s) => s,
                 Err(e) => {
@@ -282,36 +336,50 @@ impl Attempt<'_> {
                 c.plain_sha256 = Some(d.plain_sha256.clone());
                 c.stored_sha256 = Some(d.stored_sha256.clone());
             }
-            let template = self.copies.last().cloned().ok_or_else(|| JobError::Permanent("no copy".into()))?;
-            for (dest, storage) in destinations.iter().skip(1) {
-                let mut copy =
-                    Copy { destination_id: dest.id, state: "uploading".to_owned(), location: None, ..template.clone() };
-                self.copies.push(copy.clone());
-                store.set_journal_copies(self.entry.id, &self.copies).await?;
-                let cancel = self.ctx.cancellation_token();
-                let to = Artifact { dest: storage, key: &key, part_size };
-                match pipeline::replicate(first_storage, &key, to, &d.stored_sha256, &cancel).await {
-                    Ok(location) => {
-                        copy.state = "stored".to_owned();
-                        copy.location = Some(location);
-                    }
-                    Err(e) => {
-                        self.phase = metrics::reason_of(&e);
-                        copy.state = "failed".to_owned();
-                        copy.message = Some(e.to_string());
-                        if let Some(c) = self.copies.last_mut() {
-                            *c = copy;
-                        }
-                        return Err(failure_of(&e));
-                    }
-                }
-                if let Some(c) = self.copies.last_mut() {
-                    *c = copy;
-                }
-            }
-            store.set_journal_copies(self.entry.id, &self.copies).await?;
+            self.replicate(&destinations, &key, part_size, &d.stored_sha256).await?;
         }
         Ok(totals)
+    }
+
+    /// Copies the stored artifact `key` from the first destination to the others, byte for byte.
+    async fn replicate(
+        &mut self,
+        destinations: &[(DestinationRecord, Destination)],
+        key: &str,
+        part_size: usize,
+        stored_sha256: &str,
+    ) -> Result<(), JobError> {
+        let store = self.ctx.spine().db().backups();
+        let first_storage = &destinations[0].1;
+        let template = self.copies.last().cloned().ok_or_else(|| JobError::Permanent("no copy".into()))?;
+        for (dest, storage) in destinations.iter().skip(1) {
+            let mut copy =
+                Copy { destination_id: dest.id, state: "uploading".to_owned(), location: None, ..template.clone() };
+            self.copies.push(copy.clone());
+            store.set_journal_copies(self.entry.id, &self.copies).await?;
+            let cancel = self.ctx.cancellation_token();
+            let to = Artifact { dest: storage, key, part_size };
+            match pipeline::replicate(first_storage, key, to, stored_sha256, &cancel).await {
+                Ok(location) => {
+                    copy.state = "stored".to_owned();
+                    copy.location = Some(location);
+                }
+                Err(e) => {
+                    self.phase = metrics::reason_of(&e);
+                    copy.state = "failed".to_owned();
+                    copy.message = Some(e.to_string());
+                    if let Some(c) = self.copies.last_mut() {
+                        *c = copy;
+                    }
+                    return Err(failure_of(&e));
+                }
+            }
+            if let Some(c) = self.copies.last_mut() {
+                *c = copy;
+            }
+        }
+        store.set_journal_copies(self.entry.id, &self.copies).await?;
+        Ok(())
     }
 
     /// Reads the versions (refusing a client older than the server) and the size estimate.
@@ -356,8 +424,12 @@ impl Attempt<'_> {
         compression: CompressionChoice,
         encryption: sentinel_archive::Encryption,
         artifact: Artifact<'_>,
-        estimate: Option<u64>,
+        dump: Dump,
     ) -> Result<pipeline::Stored, PipelineError> {
+        let estimate = match dump {
+            Dump::Database { estimate } => estimate,
+            Dump::Globals { .. } => None,
+        };
         let read = Arc::new(AtomicU64::new(0));
         let seen = read.clone();
         // Test only: the process dies mid-upload, as a SIGKILL or a power cut would.
@@ -395,8 +467,13 @@ impl Attempt<'_> {
                 let _ = std::fs::remove_file(&work_copy);
                 stored
             } else {
-                let inv = engines::dump(conn, tools, work)
-                    .map_err(|e| PipelineError::Io(std::io::Error::other(e.to_string())))?;
+                let tool_error = |e: engines::EngineError| PipelineError::Io(std::io::Error::other(e.to_string()));
+                let inv = match dump {
+                    Dump::Database { .. } => engines::dump(conn, tools, work).map_err(tool_error)?,
+                    Dump::Globals { with_passwords } => engines::globals(conn, tools, work, with_passwords)
+                        .map_err(tool_error)?
+                        .ok_or_else(|| tool_error(engines::EngineError::Unsupported("no globals".into())))?,
+                };
                 pipeline::back_up(Source::Tool(&inv), codec, encryption, artifact, &cancel, &progress).await
             }
         };

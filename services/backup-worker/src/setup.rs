@@ -76,14 +76,18 @@ pub fn compression(choice: CompressionChoice) -> Compression {
     }
 }
 
-/// The file name suffix of an artifact: the dump format, then compression, then `.age`.
-pub fn suffix(engine: domain::Engine, choice: CompressionChoice, encryption: &PlanEncryption) -> String {
-    let base = match engine {
+/// The file name suffix of an engine's dump.
+pub fn dump_suffix(engine: domain::Engine) -> &'static str {
+    match engine {
         domain::Engine::Postgres => "dump",
         domain::Engine::Mysql | domain::Engine::Mariadb => "sql",
         domain::Engine::Mongodb => "archive",
         domain::Engine::Sqlite => "sqlite",
-    };
+    }
+}
+
+/// The file name suffix of an artifact: the dump format (`base`), then compression, then `.age`.
+pub fn suffix(base: &str, choice: CompressionChoice, encryption: &PlanEncryption) -> String {
     let comp = match choice.format {
         domain::Compression::Zstd => ".zst",
         domain::Compression::Gzip => ".gz",

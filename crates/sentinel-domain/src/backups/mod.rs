@@ -26,6 +26,10 @@ pub const TEST_TARGET_KIND: &str = "backup.test_target";
 pub const TEST_DESTINATION_KIND: &str = "backup.test_destination";
 /// The queue backup and restore jobs travel on; the backup worker consumes it.
 pub const QUEUE: &str = "backup";
+/// The `database` of a backup's copy that holds the server's globals (PostgreSQL's roles and
+/// tablespaces, from `pg_dumpall --globals-only`) rather than a database: `check_identifier`
+/// refuses it as a database name, and restores apply it only when asked.
+pub const GLOBALS: &str = "@globals";
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -114,6 +118,12 @@ impl Engine {
         matches!(self, Self::Sqlite)
     }
 
+    /// Whether the server holds objects outside any database that a dump leaves out (PostgreSQL's
+    /// roles and tablespaces), taken as a separate artifact.
+    pub const fn has_globals(self) -> bool {
+        matches!(self, Self::Postgres)
+    }
+
     /// Whether `backup_type` can be taken of this engine by Sentinel's logical dump pipeline, and
     /// why not when it cannot: no "incremental" that is secretly a full dump.
     pub fn supports(self, backup_type: BackupType) -> Result<(), String> {
@@ -192,6 +202,9 @@ pub fn check_identifier(what: &str, value: &str) -> Result<(), String> {
     }
     if value.starts_with('-') {
         return Err(format!("a {what} must not start with '-'"));
+    }
+    if value == GLOBALS {
+        return Err(format!("{GLOBALS} is reserved for the server's roles and tablespaces, not a {what}"));
     }
     if value.chars().any(char::is_control) {
         return Err(format!("a {what} must not contain control characters"));

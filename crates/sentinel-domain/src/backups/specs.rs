@@ -22,9 +22,13 @@ pub enum TlsMode {
 }
 
 /// Engine options that hold no secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetOptions {
+    /// PostgreSQL: each backup also takes the server's roles and tablespaces
+    /// (`pg_dumpall --globals-only`) as one more artifact, so it restores into a new cluster.
+    #[serde(default = "yes")]
+    pub globals: bool,
     #[serde(default)]
     pub tls: TlsMode,
     /// Tables (or collections) to dump, when not all of them.
@@ -33,6 +37,16 @@ pub struct TargetOptions {
     /// Tables (or collections) to leave out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TargetOptions {
+    fn default() -> Self {
+        Self { globals: true, tls: TlsMode::default(), include: Vec::new(), exclude: Vec::new() }
+    }
 }
 
 impl TargetOptions {
@@ -232,7 +246,8 @@ impl PlanEncryption {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Copy {
     pub destination_id: Uuid,
-    /// The database this artifact holds (a target may name several; one artifact each).
+    /// The database this artifact holds (a target may name several; one artifact each), or
+    /// [`GLOBALS`](super::GLOBALS) for the server's roles and tablespaces.
     pub database: String,
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

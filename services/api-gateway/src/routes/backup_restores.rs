@@ -55,6 +55,12 @@ pub struct RestoreBody {
     /// it, else the target's first). It must exist (create an empty one for a scratch restore).
     pub into_database: Option<String>,
     pub decrypt_key: Option<SuppliedKeyBody>,
+    /// PostgreSQL: apply the backup's globals (roles and tablespaces) before its data, for a
+    /// restore into a new cluster: missing roles are created, existing ones are reported and
+    /// left as they are, apart from the attributes the backup sets (e.g. a password). Only with
+    /// `journal_id`, of a backup that took them.
+    #[serde(default)]
+    pub with_globals: bool,
 }
 
 #[utoipa::path(
@@ -143,10 +149,30 @@ pub(crate) async fn create(
             Some(k)
         }
     };
+    if b.with_globals {
+        match (b.journal_id, &target) {
+            (None, _) => errors.push(FieldError::new("with_globals", "only with journal_id")),
+            (Some(_), Some(t)) if !t.engine.has_globals() => {
+                errors.push(FieldError::new("with_globals", format!("{} targets have no globals to apply", t.engine)))
+            }
+            (Some(entry), Some(_)) => {
+                let has = store
+                    .journal_entry(principal.org_id, entry)
+                    .await?
+                    .is_some_and(|e| e.copies.iter().any(|c| c.database == domain::GLOBALS && c.state == "stored"));
+                if !has {
+                    errors.push(FieldError::new("with_globals", "this backup holds no globals (roles, tablespaces)"));
+                }
+            }
+            (Some(_), None) => {}
+        }
+    }
     if !errors.is_empty() {
         return Err(Problem::invalid(errors));
     }
-    let mut payload = json!({"source": source, "target_id": b.target_id, "database": b.into_database});
+    let mut payload = json!({
+        "source": source, "target_id": b.target_id, "database": b.into_database, "globals": b.with_globals,
+    });
     if let Some(k) = key {
         let vault = spine.vault().map_err(|e| Problem::unavailable(e.to_string()))?;
         let (id, sealed) = vault.seal_new(k.value.as_bytes());

@@ -71,6 +71,11 @@ pub struct TargetBody {
     /// Tables (collections) to leave out.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// PostgreSQL: each backup also takes the server's roles and tablespaces
+    /// (`pg_dumpall --globals-only`; without role passwords when the user is no superuser), so
+    /// the backup restores into a new cluster. Default true.
+    #[serde(default)]
+    pub globals: Option<bool>,
 }
 
 /// A target as the API shows it: never its password.
@@ -89,6 +94,8 @@ pub struct TargetView {
     pub tls: String,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// Whether backups take the server's roles and tablespaces too (PostgreSQL).
+    pub globals: bool,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -109,6 +116,7 @@ fn view(t: TargetRecord) -> TargetView {
         tls,
         include: t.options.include,
         exclude: t.options.exclude,
+        globals: t.options.globals,
         created_by: t.created_by,
         created_at: t.created_at,
         updated_at: t.updated_at,
@@ -135,7 +143,12 @@ fn draft_of(b: &TargetBody) -> Result<TargetDraft, Problem> {
             TlsMode::Default
         }),
     };
-    let options = TargetOptions { tls, include: b.include.clone(), exclude: b.exclude.clone() };
+    let options = TargetOptions {
+        globals: b.globals.unwrap_or(true),
+        tls,
+        include: b.include.clone(),
+        exclude: b.exclude.clone(),
+    };
     errors.extend(field_errors(options.check()));
     if b.password.as_ref().is_some_and(|p| p.len() > 4096) {
         errors.push(FieldError::new("password", "longer than 4096 characters"));

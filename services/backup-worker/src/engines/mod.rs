@@ -143,6 +143,28 @@ pub fn dump(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocat
     }
 }
 
+/// The cluster-wide objects a database dump does not hold (PostgreSQL's roles and tablespaces);
+/// `None` where the engine's dump is already whole.
+pub fn globals(
+    conn: &Connection,
+    tools: &Tools,
+    work_dir: &Path,
+    with_passwords: bool,
+) -> Result<Option<Invocation>, EngineError> {
+    match conn.engine {
+        Engine::Postgres => postgres::globals(conn, tools, work_dir, with_passwords).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The tool that applies a [`globals`] artifact (read on stdin) to `conn`'s server.
+pub fn apply_globals(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
+    match conn.engine {
+        Engine::Postgres => postgres::apply_globals(conn, tools, work_dir),
+        other => Err(EngineError::Unsupported(format!("{other} backups have no separate globals"))),
+    }
+}
+
 /// The restore into `conn`: the tool reads the dump's stream on stdin. PostgreSQL restores in one
 /// transaction, so a failed restore leaves the target as it was.
 pub fn restore(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {

@@ -44,6 +44,34 @@ pub fn dump(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocat
     Ok(inv)
 }
 
+/// `pg_dumpall --globals-only`: the roles and tablespaces that a database dump refers to but does
+/// not hold (a GRANT to a role the new cluster lacks fails the restore). Reading role passwords
+/// needs a superuser; `with_passwords = false` reads `pg_roles` instead, as any user may.
+pub fn globals(
+    conn: &Connection,
+    tools: &Tools,
+    work_dir: &Path,
+    with_passwords: bool,
+) -> Result<Invocation, EngineError> {
+    let mut inv = Invocation::new(tools.first(&["pg_dumpall"], PACKAGE)?);
+    connect(&mut inv, conn, work_dir)?;
+    inv.arg("--globals-only").arg("--database").arg(&conn.database);
+    if !with_passwords {
+        inv.arg("--no-role-passwords");
+    }
+    Ok(inv)
+}
+
+/// Applies a globals script with `psql`, statement by statement: a role or tablespace that
+/// already exists is reported and skipped, the others are created.
+pub fn apply_globals(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
+    let mut inv = Invocation::new(tools.first(&["psql"], PACKAGE)?);
+    connect(&mut inv, conn, work_dir)?;
+    inv.arg("--no-psqlrc").arg("--quiet").arg("--set").arg("ON_ERROR_STOP=0");
+    inv.arg("--dbname").arg(&conn.database).arg("--file").arg("-");
+    Ok(inv)
+}
+
 pub fn restore(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
     let mut inv = Invocation::new(tools.first(&["pg_restore"], PACKAGE)?);
     connect(&mut inv, conn, work_dir)?;

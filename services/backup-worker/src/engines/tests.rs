@@ -22,7 +22,8 @@ fn local(engine: Engine, user: &str, password: Option<&str>, database: &str) -> 
 /// A directory holding fake tools of every name, so building never depends on what is installed.
 fn fake_tools() -> (tempfile::TempDir, Tools) {
     let dir = tempfile::tempdir().expect("tempdir");
-    for name in ["pg_dump", "pg_restore", "psql", "mariadb-dump", "mariadb", "mongodump", "mongorestore"] {
+    for name in ["pg_dump", "pg_dumpall", "pg_restore", "psql", "mariadb-dump", "mariadb", "mongodump", "mongorestore"]
+    {
         std::fs::write(dir.path().join(name), "#!/bin/sh\n").expect("fake tool");
     }
     let tools = Tools { dir: Some(dir.path().to_owned()) };
@@ -40,6 +41,26 @@ fn assert_secret_only_in_file(inv: &Invocation) {
     assert_eq!(mode & 0o777, 0o600);
     let dir_mode = std::fs::metadata(file.path().parent().expect("dir")).expect("dir").permissions().mode();
     assert_eq!(dir_mode & 0o777, 0o700);
+}
+
+#[test]
+fn postgres_globals_come_from_pg_dumpall_with_or_without_passwords() {
+    let (_d, tools) = fake_tools();
+    let work = tempfile::tempdir().expect("tempdir");
+    let with = globals(&conn(Engine::Postgres, "app"), &tools, work.path(), true).expect("build").expect("postgres");
+    assert!(with.program.ends_with("pg_dumpall"));
+    let args = with.args_text();
+    assert!(args.contains(&"--globals-only".to_owned()) && args.contains(&"app".to_owned()), "{args:?}");
+    assert!(!args.contains(&"--no-role-passwords".to_owned()));
+    assert_secret_only_in_file(&with);
+    let without = globals(&conn(Engine::Postgres, "app"), &tools, work.path(), false).expect("build").expect("pg");
+    assert!(without.args_text().contains(&"--no-role-passwords".to_owned()));
+    let apply = apply_globals(&conn(Engine::Postgres, "app"), &tools, work.path()).expect("apply");
+    assert!(apply.program.ends_with("psql") && apply.args_text().contains(&"ON_ERROR_STOP=0".to_owned()));
+    for engine in [Engine::Mariadb, Engine::Mysql, Engine::Mongodb] {
+        assert!(globals(&conn(engine, "app"), &tools, work.path(), true).expect("build").is_none());
+        assert!(apply_globals(&conn(engine, "app"), &tools, work.path()).is_err());
+    }
 }
 
 #[test]

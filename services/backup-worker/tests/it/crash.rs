@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use sentinel_storage::{Destination, DestinationSpec};
 use sentinel_testkit::emulators::{self, MOTO_REGION};
 use sentinel_testkit::procs::wait_ready;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::jobs::{Api, pg_target, up, up_with};
 use crate::pipeline::{drop_pg, empty_pg, pg_sql};
@@ -72,7 +72,13 @@ async fn a_worker_killed_mid_backup_is_retried_and_leaves_no_orphan_upload() {
     assert_eq!(entries[0]["status"], "succeeded", "{entries:?}");
     assert_eq!(entries[1]["status"], "interrupted", "{entries:?}");
     assert!(entries[1]["message"].as_str().unwrap_or("").contains("interrupted"), "{entries:?}");
-    assert_eq!(entries[1]["copies"][0]["state"], "aborted", "{entries:?}");
+    let copy_of = |entry: &Value, database: &str| {
+        entry["copies"].as_array().and_then(|c| c.iter().find(|c| c["database"] == database).cloned())
+    };
+    let dead = copy_of(&entries[1], &source).expect("the dead attempt's database copy");
+    assert_eq!(dead["state"], "aborted", "{entries:?}");
+    let dead_globals = copy_of(&entries[1], "@globals").expect("the dead attempt's globals");
+    assert_eq!(dead_globals["state"], "deleted", "what the dead attempt stored is removed: {entries:?}");
 
     // The bucket holds the one good backup and no unfinished multipart upload.
     let s3 = Destination::open(&DestinationSpec::S3 {
@@ -87,8 +93,13 @@ async fn a_worker_killed_mid_backup_is_retried_and_leaves_no_orphan_upload() {
     .expect("s3");
     let pending = s3.incomplete_uploads().await.expect("list uploads");
     assert!(pending.is_empty(), "orphan upload parts: {pending:?}");
-    let objects = s3.list("plans/").await.expect("list");
-    assert_eq!(objects.len(), 1, "{objects:?}");
-    assert_eq!(objects[0].key, entries[0]["copies"][0]["key"].as_str().expect("key"), "{objects:?}");
+    let mut objects: Vec<String> = s3.list("plans/").await.expect("list").into_iter().map(|o| o.key).collect();
+    objects.sort();
+    let mut good: Vec<String> = ["@globals", source.as_str()]
+        .iter()
+        .map(|d| copy_of(&entries[0], d).and_then(|c| c["key"].as_str().map(str::to_owned)).expect("key"))
+        .collect();
+    good.sort();
+    assert_eq!(objects, good, "only the good backup's two artifacts remain");
     drop_pg(work.path(), &[&source]).await;
 }

@@ -101,6 +101,10 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     let store = tmp.path().join("store");
     std::fs::create_dir_all(&store).expect("store");
     let source = pg_source(work.path(), 3000).await;
+    // A role the cluster may lack elsewhere, granted on the data: the backup takes it with the globals.
+    let role = format!("sentinel_it_reader_{}", &source[source.len() - 8..]);
+    pg_sql(work.path(), &source, &format!("CREATE ROLE {role}; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+        .await;
     let scratch = empty_pg(work.path()).await;
     let untouched = empty_pg(work.path()).await;
     let port = sentinel_testkit::free_port();
@@ -188,7 +192,16 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert_eq!(entry["status"], "succeeded", "{entry}");
     assert_eq!(entry["encryption"], "age");
     assert!(entry["tool_version"].as_str().unwrap_or("").contains("pg_dump"), "{entry}");
-    let copies = entry["copies"].as_array().expect("copies");
+    let all_copies = entry["copies"].as_array().expect("copies");
+    assert_eq!(all_copies.len(), 4, "the database and the server's globals, on two destinations each: {entry}");
+    let globals: Vec<&Value> = all_copies.iter().filter(|c| c["database"] == "@globals").collect();
+    assert_eq!(globals.len(), 2, "{entry}");
+    assert!(
+        globals
+            .iter()
+            .all(|c| c["state"] == "stored" && c["key"].as_str().unwrap_or("").ends_with("/globals.sql.zst.age"))
+    );
+    let copies: Vec<&Value> = all_copies.iter().filter(|c| c["database"] == source.as_str()).collect();
     assert_eq!(copies.len(), 2, "{entry}");
     assert!(copies.iter().all(|c| c["state"] == "stored" && c["stored_sha256"] == entry["stored_sha256"]), "{entry}");
     let key = copies[0]["key"].as_str().expect("key").to_owned();
@@ -196,7 +209,9 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert!(artifact.is_file(), "{artifact:?}");
     let bytes = std::fs::read(&artifact).expect("artifact");
     assert!(bytes.starts_with(b"age-encryption.org/v1"), "stored encrypted");
-    assert_eq!(bytes.len() as u64, entry["stored_bytes"].as_u64().expect("bytes"));
+    assert_eq!(bytes.len() as u64, copies[0]["stored_bytes"].as_u64().expect("bytes"));
+    let total = bytes.len() as u64 + globals[0]["stored_bytes"].as_u64().expect("globals bytes");
+    assert_eq!(entry["stored_bytes"].as_u64(), Some(total), "the entry counts every artifact once: {entry}");
 
     // Restore the entry (from the S3 copy) into an empty database: the content matches exactly.
     let scratch_target = api.create("/api/v1/backups/targets", pg_target("scratch", &scratch, "postgres")).await;
@@ -264,6 +279,31 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
         pg_sql(work.path(), &source, PG_FINGERPRINT).await
     );
 
+    // A new cluster lacks the role: the restore fails on its GRANT, unless the backup's globals are
+    // applied first (missing roles created, existing ones left).
+    for db in [&source, &scratch, &handmade] {
+        pg_sql(work.path(), db, &format!("DROP OWNED BY {role}")).await;
+    }
+    pg_sql(work.path(), &source, &format!("DROP ROLE {role}")).await;
+    let fresh = empty_pg(work.path()).await;
+    let fresh_target = api.create("/api/v1/backups/targets", pg_target("fresh", &fresh, "postgres")).await;
+    let restore = |with_globals: bool| json!({"journal_id": entry["id"], "destination_id": local, "target_id": fresh_target, "with_globals": with_globals});
+    let without = api.job("/api/v1/backups/restores", restore(false)).await;
+    assert_eq!(without["state"], "failed", "{without}");
+    assert!(without["error"].as_str().unwrap_or("").contains(&format!("role \"{role}\" does not exist")), "{without}");
+    let with = api.job("/api/v1/backups/restores", restore(true)).await;
+    assert_eq!(with["state"], "succeeded", "{with}");
+    assert_eq!(pg_sql(work.path(), &fresh, PG_FINGERPRINT).await, pg_sql(work.path(), &source, PG_FINGERPRINT).await);
+    let granted = format!("SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = '{role}'");
+    assert_ne!(pg_sql(work.path(), &fresh, &granted).await.trim(), "0", "the grants to the re-created role are back");
+    let (status, bad) = api
+        .post(
+            "/api/v1/backups/restores",
+            json!({"destination_id": local, "key": key, "target_id": fresh_target, "with_globals": true}),
+        )
+        .await;
+    assert_eq!((status, fields(&bad)), (422, vec!["with_globals".to_owned()]), "{bad}");
+
     // Two more runs (overrides: gzip, then no compression): keep_last 2 prunes the first, by start time.
     for compression in [json!({"format": "gzip"}), json!({"format": "none"})] {
         let run = api.job(&format!("/api/v1/backups/plans/{plan_id}/run"), json!({"compression": compression})).await;
@@ -302,10 +342,14 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     let success = line("sentinel_backup_last_success_timestamp_seconds", &plan_label).expect("last success");
     let at: f64 = success.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a timestamp");
     assert!((at - chrono::Utc::now().timestamp() as f64).abs() < 600.0, "{success}");
-    assert!(
-        line("sentinel_backup_last_size_bytes", &plan_label).is_some_and(|l| l.contains("form=\"stored\"")),
-        "{exposition}"
-    );
+    for form in ["plain", "stored"] {
+        let found = exposition.lines().any(|l| {
+            l.starts_with("sentinel_backup_last_size_bytes")
+                && l.contains(&plan_label)
+                && l.contains(&format!("form=\"{form}\""))
+        });
+        assert!(found, "{form} size of the plan: {exposition}");
+    }
     assert!(line("sentinel_backup_last_duration_seconds", &plan_label).is_some(), "{exposition}");
     let failures = line("sentinel_backup_failures_total", &format!("plan=\"{dead_plan}\"")).expect("failures");
     assert!(failures.contains("reason=\"database_unreachable\"") && failures.ends_with(" 1"), "{failures}");
@@ -322,5 +366,6 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert!(entries.is_empty(), "every backup of the deleted plan is pruned: {entries:?}");
     let (status, _) = api.get(&format!("/api/v1/backups/plans/{plan_id}")).await;
     assert_eq!(status, 404);
-    drop_pg(work.path(), &[&source, &scratch, &untouched, &handmade]).await;
+    drop_pg(work.path(), &[&source, &scratch, &untouched, &handmade, &fresh]).await;
+    pg_sql(work.path(), "postgres", &format!("DROP ROLE IF EXISTS {role}")).await;
 }
