@@ -1,7 +1,7 @@
 //! The decoder: stored chunks in, plain chunks out, on one codec thread. The format is detected from
 //! magic bytes, outermost first: age (decrypted with the given key), then zstd, gzip (and tar inside
-//! gzip), zip, or raw. zip and tar.gz are only accepted here (restores of artifacts made elsewhere),
-//! never produced: the one regular file inside is the output, and any other file is an error.
+//! gzip), zip, or raw. Of a zip or tar.gz archive (Sentinel's own, or made elsewhere), the one
+//! regular file inside is the output, and any other file is an error.
 
 use std::io::{self, BufRead, BufReader, Read};
 

@@ -1,5 +1,6 @@
 //! The encoder: plain chunks in, stored chunks out, on one codec thread:
-//! SHA-256(plain) → zstd (multithreaded) or gzip → age (if any) → SHA-256(stored) → ~1 MiB chunks.
+//! SHA-256(plain) → zstd (multithreaded), gzip, or a staged zip/tar.gz → age (if any) →
+//! SHA-256(stored) → ~1 MiB chunks.
 
 use std::io::{self, Write};
 
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::chunks::{ChunkSink, Tally};
 use crate::error::write_error;
+use crate::staged::{self, Staged};
 use crate::worker::{self, Done};
 use crate::{ArchiveError, Compression, Digests, EncodeOptions, Encryption};
 
@@ -60,7 +62,7 @@ pub fn spawn_encoder_with(
             })
         }
     };
-    let done = worker::spawn("archive-encode", move || encode(compression, seal, options, input, output))?;
+    let done = worker::spawn("archive-encode", move || encode(compression, seal, &options, input, output))?;
     Ok(EncoderHandle { done })
 }
 
@@ -72,8 +74,23 @@ fn check(compression: Compression, options: &EncodeOptions) -> Result<(), Archiv
                 return Err(ArchiveError::BadZstdLevel { level, min: *range.start(), max: *range.end() });
             }
         }
-        Compression::Gzip { level } if level > 9 => return Err(ArchiveError::BadGzipLevel(level)),
-        Compression::Gzip { .. } | Compression::None => {}
+        Compression::Gzip { level } | Compression::Zip { level } | Compression::TarGz { level } if level > 9 => {
+            return Err(ArchiveError::BadGzipLevel(level));
+        }
+        Compression::Gzip { .. } | Compression::Zip { .. } | Compression::TarGz { .. } | Compression::None => {}
+    }
+    if compression.is_staged() {
+        if options.staging_dir.is_none() {
+            return Err(ArchiveError::NeedsStaging(if matches!(compression, Compression::Zip { .. }) {
+                "zip"
+            } else {
+                "tar.gz"
+            }));
+        }
+        let name = &options.entry_name;
+        if name.is_empty() || name.len() > 255 || name.contains(['/', '\0']) {
+            return Err(ArchiveError::BadEntryName(name.clone()));
+        }
     }
     if options.zstd_workers > 64 {
         return Err(ArchiveError::BadWorkers(options.zstd_workers));
@@ -143,7 +160,8 @@ impl Compressor {
                 Self::Zstd(enc)
             }
             Compression::Gzip { level } => Self::Gzip(GzEncoder::new(inner, flate2::Compression::new(level))),
-            Compression::None => Self::None(inner),
+            // Staged formats are written by `staged::encode`, never through this layer.
+            Compression::None | Compression::Zip { .. } | Compression::TarGz { .. } => Self::None(inner),
         })
     }
 
@@ -178,7 +196,7 @@ impl Write for Compressor {
 fn encode(
     compression: Compression,
     seal: Option<SealTo>,
-    options: EncodeOptions,
+    options: &EncodeOptions,
     mut input: mpsc::Receiver<Bytes>,
     output: mpsc::Sender<Bytes>,
 ) -> Result<Digests, ArchiveError> {
@@ -192,6 +210,23 @@ fn encode(
     };
     // The passphrase is no longer needed once the header (with the wrapped file key) is written.
     drop(seal);
+    let staged = match compression {
+        Compression::Zip { level } => Some(Staged::Zip(level)),
+        Compression::TarGz { level } => Some(Staged::TarGz(level)),
+        _ => None,
+    };
+    if let (Some(kind), Some(dir)) = (staged, options.staging_dir.as_deref()) {
+        let closed = || output.is_closed();
+        let (plain, sealer) = staged::encode(kind, dir, &options.entry_name, &mut input, &closed, sealer)?;
+        let sink = sealer.finish().map_err(|e| write_error("finishing encryption", e))?;
+        let stored = sink.finish().map_err(|e| write_error("sending the last chunk", e))?;
+        return Ok(Digests {
+            plain_bytes: plain.bytes,
+            plain_sha256: plain.sha256,
+            stored_bytes: stored.bytes,
+            stored_sha256: stored.sha256,
+        });
+    }
     let mut compressor =
         Compressor::new(compression, options.zstd_workers, sealer).map_err(|e| write_error("starting zstd", e))?;
 

@@ -8,12 +8,16 @@ use sentinel_secrets::age_stream::AgeError;
 pub enum ArchiveError {
     #[error("zstd level {level} is out of range ({min}..={max})")]
     BadZstdLevel { level: i32, min: i32, max: i32 },
-    #[error("gzip level {0} is out of range (0..=9)")]
+    #[error("gzip/zip/tar.gz level {0} is out of range (0..=9)")]
     BadGzipLevel(u32),
     #[error("zstd worker count {0} is out of range (0..=64)")]
     BadWorkers(u32),
     #[error("chunk size {0} is out of range (4 KiB..=64 MiB)")]
     BadChunkSize(usize),
+    #[error("{0} archives need a staging directory (their headers hold sizes known only at the end)")]
+    NeedsStaging(&'static str),
+    #[error("the archive entry name must be 1 to 255 bytes without '/' or NUL, got {0:?}")]
+    BadEntryName(String),
     /// Bad recipients or identities, a wrong key or passphrase, a corrupt age header.
     #[error(transparent)]
     Age(#[from] AgeError),

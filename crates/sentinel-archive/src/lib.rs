@@ -1,11 +1,12 @@
 //! The codec of backup artifacts: what sits between a dump tool's stdout and the object-store upload
-//! (SHA-256 of the plain stream → zstd or gzip → age → SHA-256 of the stored stream), and back on
-//! restore, where the stored format is detected from magic bytes.
+//! (SHA-256 of the plain stream → zstd, gzip, zip or tar.gz → age → SHA-256 of the stored stream),
+//! and back on restore, where the stored format is detected from magic bytes.
 //!
 //! Architecture invariant: codec work never runs on the async runtime. Each encoder, decoder or hasher
 //! is one named OS thread, fed and drained through bounded `tokio::sync::mpsc` channels of `Bytes`, so
 //! memory stays bounded (a few chunks in each channel, the zstd window, age's 64 KiB chunk) however
-//! large the stream, and no temporary file is written. The caller awaits `finish()` for the digests.
+//! large the stream, and no temporary file is written (except by zip and tar.gz, which need sizes
+//! up front and stage one unlinked file). The caller awaits `finish()` for the digests.
 //!
 //! Architecture invariant: this crate knows nothing about databases or object stores; it sees bytes.
 
@@ -13,6 +14,7 @@ mod chunks;
 mod decode;
 mod encode;
 mod error;
+mod staged;
 mod worker;
 
 use bytes::Bytes;
@@ -45,6 +47,26 @@ pub enum Compression {
     },
     /// Stored as is, e.g. for a deduplicating repository where compression would defeat dedup.
     None,
+    /// One deflated file in a zip archive (for people who open backups by double-click); level
+    /// 0..=9. Staged: see [`EncodeOptions::staging_dir`].
+    Zip {
+        #[serde(default = "default_gzip_level")]
+        level: u32,
+    },
+    /// One file in a gzip-compressed tar archive; level 0..=9. Staged: see
+    /// [`EncodeOptions::staging_dir`].
+    TarGz {
+        #[serde(default = "default_gzip_level")]
+        level: u32,
+    },
+}
+
+impl Compression {
+    /// Whether the encoder must stage the stream in a file before writing (zip and tar.gz write a
+    /// size or CRC ahead of the data); the others stream with no file.
+    pub const fn is_staged(self) -> bool {
+        matches!(self, Self::Zip { .. } | Self::TarGz { .. })
+    }
 }
 
 /// pgBackRest's default: most of zstd's ratio at a fraction of higher levels' CPU.
@@ -139,8 +161,13 @@ impl std::fmt::Debug for DecryptKey {
 }
 
 /// Tuning of the encoder that plans need not carry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodeOptions {
+    /// Where zip and tar.gz stage their input (an unlinked file, gone even after a crash); required
+    /// for them, unused by the streaming formats.
+    pub staging_dir: Option<std::path::PathBuf>,
+    /// The file name inside a zip or tar.gz archive.
+    pub entry_name: String,
     /// zstd worker threads besides the codec thread (0 = compress on the codec thread itself).
     pub zstd_workers: u32,
     /// Size of the emitted chunks (the last one may be shorter).
@@ -152,7 +179,13 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        Self { zstd_workers: 2, chunk_size: CHUNK_SIZE, scrypt_work_factor: None }
+        Self {
+            staging_dir: None,
+            entry_name: "dump".to_owned(),
+            zstd_workers: 2,
+            chunk_size: CHUNK_SIZE,
+            scrypt_work_factor: None,
+        }
     }
 }
 

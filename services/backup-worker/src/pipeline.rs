@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use sentinel_archive::{ArchiveError, Compression, DecodeReport, DecryptKey, Digests, Encryption};
+use sentinel_archive::{ArchiveError, Compression, DecodeReport, DecryptKey, Digests, EncodeOptions, Encryption};
 use sentinel_storage::{Destination, StorageError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -88,11 +88,13 @@ pub enum Sink<'a> {
     File(&'a std::path::Path),
 }
 
-/// Reads `source` and stores it as `artifact`. `progress` receives the plain bytes read.
+/// Reads `source` and stores it as `artifact`. `progress` receives the plain bytes read. `options`
+/// name the staging directory and entry of zip and tar.gz (the only formats that stage).
 pub async fn back_up(
     source: Source<'_>,
     compression: Compression,
     encryption: Encryption,
+    options: EncodeOptions,
     artifact: Artifact<'_>,
     cancel: &CancellationToken,
     progress: &(dyn Fn(u64) + Send + Sync),
@@ -100,7 +102,7 @@ pub async fn back_up(
     let Artifact { dest, key, part_size } = artifact;
     let (plain_tx, plain_rx) = mpsc::channel::<Bytes>(4);
     let (stored_tx, mut stored_rx) = mpsc::channel::<Bytes>(2);
-    let encoder = sentinel_archive::spawn_encoder(compression, encryption, plain_rx, stored_tx)?;
+    let encoder = sentinel_archive::spawn_encoder_with(compression, encryption, options, plain_rx, stored_tx)?;
     let mut upload = dest.upload(key, part_size).await?;
     let (program, mut child, stdout): (String, Option<tokio::process::Child>, Box<dyn AsyncRead + Send + Unpin>) =
         match source {

@@ -297,8 +297,10 @@ impl Attempt<'_> {
             store.set_journal_copies(self.entry.id, &self.copies).await?;
             self.ctx.log(LogStream::System, format!("dumping {label:?} to {}", first_storage.location(&key))).await?;
             let artifact = || Artifact { dest: first_storage, key: &key, part_size };
-            let stream =
-                |dump| self.stream(&conn, &tools, work.path(), compression, encryption.clone(), artifact(), dump);
+            let entry = format!("{name}.{base}");
+            let stream = |dump| {
+                self.stream(&conn, &tools, work.path(), compression, encryption.clone(), artifact(), &entry, dump)
+            };
             let stored = match what {
                 What::Database => stream(Dump::Database { estimate }).await,
                 What::Globals => match stream(Dump::Globals { with_passwords: true }).await {
@@ -424,8 +426,15 @@ impl Attempt<'_> {
         compression: CompressionChoice,
         encryption: sentinel_archive::Encryption,
         artifact: Artifact<'_>,
+        entry: &str,
         dump: Dump,
     ) -> Result<pipeline::Stored, PipelineError> {
+        // zip and tar.gz stage in the job's private directory (removed with it).
+        let options = sentinel_archive::EncodeOptions {
+            staging_dir: Some(work.to_owned()),
+            entry_name: entry.to_owned(),
+            ..Default::default()
+        };
         let estimate = match dump {
             Dump::Database { estimate } => estimate,
             Dump::Globals { .. } => None,
@@ -462,8 +471,16 @@ impl Attempt<'_> {
                 engines::sqlite::copy(std::path::Path::new(&conn.database), &work_copy)
                     .await
                     .map_err(|e| PipelineError::Io(std::io::Error::other(e.to_string())))?;
-                let stored =
-                    pipeline::back_up(Source::File(&work_copy), codec, encryption, artifact, &cancel, &progress).await;
+                let stored = pipeline::back_up(
+                    Source::File(&work_copy),
+                    codec,
+                    encryption,
+                    options,
+                    artifact,
+                    &cancel,
+                    &progress,
+                )
+                .await;
                 let _ = std::fs::remove_file(&work_copy);
                 stored
             } else {
@@ -474,7 +491,7 @@ impl Attempt<'_> {
                         .map_err(tool_error)?
                         .ok_or_else(|| tool_error(engines::EngineError::Unsupported("no globals".into())))?,
                 };
-                pipeline::back_up(Source::Tool(&inv), codec, encryption, artifact, &cancel, &progress).await
+                pipeline::back_up(Source::Tool(&inv), codec, encryption, options, artifact, &cancel, &progress).await
             }
         };
         tokio::select! {

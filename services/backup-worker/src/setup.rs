@@ -69,11 +69,15 @@ pub fn compression(choice: CompressionChoice) -> Compression {
         domain::Compression::Zstd => {
             Compression::Zstd { level: choice.level.unwrap_or(sentinel_archive::DEFAULT_ZSTD_LEVEL) }
         }
-        domain::Compression::Gzip => Compression::Gzip {
-            level: choice.level.and_then(|l| u32::try_from(l).ok()).unwrap_or(sentinel_archive::DEFAULT_GZIP_LEVEL),
-        },
+        domain::Compression::Gzip => Compression::Gzip { level: deflate_level(choice.level) },
         domain::Compression::None => Compression::None,
+        domain::Compression::Zip => Compression::Zip { level: deflate_level(choice.level) },
+        domain::Compression::TarGz => Compression::TarGz { level: deflate_level(choice.level) },
     }
+}
+
+fn deflate_level(level: Option<i32>) -> u32 {
+    level.and_then(|l| u32::try_from(l).ok()).unwrap_or(sentinel_archive::DEFAULT_GZIP_LEVEL)
 }
 
 /// The file name suffix of an engine's dump.
@@ -92,6 +96,8 @@ pub fn suffix(base: &str, choice: CompressionChoice, encryption: &PlanEncryption
         domain::Compression::Zstd => ".zst",
         domain::Compression::Gzip => ".gz",
         domain::Compression::None => "",
+        domain::Compression::Zip => ".zip",
+        domain::Compression::TarGz => ".tar.gz",
     };
     let enc = if matches!(encryption, PlanEncryption::None) { "" } else { ".age" };
     format!("{base}{comp}{enc}")

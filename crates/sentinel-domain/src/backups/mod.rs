@@ -35,8 +35,7 @@ macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -76,9 +75,10 @@ string_enum! {
 }
 
 string_enum! {
-    /// How a produced artifact is compressed. zip and tar.gz are accepted on restore (detected by
-    /// their magic bytes) but never produced: they are archive formats, pointless around one stream.
-    Compression { Zstd => "zstd", Gzip => "gzip", None => "none" }
+    /// How a produced artifact is compressed: zstd, gzip and none stream; zip and tar.gz (one file
+    /// in an archive, for people who open backups by hand) stage the dump in one file first,
+    /// because their headers hold sizes. Restores detect every one by its magic bytes.
+    Compression { Zstd => "zstd", Gzip => "gzip", None => "none", Zip => "zip", TarGz => "tar.gz" }
 }
 
 string_enum! {
@@ -217,9 +217,11 @@ pub fn check_level(compression: Compression, level: Option<i32>) -> Result<(), S
     match (compression, level) {
         (_, None) => Ok(()),
         (Compression::Zstd, Some(l)) if (1..=19).contains(&l) => Ok(()),
-        (Compression::Gzip, Some(l)) if (1..=9).contains(&l) => Ok(()),
+        (Compression::Gzip | Compression::Zip | Compression::TarGz, Some(l)) if (1..=9).contains(&l) => Ok(()),
         (Compression::Zstd, Some(_)) => Err("a zstd level is 1 to 19".to_owned()),
-        (Compression::Gzip, Some(_)) => Err("a gzip level is 1 to 9".to_owned()),
+        (c @ (Compression::Gzip | Compression::Zip | Compression::TarGz), Some(_)) => {
+            Err(format!("a {} level is 1 to 9", c.as_str()))
+        }
         (Compression::None, Some(_)) => Err("compression none takes no level".to_owned()),
     }
 }
@@ -235,6 +237,8 @@ mod tests {
         assert!(e.contains("postgres, mysql, mariadb, mongodb, sqlite"), "{e}");
         for c in Compression::ALL {
             assert_eq!(Compression::parse(c.as_str()), Ok(*c));
+            // The stored and API form is the same name (`tar.gz`, not `tar_gz`).
+            assert_eq!(serde_json::to_value(c).expect("valid"), serde_json::json!(c.as_str()));
         }
         assert_eq!(serde_json::to_string(&JournalStatus::Interrupted).expect("valid"), "\"interrupted\"");
     }

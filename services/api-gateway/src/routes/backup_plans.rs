@@ -76,7 +76,8 @@ pub struct PlanBody {
     /// has none.
     #[serde(default, rename = "type")]
     pub backup_type: Option<String>,
-    /// `{"format": "zstd" | "gzip" | "none", "level": n}` (default zstd level 3).
+    /// `{"format": "zstd" | "gzip" | "none" | "zip" | "tar.gz", "level": n}` (default zstd level 3).
+    /// zip and tar.gz stage the dump in one file on the worker; the others stream with none.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub compression: Option<Value>,
@@ -165,7 +166,7 @@ pub(crate) fn compression_of(raw: Option<&Value>, errors: &mut Vec<FieldError>) 
             c
         }
         Err(e) => {
-            errors.push(FieldError::new("compression", format!("{e} (format is zstd, gzip or none)")));
+            errors.push(FieldError::new("compression", format!("{e} (format is zstd, gzip, none, zip or tar.gz)")));
             CompressionChoice::default()
         }
     }

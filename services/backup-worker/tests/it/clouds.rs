@@ -1,7 +1,7 @@
-//! The other engines and storages through the job path: a live SQLite file (passphrase-encrypted,
-//! zstd) and a MariaDB database (gzip, unencrypted), each backed up to Azure Blob (Azurite) and
-//! Google Cloud Storage (fake-gcs-server) at once, restored from one copy each into another target
-//! and compared exactly.
+//! The other engines, storages and formats through the job path: a live SQLite file
+//! (passphrase-encrypted, zstd) and a MariaDB database (gzip, then zip, then tar.gz; unencrypted),
+//! each backed up to Azure Blob (Azurite) and Google Cloud Storage (fake-gcs-server) at once,
+//! restored from one copy each into another target and compared exactly.
 
 use std::path::Path;
 use std::time::Duration;
@@ -146,5 +146,28 @@ async fn sqlite_and_mariadb_round_trip_through_azure_and_gcs() {
     let (a, b) = (mariadb(work.path(), &fingerprint(&src)).await, mariadb(work.path(), &fingerprint(&dst)).await);
     assert_eq!(a, b);
     assert!(a.starts_with("700 ") && a.ends_with(" 1"), "{a}");
+
+    // zip and tar.gz (staged in the job's directory, then streamed), restored from GCS into an
+    // emptied database each.
+    for (format, ext) in [("zip", ".sql.zip"), ("tar.gz", ".sql.tar.gz")] {
+        let run = api
+            .job(&format!("/api/v1/backups/plans/{plan}/run"), json!({"compression": {"format": format, "level": 4}}))
+            .await;
+        assert_eq!(run["state"], "succeeded", "{run}");
+        let entry = api.journal(&format!("plan_id={plan}")).await.remove(0);
+        assert_eq!((entry["compression"].as_str(), copies_stored(&entry)), (Some(format), 2), "{entry}");
+        assert!(entry["copies"][0]["key"].as_str().unwrap_or("").ends_with(ext), "{entry}");
+        mariadb(work.path(), &format!("DROP DATABASE {dst}; CREATE DATABASE {dst}")).await;
+        let restored = api
+            .job(
+                "/api/v1/backups/restores",
+                json!({"journal_id": entry["id"], "destination_id": gcs, "target_id": maria_dst}),
+            )
+            .await;
+        assert_eq!(restored["state"], "succeeded", "{format}: {restored}");
+        let restores = api.journal("kind=restore&status=succeeded").await;
+        assert_eq!(restores[0]["plain_sha256"], entry["plain_sha256"], "{format}: the dump came back whole");
+        assert_eq!(mariadb(work.path(), &fingerprint(&dst)).await, a, "{format}");
+    }
     mariadb(work.path(), &format!("DROP DATABASE {src}; DROP DATABASE {dst}")).await;
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use backup_worker::engines::{self, Connection, Invocation, Tools};
 use backup_worker::pipeline::{self, Artifact, PipelineError};
 use secrecy::SecretString;
-use sentinel_archive::{Compression, DecryptKey, Encryption};
+use sentinel_archive::{Compression, DecryptKey, EncodeOptions, Encryption};
 use sentinel_jobs::domain::backups::Engine;
 use sentinel_storage::{Destination, DestinationSpec};
 use tokio::io::AsyncReadExt;
@@ -117,6 +117,7 @@ async fn postgres_backs_up_encrypted_to_disk_and_restores_identically() {
         pipeline::Source::Tool(&dump),
         Compression::default(),
         Encryption::Age { recipients, passphrase: None },
+        EncodeOptions::default(),
         Artifact { dest: &dest, key: "pg/one.dump.zst.age", part_size: PART },
         &cancel,
         &progress,
@@ -184,6 +185,7 @@ async fn mariadb_backs_up_to_s3_with_gzip_and_restores_identically() {
         pipeline::Source::Tool(&dump),
         Compression::Gzip { level: 6 },
         Encryption::None,
+        EncodeOptions::default(),
         Artifact { dest: &dest, key: "maria/one.sql.gz", part_size: PART },
         &cancel,
         &|_| {},
@@ -226,6 +228,7 @@ async fn a_failing_tool_or_a_cancel_leaves_no_object() {
         pipeline::Source::Tool(&dump),
         Compression::None,
         Encryption::None,
+        EncodeOptions::default(),
         Artifact { dest: &dest, key: "x/failed.dump", part_size: PART },
         &cancel,
         &|_| {},
@@ -247,6 +250,7 @@ async fn a_failing_tool_or_a_cancel_leaves_no_object() {
         pipeline::Source::Tool(&dump),
         Compression::Zstd { level: 3 },
         Encryption::None,
+        EncodeOptions::default(),
         Artifact { dest: &dest, key: "x/cancelled.dump.zst", part_size: PART },
         &cancel,
         &move |_| trigger.cancel(),
