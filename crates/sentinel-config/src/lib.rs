@@ -51,6 +51,9 @@ pub struct BackupSettings {
     /// The part size of multipart uploads, in MiB (S3 needs ≥ 5; memory in flight is about four
     /// parts per upload).
     pub part_size_mib: u32,
+    /// How old an incomplete upload or an object no finished backup owns must be before the
+    /// janitor removes it (a running backup's are never touched, whatever their age).
+    pub janitor_grace_minutes: u64,
 }
 
 impl BackupSettings {
@@ -226,6 +229,8 @@ pub struct SchedulerSettings {
     pub retention_interval_secs: u64,
     /// How often server reservations whose TTL ran out are ended.
     pub reservation_expiry_interval_secs: u64,
+    /// How often the backup janitor sweeps the destinations (see `backup.janitor_grace_minutes`).
+    pub backup_janitor_interval_secs: u64,
     /// A due job still queued after this long means no worker consumes its queue: the scheduler's
     /// `/ready` then warns about that queue.
     pub unconsumed_warning_secs: u64,
@@ -309,6 +314,7 @@ heartbeat_check_interval_secs = 120
 http_check_dispatch_interval_secs = 5
 retention_interval_secs = 300
 reservation_expiry_interval_secs = 15
+backup_janitor_interval_secs = 3600
 unconsumed_warning_secs = 60
 
 [auth]
@@ -327,6 +333,7 @@ python_interpreter = "auto_silent"
 
 [backup]
 part_size_mib = 8
+janitor_grace_minutes = 60
 
 [telemetry]
 log_format = "auto"

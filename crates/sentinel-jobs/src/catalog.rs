@@ -116,7 +116,7 @@ type Validate = fn(&Value) -> Result<(), Vec<FieldError>>;
 type KindRow = (&'static str, &'static str, Validate, fn() -> Value);
 
 /// The backup kinds: each payload names its objects by id (the gateway validated the rest).
-fn backup_kinds() -> [KindRow; 5] {
+fn backup_kinds() -> [KindRow; 6] {
     use sentinel_domain::backups as b;
     [
         (
@@ -146,6 +146,12 @@ fn backup_kinds() -> [KindRow; 5] {
         (
             b::TEST_DESTINATION_KIND,
             "Writes, reads back and deletes a probe object on a destination.",
+            accept_object,
+            any_object_schema,
+        ),
+        (
+            b::JANITOR_KIND,
+            "Removes the incomplete uploads and stray objects that killed or abandoned backups left, after a grace period.",
             accept_object,
             any_object_schema,
         ),

@@ -186,7 +186,7 @@ impl Spine {
 pub const BUILTIN_OWNER_PREFIX: &str = "builtin:";
 
 /// The built-in periodic work: (owner, name, job kind, interval in seconds).
-pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &'static str, u64); 5] {
+pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &'static str, u64); 6] {
     let s = &settings.scheduler;
     [
         (
@@ -213,6 +213,12 @@ pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &
             "End expired server reservations",
             builtin::INVENTORY_EXPIRE_RESERVATIONS,
             s.reservation_expiry_interval_secs,
+        ),
+        (
+            "builtin:backup-janitor",
+            "Remove what killed backups left on destinations",
+            sentinel_domain::backups::JANITOR_KIND,
+            s.backup_janitor_interval_secs,
         ),
     ]
 }

@@ -231,6 +231,21 @@ fn starts_and_ends_alphanumeric(s: &str) -> bool {
 }
 
 impl DestinationSpec {
+    /// The spec of a stored destination from its configuration and its credentials as opened from
+    /// the vault (the JSON object [`from_config`](Self::from_config) reads; `None` when it has
+    /// none), or why they cannot be read. The one way the worker and the gateway open a destination.
+    pub fn from_stored(
+        config: &sentinel_domain::backups::DestinationConfig,
+        opened_credentials: Option<&[u8]>,
+    ) -> Result<Self, String> {
+        let credentials = match opened_credentials {
+            None => serde_json::Map::new(),
+            Some(bytes) => serde_json::from_slice(bytes)
+                .map_err(|_| "the destination's credentials are not a JSON object".to_owned())?,
+        };
+        Ok(Self::from_config(config, &credentials))
+    }
+
     /// The spec of a stored destination: its configuration and its opened credentials (a JSON
     /// object: S3 `access_key_id` + `secret_access_key`, GCS `service_account_json`, Azure
     /// `access_key`). What the backup worker and the gateway's uploads both open.

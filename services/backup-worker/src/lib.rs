@@ -1,7 +1,8 @@
 //! The backup worker: runs the jobs of the `backup` queue — backups of plans, restores, retention,
-//! target and destination tests — plus the built-in kinds on the default queue.
+//! target and destination tests, the janitor — plus the built-in kinds on the default queue.
 
 pub mod engines;
+pub mod janitor;
 pub mod metrics;
 pub mod pipeline;
 pub mod probe;
@@ -25,12 +26,13 @@ pub const QUEUE: &str = backups::QUEUE;
 /// The handlers this worker runs.
 pub fn handlers(spine: &Spine) -> HashMap<JobKind, Arc<dyn JobHandler>> {
     let mut map = builtin_handlers(spine.settings().worker.fault_injection);
-    let ours: [(&str, Arc<dyn JobHandler>); 5] = [
+    let ours: [(&str, Arc<dyn JobHandler>); 6] = [
         (backups::RUN_KIND, run::RunBackup::new(spine)),
         (backups::RESTORE_KIND, Arc::new(restore::Restore)),
         (backups::PRUNE_KIND, Arc::new(prune::Prune)),
         (backups::TEST_TARGET_KIND, Arc::new(probe::TestTarget)),
         (backups::TEST_DESTINATION_KIND, Arc::new(probe::TestDestination)),
+        (backups::JANITOR_KIND, Arc::new(janitor::Janitor)),
     ];
     for (kind, handler) in ours {
         if let Ok(kind) = JobKind::parse(kind) {

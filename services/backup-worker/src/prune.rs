@@ -17,16 +17,7 @@ use crate::setup;
 /// What retention would do to a plan's backups now (nothing is deleted).
 pub async fn verdicts(spine: &Spine, plan: &PlanRecord) -> Result<(Vec<JournalRecord>, Value), JobError> {
     let live = spine.db().backups().live_backups_of_plan(plan.id).await?;
-    let snapshots: Vec<Snapshot> = live
-        .iter()
-        .map(|e| Snapshot {
-            id: e.id,
-            started_at: e.started_at,
-            status: e.status,
-            verified: e.verified,
-            based_on: None,
-        })
-        .collect();
+    let snapshots: Vec<Snapshot> = live.iter().map(JournalRecord::snapshot).collect();
     let verdicts = plan_retention(&plan.retention, &snapshots, Utc::now());
     let doomed: Vec<JournalRecord> =
         live.into_iter().filter(|e| verdicts.iter().any(|v| v.id == e.id && !v.keep)).collect();

@@ -35,6 +35,8 @@ pub async fn connection(spine: &Spine, target: &TargetRecord, database: &str) ->
         password,
         database: if target.engine.is_file() { target.path.clone().unwrap_or_default() } else { database.to_owned() },
         tls: matches!(target.options.tls, TlsMode::Require | TlsMode::VerifyFull),
+        include: target.options.include.clone(),
+        exclude: target.options.exclude.clone(),
     })
 }
 
@@ -50,16 +52,18 @@ pub fn tools(spine: &Spine) -> Tools {
 
 /// A destination's storage, its credentials opened from the vault.
 pub async fn destination(spine: &Spine, dest: &DestinationRecord) -> Result<Destination, JobError> {
-    let creds: serde_json::Map<String, serde_json::Value> = match dest.credentials_secret_id {
+    let opened = match dest.credentials_secret_id {
         Some(id) => {
-            let text = open_text(spine, id, "destination's credentials").await?;
-            use secrecy::ExposeSecret;
-            serde_json::from_str(text.expose_secret())
-                .map_err(|_| JobError::Permanent("the destination's credentials are not a JSON object".to_owned()))?
+            let failed = |e: &dyn std::fmt::Display| {
+                JobError::Permanent(format!("cannot open the destination's credentials: {e}"))
+            };
+            let vault = spine.vault().map_err(|e| failed(&e))?;
+            Some(vault.open(id).await.map_err(|e| failed(&e))?)
         }
-        None => Default::default(),
+        None => None,
     };
-    let spec = DestinationSpec::from_config(&dest.config, &creds);
+    let spec = DestinationSpec::from_stored(&dest.config, opened.as_ref().map(|b| b.as_slice()))
+        .map_err(JobError::Permanent)?;
     Destination::open(&spec).map_err(|e| JobError::Permanent(format!("destination {:?}: {e}", dest.name)))
 }
 

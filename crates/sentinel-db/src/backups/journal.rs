@@ -5,7 +5,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
-use sentinel_domain::backups::{BackupType, Copy, JournalKind, JournalStatus};
+use sentinel_domain::backups::{BackupType, Copy, JournalKind, JournalStatus, Snapshot};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -48,6 +48,18 @@ impl JournalRecord {
     /// Seconds from start to end, once ended.
     pub fn duration_secs(&self) -> Option<f64> {
         self.finished_at.map(|end| (end - self.started_at).num_milliseconds() as f64 / 1000.0)
+    }
+
+    /// What retention judges this backup by (the worker's prune and the API's dry run alike).
+    pub fn snapshot(&self) -> Snapshot {
+        // No backup type Sentinel takes yet depends on an earlier one.
+        Snapshot {
+            id: self.id,
+            started_at: self.started_at,
+            status: self.status,
+            verified: self.verified,
+            based_on: None,
+        }
     }
 }
 
@@ -234,6 +246,25 @@ impl BackupStore {
             .filter(backup_journal::Column::JobId.eq(job))
             .filter(backup_journal::Column::Status.eq(JournalStatus::Running.as_str()))
             .order_by_asc(backup_journal::Column::Id)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
+    /// Entries still `running` that started before `cutoff` (the janitor checks whether their job
+    /// still runs), oldest first.
+    pub async fn running_started_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<JournalRecord>, DbError> {
+        backup_journal::Entity::find()
+            .filter(backup_journal::Column::Status.eq(JournalStatus::Running.as_str()))
+            .filter(backup_journal::Column::StartedAt.lt(cutoff))
+            .order_by_asc(backup_journal::Column::Id)
+            .limit(limit)
             .all(&self.conn)
             .await?
             .into_iter()

@@ -356,6 +356,21 @@ impl BackupStore {
             .collect()
     }
 
+    /// A page of every organization's destinations (the janitor's sweep), by id.
+    pub async fn all_destinations(&self, after: Option<Uuid>, limit: u64) -> Result<Vec<DestinationRecord>, DbError> {
+        let mut q = backup_destinations::Entity::find();
+        if let Some(cursor) = after {
+            q = q.filter(backup_destinations::Column::Id.gt(cursor));
+        }
+        q.order_by_asc(backup_destinations::Column::Id)
+            .limit(limit)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
     /// Deletes a destination and its credentials. `Conflict` while a plan writes to it.
     pub async fn delete_destination(&self, dest: &DestinationRecord) -> Result<(), DbError> {
         let users = self.plans_using_destination(dest.org_id, dest.id).await?;

@@ -24,6 +24,8 @@ pub const PRUNE_KIND: &str = "backup.prune";
 pub const TEST_TARGET_KIND: &str = "backup.test_target";
 /// Writes, reads back and deletes a probe object on a destination.
 pub const TEST_DESTINATION_KIND: &str = "backup.test_destination";
+/// The built-in sweep that removes what killed or abandoned attempts left on the destinations.
+pub const JANITOR_KIND: &str = "backup.janitor";
 /// The queue backup and restore jobs travel on; the backup worker consumes it.
 pub const QUEUE: &str = "backup";
 /// The `database` of a backup's copy that holds the server's globals (PostgreSQL's roles and

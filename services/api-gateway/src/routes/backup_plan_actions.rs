@@ -5,6 +5,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sentinel_jobs::Spine;
+use sentinel_jobs::db::backups::JournalRecord;
 use sentinel_jobs::domain::backups::{self as domain, BackupType, Snapshot, plan_retention};
 use sentinel_jobs::domain::{RetryPolicy, Role};
 use serde::{Deserialize, Serialize};
@@ -123,16 +124,7 @@ pub(crate) async fn prune(
         return accepted_job(&spine, &principal, domain::PRUNE_KIND, json!({ "plan_id": plan.id }), None).await;
     }
     let live = spine.db().backups().live_backups_of_plan(plan.id).await?;
-    let snapshots: Vec<Snapshot> = live
-        .iter()
-        .map(|e| Snapshot {
-            id: e.id,
-            started_at: e.started_at,
-            status: e.status,
-            verified: e.verified,
-            based_on: None,
-        })
-        .collect();
+    let snapshots: Vec<Snapshot> = live.iter().map(JournalRecord::snapshot).collect();
     let verdicts = plan_retention(&plan.retention, &snapshots, Utc::now());
     let would_prune = verdicts.iter().filter(|v| !v.keep).map(|v| v.id).collect();
     Ok(HttpResponse::Ok().json(PrunePreview { dry_run: true, verdicts: json!(verdicts), would_prune }))

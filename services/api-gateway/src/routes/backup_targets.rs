@@ -150,6 +150,9 @@ fn draft_of(b: &TargetBody) -> Result<TargetDraft, Problem> {
         exclude: b.exclude.clone(),
     };
     errors.extend(field_errors(options.check()));
+    if engine.is_some_and(|e| e.is_file()) && !(b.include.is_empty() && b.exclude.is_empty()) {
+        errors.push(FieldError::new("include", "a SQLite database is backed up whole (one consistent file copy)"));
+    }
     if b.password.as_ref().is_some_and(|p| p.len() > 4096) {
         errors.push(FieldError::new("password", "longer than 4096 characters"));
     }

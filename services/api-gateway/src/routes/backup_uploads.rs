@@ -5,7 +5,6 @@
 
 use actix_web::{HttpResponse, web};
 use futures::StreamExt;
-use secrecy::ExposeSecret;
 use sentinel_jobs::Spine;
 use sentinel_jobs::domain::Role;
 use sentinel_storage::{Destination, DestinationSpec, StorageError};
@@ -127,15 +126,14 @@ pub(crate) async fn upload(
 }
 
 async fn open(spine: &Spine, dest: &sentinel_jobs::db::backups::DestinationRecord) -> Result<Destination, Problem> {
-    let creds = match dest.credentials_secret_id {
+    let opened = match dest.credentials_secret_id {
         Some(id) => {
             let vault = spine.vault().map_err(|e| Problem::unavailable(e.to_string()))?;
-            let bytes = vault.open(id).await.map_err(|e| Problem::unavailable(e.to_string()))?;
-            let text = secrecy::SecretString::from(String::from_utf8_lossy(&bytes).into_owned());
-            serde_json::from_str(text.expose_secret()).unwrap_or_default()
+            Some(vault.open(id).await.map_err(|e| Problem::unavailable(e.to_string()))?)
         }
-        None => Default::default(),
+        None => None,
     };
-    Destination::open(&DestinationSpec::from_config(&dest.config, &creds))
-        .map_err(|e| Problem::invalid_field("destination_id", e.to_string()))
+    let spec = DestinationSpec::from_stored(&dest.config, opened.as_ref().map(|b| b.as_slice()))
+        .map_err(|e| Problem::invalid_field("destination_id", e))?;
+    Destination::open(&spec).map_err(|e| Problem::invalid_field("destination_id", e.to_string()))
 }

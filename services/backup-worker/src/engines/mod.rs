@@ -30,6 +30,11 @@ pub struct Connection {
     pub database: String,
     /// Require TLS to the server (and verify it where the tool can).
     pub tls: bool,
+    /// Only these tables (collections) are dumped, when not empty (pg_dump patterns such as
+    /// `public.*` work on PostgreSQL).
+    pub include: Vec<String>,
+    /// These tables (collections) are left out.
+    pub exclude: Vec<String>,
 }
 
 impl Connection {
@@ -43,6 +48,8 @@ impl Connection {
             password: password.map(SecretString::from),
             database: database.to_owned(),
             tls: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
         }
     }
 }

@@ -37,6 +37,20 @@ fn start(program: PathBuf, conn: &Connection, work_dir: &Path) -> Result<Invocat
 pub fn dump(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
     let mut inv = start(dump_tool(tools)?, conn, work_dir)?;
     inv.arg(format!("--db={}", conn.database)).arg("--archive");
+    match conn.include.as_slice() {
+        [] => {}
+        [one] => {
+            inv.arg(format!("--collection={one}"));
+        }
+        _ => {
+            return Err(EngineError::Unsupported(
+                "mongodump dumps one collection or all of them: include one, or exclude the others".to_owned(),
+            ));
+        }
+    }
+    for collection in &conn.exclude {
+        inv.arg(format!("--excludeCollection={collection}"));
+    }
     Ok(inv)
 }
 

@@ -55,8 +55,15 @@ pub fn dump(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocat
     let mut inv = start(dump_tool(conn.engine, tools)?, conn, work_dir)?;
     inv.arg("--single-transaction").arg("--routines").arg("--events").arg("--triggers");
     inv.arg("--hex-blob").arg("--default-character-set=utf8mb4");
+    for table in &conn.exclude {
+        inv.arg(format!("--ignore-table={}.{table}", conn.database));
+    }
     // One database without `--databases`: the dump names no database, so it restores into any.
+    // Tables after it are the only ones dumped.
     inv.arg("--").arg(&conn.database);
+    for table in &conn.include {
+        inv.arg(table);
+    }
     Ok(inv)
 }
 

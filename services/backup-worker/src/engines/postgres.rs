@@ -41,6 +41,13 @@ pub fn dump(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocat
     let mut inv = Invocation::new(dump_tool(tools)?);
     connect(&mut inv, conn, work_dir)?;
     inv.arg("--format=custom").arg("--compress=0").arg("--dbname").arg(&conn.database);
+    // The `=` form: a name is never read as an option (and none starts with '-').
+    for table in &conn.include {
+        inv.arg(format!("--table={table}"));
+    }
+    for table in &conn.exclude {
+        inv.arg(format!("--exclude-table={table}"));
+    }
     Ok(inv)
 }
 

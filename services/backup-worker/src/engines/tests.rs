@@ -64,6 +64,33 @@ fn postgres_globals_come_from_pg_dumpall_with_or_without_passwords() {
 }
 
 #[test]
+fn include_and_exclude_lists_reach_every_dump_tool() {
+    let (_d, tools) = fake_tools();
+    let work = tempfile::tempdir().expect("tempdir");
+    let with = |engine: Engine, include: &[&str], exclude: &[&str]| {
+        let mut c = conn(engine, "app");
+        c.include = include.iter().map(|s| s.to_string()).collect();
+        c.exclude = exclude.iter().map(|s| s.to_string()).collect();
+        c
+    };
+    let pg = dump(&with(Engine::Postgres, &["public.*", "audit.log"], &["public.cache"]), &tools, work.path());
+    let args = pg.expect("pg_dump").args_text();
+    for a in ["--table=public.*", "--table=audit.log", "--exclude-table=public.cache"] {
+        assert!(args.contains(&a.to_owned()), "{a} missing from {args:?}");
+    }
+    let maria = dump(&with(Engine::Mariadb, &["items", "users"], &[]), &tools, work.path()).expect("dump");
+    let args = maria.args_text();
+    assert_eq!(args[args.len() - 4..], ["--", "app", "items", "users"], "tables follow the database: {args:?}");
+    let maria = dump(&with(Engine::Mariadb, &[], &["sessions"]), &tools, work.path()).expect("dump");
+    assert!(maria.args_text().contains(&"--ignore-table=app.sessions".to_owned()));
+    let mongo = dump(&with(Engine::Mongodb, &["orders"], &["tmp"]), &tools, work.path()).expect("dump");
+    let args = mongo.args_text();
+    assert!(args.contains(&"--collection=orders".to_owned()) && args.contains(&"--excludeCollection=tmp".to_owned()));
+    let two = dump(&with(Engine::Mongodb, &["a", "b"], &[]), &tools, work.path()).expect_err("refused");
+    assert!(two.to_string().contains("one collection or all"), "{two}");
+}
+
+#[test]
 fn postgres_dumps_custom_format_uncompressed_with_a_pgpass_file() {
     let (_d, tools) = fake_tools();
     let work = tempfile::tempdir().expect("tempdir");
@@ -190,6 +217,17 @@ async fn postgres_round_trip_restores_identical_content() {
     let b = run(&postgres::query(&target, &tools, work.path(), fingerprint).expect("q"), b"").await;
     assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b));
     assert!(String::from_utf8_lossy(&a).starts_with("500 "), "{}", String::from_utf8_lossy(&a));
+    // An include list: only `notes` is dumped, so only it is restored.
+    let only = local(Engine::Postgres, "postgres", Some("postgres"), &format!("bk_only_{}", &suffix[..12]));
+    run(&postgres::query(&admin, &tools, work.path(), &format!("CREATE DATABASE {}", only.database)).expect("q"), b"")
+        .await;
+    let mut partial = source.clone();
+    partial.include = vec!["public.notes".to_owned()];
+    let notes_only = run(&dump(&partial, &tools, work.path()).expect("dump"), b"").await;
+    run(&restore(&only, &tools, work.path()).expect("restore"), &notes_only).await;
+    let tables = "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'";
+    let restored = run(&postgres::query(&only, &tools, work.path(), tables).expect("q"), b"").await;
+    assert_eq!(String::from_utf8_lossy(&restored).trim(), "notes");
     // A broken stream fails the whole restore, which leaves nothing half-restored.
     let third = local(Engine::Postgres, "postgres", Some("postgres"), &format!("bk_bad_{}", &suffix[..12]));
     run(&postgres::query(&admin, &tools, work.path(), &format!("CREATE DATABASE {}", third.database)).expect("q"), b"")
@@ -202,7 +240,7 @@ async fn postgres_round_trip_restores_identical_content() {
     let tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'";
     let left = run(&postgres::query(&third, &tools, work.path(), tables).expect("q"), b"").await;
     assert_eq!(String::from_utf8_lossy(&left).trim(), "0");
-    for db in [&src, &dst, &third.database] {
+    for db in [&src, &dst, &third.database, &only.database] {
         run(&postgres::query(&admin, &tools, work.path(), &format!("DROP DATABASE {db}")).expect("q"), b"").await;
     }
 }

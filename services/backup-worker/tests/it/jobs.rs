@@ -164,6 +164,9 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     // Bad input: each a 422 naming the field.
     let (status, bad) = api.post("/api/v1/backups/targets", json!({"name": "x", "engine": "oracle"})).await;
     assert_eq!((status, fields(&bad)), (422, vec!["engine".to_owned()]), "{bad}");
+    let whole = json!({"name": "lite", "engine": "sqlite", "path": "/var/lib/app.db", "include": ["users"]});
+    let (status, bad) = api.post("/api/v1/backups/targets", whole).await;
+    assert_eq!((status, fields(&bad)), (422, vec!["include".to_owned()]), "{bad}");
     let plan_body = |extra: Value| {
         let mut body = json!({"name": "nightly", "target_id": target_id, "destination_ids": [local, s3_id], "encryption": {"mode": "age"}, "retention": {"keep_last": 2}, "cron": "0 3 * * *", "timezone": "Europe/Paris"});
         for (k, v) in extra.as_object().expect("object") {

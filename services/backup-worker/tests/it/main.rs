@@ -4,5 +4,6 @@
 
 mod clouds;
 mod crash;
+mod janitor;
 mod jobs;
 mod pipeline;
