@@ -10,6 +10,7 @@ mod m0005_configs;
 mod m0006_server_pick_index;
 mod m0007_provisioning;
 mod m0008_backups;
+mod m0009_backup_objectives;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_server_pick_index::Migration),
             Box::new(m0007_provisioning::Migration),
             Box::new(m0008_backups::Migration),
+            Box::new(m0009_backup_objectives::Migration),
         ]
     }
 }

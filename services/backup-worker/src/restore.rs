@@ -133,7 +133,13 @@ async fn resolve(
                 JobError::Permanent(format!("journal entry {entry_id} has no stored copy matching the request"))
             })?;
             if p.globals && copy.database != GLOBALS {
-                let g = stored(Some(GLOBALS)).ok_or_else(|| {
+                // From the same destination as the data, which the restore reads from.
+                let same_place = entry
+                    .copies
+                    .iter()
+                    .find(|c| c.database == GLOBALS && c.state == "stored" && c.destination_id == copy.destination_id)
+                    .cloned();
+                let g = same_place.ok_or_else(|| {
                     JobError::Permanent(format!(
                         "journal entry {entry_id} holds no globals (roles, tablespaces) on that destination: \
                          restore without globals"

@@ -6,7 +6,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
-use sentinel_domain::backups::{BackupType, CompressionChoice, PlanEncryption, Retention};
+use sentinel_domain::backups::{BackupType, CompressionChoice, PlanEncryption, PlanObjectives, Retention};
 use uuid::Uuid;
 
 use super::{BackupStore, SealedSecret, json, secret_owner};
@@ -28,6 +28,7 @@ pub struct PlanRecord {
     pub compression: CompressionChoice,
     pub encryption: PlanEncryption,
     pub retention: Retention,
+    pub objectives: PlanObjectives,
     pub enabled: bool,
     pub schedule_id: Option<Uuid>,
     pub created_by: Option<String>,
@@ -47,6 +48,7 @@ pub struct PlanDraft {
     pub compression: CompressionChoice,
     pub encryption: PlanEncryption,
     pub retention: Retention,
+    pub objectives: PlanObjectives,
     pub enabled: bool,
 }
 
@@ -62,6 +64,10 @@ impl TryFrom<backup_plans::Model> for PlanRecord {
             compression: serde_json::from_value(m.compression.clone()).map_err(|e| corrupt("compression", &e))?,
             encryption: serde_json::from_value(m.encryption.clone()).map_err(|e| corrupt("encryption", &e))?,
             retention: serde_json::from_value(m.retention.clone()).map_err(|e| corrupt("retention", &e))?,
+            objectives: match &m.objectives {
+                Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt("objectives", &e))?,
+                None => PlanObjectives::default(),
+            },
             id: m.id,
             org_id: m.org_id,
             name: m.name,
@@ -105,6 +111,7 @@ impl BackupStore {
             compression: Set(json(&draft.compression)?),
             encryption: Set(json(&draft.encryption)?),
             retention: Set(json(&draft.retention)?),
+            objectives: Set(Some(json(&draft.objectives)?)),
             enabled: Set(draft.enabled),
             schedule_id: Set(None),
             created_by: Set(Some(actor.to_owned())),
@@ -141,6 +148,7 @@ impl BackupStore {
             .col_expr(backup_plans::Column::Compression, Expr::value(json(&draft.compression)?))
             .col_expr(backup_plans::Column::Encryption, Expr::value(json(&draft.encryption)?))
             .col_expr(backup_plans::Column::Retention, Expr::value(json(&draft.retention)?))
+            .col_expr(backup_plans::Column::Objectives, Expr::value(json(&draft.objectives)?))
             .col_expr(backup_plans::Column::Enabled, Expr::value(draft.enabled))
             .col_expr(backup_plans::Column::UpdatedAt, Expr::value(Utc::now().trunc_subsecs(6)))
             .filter(backup_plans::Column::Id.eq(old.id))

@@ -17,6 +17,8 @@ pub struct Model {
     pub compression: Json,
     pub encryption: Json,
     pub retention: Json,
+    /// `PlanObjectives` (m0009); `NULL` on plans made before it: none.
+    pub objectives: Option<Json>,
     pub enabled: bool,
     pub schedule_id: Option<Uuid>,
     pub created_by: Option<String>,

@@ -2,6 +2,7 @@
 //! or differential only where the engine has one), compressions, destination kinds, a journal entry's
 //! states and their legal changes, and the validation of targets' fields. No I/O.
 
+pub mod objectives;
 pub mod retention;
 pub mod specs;
 
@@ -9,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use objectives::{PlanObjectives, check_objectives, longest_gap};
 pub use retention::{Retention, RetentionError, Snapshot, Verdict, plan_retention};
 pub use specs::{
     CompressionChoice, Copy, DestinationConfig, FieldProblem, PlanEncryption, TargetOptions, TlsMode, check_connection,

@@ -7,7 +7,9 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sentinel_jobs::db::backups::{PlanDraft, PlanRecord, SealedSecret, plan_schedule_owner};
 use sentinel_jobs::domain::Role;
-use sentinel_jobs::domain::backups::{self as domain, BackupType, CompressionChoice, PlanEncryption, Retention};
+use sentinel_jobs::domain::backups::{
+    self as domain, BackupType, CompressionChoice, PlanEncryption, PlanObjectives, Retention,
+};
 use sentinel_jobs::domain::schedule::MisfirePolicy;
 use sentinel_jobs::{FieldError, ScheduleInput, Spine};
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,15 @@ pub struct PlanBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub retention: Option<Value>,
+    /// Recovery point objective, in minutes: the newest backup is never older than this. Needs a
+    /// cron whose longest wait between two runs is within it (a 2-hourly cron cannot meet 60).
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(minimum = 1, maximum = 525600)]
+    pub rpo_minutes: Option<u32>,
+    /// Recovery time objective, in minutes: how long a restore may take.
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(minimum = 1, maximum = 525600)]
+    pub rto_minutes: Option<u32>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -114,6 +125,8 @@ pub struct PlanView {
     pub encryption: Value,
     #[schema(value_type = Object)]
     pub retention: Value,
+    pub rpo_minutes: Option<u32>,
+    pub rto_minutes: Option<u32>,
     pub enabled: bool,
     /// The owned schedule that fires the plan (`/api/v1/schedules/{id}/firings` is its history).
     pub schedule_id: Option<Uuid>,
@@ -146,6 +159,8 @@ pub(crate) async fn view(spine: &Spine, p: PlanRecord) -> Result<PlanView, Probl
         compression: serde_json::to_value(p.compression).unwrap_or(Value::Null),
         encryption,
         retention: serde_json::to_value(&p.retention).unwrap_or(Value::Null),
+        rpo_minutes: p.objectives.rpo_minutes,
+        rto_minutes: p.objectives.rto_minutes,
         enabled: p.enabled,
         schedule_id: p.schedule_id,
         next_run_at,
@@ -343,6 +358,14 @@ async fn check(
     {
         errors.extend(more);
     }
+    let objectives = PlanObjectives { rpo_minutes: b.rpo_minutes, rto_minutes: b.rto_minutes };
+    // The cron's own errors are reported above; an RPO is checked against a cron that parses.
+    let cron = b.cron.as_deref().map(|c| (c, timezone.as_str()));
+    if !errors.iter().any(|e| e.field == "cron" || e.field == "timezone")
+        && let Err((field, reason)) = domain::check_objectives(&objectives, cron, Utc::now())
+    {
+        errors.push(FieldError::new(field, reason));
+    }
     if b.cron.is_none() && b.timezone.is_some() {
         sentinel_jobs::domain::schedule::parse_timezone(&timezone)
             .map_err(|e| errors.push(FieldError::new("timezone", e.to_string())))
@@ -361,6 +384,7 @@ async fn check(
         compression,
         encryption,
         retention,
+        objectives,
         enabled: b.enabled,
     };
     Ok((draft, secrets, schedule))

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sentinel_testkit::procs::{Proc, client, get_json, wait_ready};
 use serde_json::{Value, json};
 
-use crate::pipeline::{PG_FINGERPRINT, drop_pg, empty_pg, pg_source, pg_sql};
+use crate::pipeline::{PG_FINGERPRINT, drop_pg, empty_pg, pg_source, pg_sql, pg_sql_at};
 
 pub(crate) struct Api {
     pub base: String,
@@ -168,7 +168,7 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     let (status, bad) = api.post("/api/v1/backups/targets", whole).await;
     assert_eq!((status, fields(&bad)), (422, vec!["include".to_owned()]), "{bad}");
     let plan_body = |extra: Value| {
-        let mut body = json!({"name": "nightly", "target_id": target_id, "destination_ids": [local, s3_id], "encryption": {"mode": "age"}, "retention": {"keep_last": 2}, "cron": "0 3 * * *", "timezone": "Europe/Paris"});
+        let mut body = json!({"name": "nightly", "target_id": target_id, "destination_ids": [local, s3_id], "encryption": {"mode": "age"}, "retention": {"keep_last": 2}, "cron": "0 3 * * *", "timezone": "Europe/Paris", "rpo_minutes": 1500, "rto_minutes": 60});
         for (k, v) in extra.as_object().expect("object") {
             body[k] = v.clone();
         }
@@ -177,6 +177,13 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"cron": "not a cron"}))).await;
     assert_eq!(status, 422, "{bad}");
     assert!(fields(&bad).contains(&"cron".to_owned()), "{bad}");
+    // A cron that waits longer than the RPO between two backups cannot meet it. (The daily one meets
+    // 25 h, not 24: the night the clocks go back, 03:00 to 03:00 is 25 hours.)
+    let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"cron": "0 3 * * 1-5"}))).await;
+    assert_eq!((status, fields(&bad)), (422, vec!["rpo_minutes".to_owned()]), "{bad}");
+    assert!(bad.to_string().contains("longer than the RPO of 25 h"), "the longest wait is named: {bad}");
+    let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"rpo_minutes": 1440}))).await;
+    assert_eq!((status, fields(&bad)), (422, vec!["rpo_minutes".to_owned()]), "24 h fails on that night: {bad}");
     let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"type": "incremental"}))).await;
     assert_eq!((status, fields(&bad)), (422, vec!["type".to_owned()]), "{bad}");
     assert!(bad.to_string().contains("pg_basebackup"), "the reason says why: {bad}");
@@ -186,6 +193,7 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert_eq!(status, 201, "{plan}");
     assert!(plan["schedule_id"].is_string() && plan["next_run_at"].is_string(), "{plan}");
     assert!(plan["encryption"]["recipient"].as_str().unwrap_or("").starts_with("age1"), "{plan}");
+    assert_eq!((plan["rpo_minutes"].as_u64(), plan["rto_minutes"].as_u64()), (Some(1500), Some(60)), "{plan}");
     let plan_id = plan["id"].as_str().expect("id").to_owned();
     let first = api.job(&format!("/api/v1/backups/plans/{plan_id}/run"), json!({})).await;
     assert_eq!(first["state"], "succeeded", "{first}");
@@ -282,23 +290,28 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
         pg_sql(work.path(), &source, PG_FINGERPRINT).await
     );
 
-    // A new cluster lacks the role: the restore fails on its GRANT, unless the backup's globals are
-    // applied first (missing roles created, existing ones left).
-    for db in [&source, &scratch, &handmade] {
-        pg_sql(work.path(), db, &format!("DROP OWNED BY {role}")).await;
-    }
-    pg_sql(work.path(), &source, &format!("DROP ROLE {role}")).await;
-    let fresh = empty_pg(work.path()).await;
-    let fresh_target = api.create("/api/v1/backups/targets", pg_target("fresh", &fresh, "postgres")).await;
+    // A new cluster (initdb'd by the test) lacks the role: the restore fails on its GRANT, unless the
+    // backup's globals are applied first (missing roles created, existing ones left).
+    let cluster = tokio::task::spawn_blocking(sentinel_testkit::PostgresServer::start)
+        .await
+        .expect("join")
+        .expect("a private PostgreSQL cluster");
+    let mut fresh = pg_target("fresh", "postgres", "postgres");
+    fresh["port"] = json!(cluster.port);
+    let fresh_target = api.create("/api/v1/backups/targets", fresh).await;
     let restore = |with_globals: bool| json!({"journal_id": entry["id"], "destination_id": local, "target_id": fresh_target, "with_globals": with_globals});
     let without = api.job("/api/v1/backups/restores", restore(false)).await;
     assert_eq!(without["state"], "failed", "{without}");
     assert!(without["error"].as_str().unwrap_or("").contains(&format!("role \"{role}\" does not exist")), "{without}");
     let with = api.job("/api/v1/backups/restores", restore(true)).await;
     assert_eq!(with["state"], "succeeded", "{with}");
-    assert_eq!(pg_sql(work.path(), &fresh, PG_FINGERPRINT).await, pg_sql(work.path(), &source, PG_FINGERPRINT).await);
+    let fresh_sql = |sql: String| {
+        let work = work.path().to_owned();
+        async move { pg_sql_at(&work, cluster.port, "postgres", &sql).await }
+    };
+    assert_eq!(fresh_sql(PG_FINGERPRINT.to_owned()).await, pg_sql(work.path(), &source, PG_FINGERPRINT).await);
     let granted = format!("SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = '{role}'");
-    assert_ne!(pg_sql(work.path(), &fresh, &granted).await.trim(), "0", "the grants to the re-created role are back");
+    assert_ne!(fresh_sql(granted).await.trim(), "0", "the grants to the re-created role are back");
     let (status, bad) = api
         .post(
             "/api/v1/backups/restores",
@@ -369,6 +382,7 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert!(entries.is_empty(), "every backup of the deleted plan is pruned: {entries:?}");
     let (status, _) = api.get(&format!("/api/v1/backups/plans/{plan_id}")).await;
     assert_eq!(status, 404);
-    drop_pg(work.path(), &[&source, &scratch, &untouched, &handmade, &fresh]).await;
+    drop_pg(work.path(), &[&source, &scratch, &untouched, &handmade]).await;
+    // The databases that held grants to the role are gone: the role can go too.
     pg_sql(work.path(), "postgres", &format!("DROP ROLE IF EXISTS {role}")).await;
 }

@@ -40,8 +40,19 @@ pub(crate) async fn pg_sql(work: &Path, db: &str, sql: &str) -> String {
     output(&pg_query(work, db, sql)).await
 }
 
+/// `pg_sql` against another server on loopback (a private cluster of the test).
+pub(crate) async fn pg_sql_at(work: &Path, port: u16, db: &str, sql: &str) -> String {
+    let mut conn = pg(db);
+    conn.port = port;
+    output(&query_of(&conn, work, sql)).await
+}
+
 fn pg_query(work: &Path, db: &str, sql: &str) -> Invocation {
-    let mut inv = engines::server_version(&pg(db), &tools(), work).expect("psql");
+    query_of(&pg(db), work, sql)
+}
+
+fn query_of(conn: &Connection, work: &Path, sql: &str) -> Invocation {
+    let mut inv = engines::server_version(conn, &tools(), work).expect("psql");
     // Replace the version query (the last argument) with `sql`.
     inv.args.pop();
     inv.args.push(sql.into());
