@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
-use secrecy::SecretString;
-use sentinel_storage::{Destination, DestinationSpec};
-use sentinel_testkit::emulators::{self, MOTO_REGION};
+use sentinel_testkit::emulators;
 use sentinel_testkit::procs::wait_ready;
 use serde_json::{Value, json};
 
-use crate::jobs::{Api, pg_target, up, up_with};
+use crate::jobs::{Api, moto_destination, pg_target, up, up_with};
 use crate::pipeline::{drop_pg, empty_pg, pg_sql};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,16 +36,8 @@ async fn a_worker_killed_mid_backup_is_retried_and_leaves_no_orphan_upload() {
     let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
     let api = Api { base: sentinel.url(""), token };
     let target = api.create("/api/v1/backups/targets", pg_target("big", &source, "postgres")).await;
-    let dest = api
-        .create(
-            "/api/v1/backups/destinations",
-            json!({
-                "name": "s3",
-                "config": {"kind": "s3", "bucket": bucket, "region": MOTO_REGION, "endpoint": moto.endpoint, "prefix": "crash", "force_path_style": true},
-                "credentials": {"access_key_id": moto.access_key_id, "secret_access_key": moto.secret_access_key},
-            }),
-        )
-        .await;
+    let (body, s3) = moto_destination(moto, &bucket, "crash");
+    let dest = api.create("/api/v1/backups/destinations", body).await;
     let plan = api
         .create(
             "/api/v1/backups/plans",
@@ -81,16 +71,6 @@ async fn a_worker_killed_mid_backup_is_retried_and_leaves_no_orphan_upload() {
     assert_eq!(dead_globals["state"], "deleted", "what the dead attempt stored is removed: {entries:?}");
 
     // The bucket holds the one good backup and no unfinished multipart upload.
-    let s3 = Destination::open(&DestinationSpec::S3 {
-        bucket,
-        region: MOTO_REGION.into(),
-        endpoint: Some(moto.endpoint.clone()),
-        prefix: "crash".into(),
-        access_key_id: moto.access_key_id.clone(),
-        secret_access_key: SecretString::from(moto.secret_access_key.clone()),
-        force_path_style: true,
-    })
-    .expect("s3");
     let pending = s3.incomplete_uploads().await.expect("list uploads");
     assert!(pending.is_empty(), "orphan upload parts: {pending:?}");
     let mut objects: Vec<String> = s3.list("plans/").await.expect("list").into_iter().map(|o| o.key).collect();

@@ -6,14 +6,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use secrecy::SecretString;
-use sentinel_storage::{Destination, DestinationSpec};
-use sentinel_testkit::emulators::{self, MOTO_REGION};
+use sentinel_testkit::emulators;
 use sentinel_testkit::procs::wait_ready;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::jobs::{Api, pg_target, up_with};
+use crate::jobs::{Api, moto_destination, pg_target, up_with};
 use crate::pipeline::{drop_pg, pg_source};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,16 +33,8 @@ async fn the_janitor_removes_what_dead_attempts_left_and_nothing_else() {
     let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
     let api = Api { base: sentinel.url(""), token };
     let target = api.create("/api/v1/backups/targets", pg_target("app", &source, "postgres")).await;
-    let dest = api
-        .create(
-            "/api/v1/backups/destinations",
-            json!({
-                "name": "s3",
-                "config": {"kind": "s3", "bucket": bucket, "region": MOTO_REGION, "endpoint": moto.endpoint, "prefix": "janitor", "force_path_style": true},
-                "credentials": {"access_key_id": moto.access_key_id, "secret_access_key": moto.secret_access_key},
-            }),
-        )
-        .await;
+    let (body, s3) = moto_destination(moto, &bucket, "janitor");
+    let dest = api.create("/api/v1/backups/destinations", body).await;
     let plan = api
         .create("/api/v1/backups/plans", json!({"name": "app", "target_id": target, "destination_ids": [dest]}))
         .await;
@@ -60,16 +50,6 @@ async fn the_janitor_removes_what_dead_attempts_left_and_nothing_else() {
 
     // What a killed worker of an abandoned job leaves: a multipart upload with a part in, never
     // completed, and a finished object, both under an entry the journal does not have.
-    let s3 = Destination::open(&DestinationSpec::S3 {
-        bucket,
-        region: MOTO_REGION.into(),
-        endpoint: Some(moto.endpoint.clone()),
-        prefix: "janitor".into(),
-        access_key_id: moto.access_key_id.clone(),
-        secret_access_key: SecretString::from(moto.secret_access_key.clone()),
-        force_path_style: true,
-    })
-    .expect("s3");
     let dead_entry = Uuid::now_v7();
     let half = format!("plans/{plan}/{dead_entry}/app.dump.zst");
     let mut upload = s3.upload(&half, 5 << 20).await.expect("upload");

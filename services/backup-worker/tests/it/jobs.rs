@@ -89,6 +89,32 @@ pub(crate) fn up_with(tmp: &Path, port: u16, extra: &[(&str, &str)]) -> Proc {
     Proc::spawn("sentinel", &["up", "--data-dir", dir.to_str().expect("utf-8"), "--listen", &listen], &env, port, tmp)
 }
 
+/// A destination on the S3 emulator under `prefix`: the API's body for it, and the same place
+/// opened directly (to look at what is there, or to leave things behind as a dead worker would).
+pub(crate) fn moto_destination(
+    moto: &sentinel_testkit::emulators::Moto,
+    bucket: &str,
+    prefix: &str,
+) -> (Value, sentinel_storage::Destination) {
+    use sentinel_testkit::emulators::MOTO_REGION;
+    let body = json!({
+        "name": format!("s3-{prefix}"),
+        "config": {"kind": "s3", "bucket": bucket, "region": MOTO_REGION, "endpoint": moto.endpoint, "prefix": prefix, "force_path_style": true},
+        "credentials": {"access_key_id": moto.access_key_id, "secret_access_key": moto.secret_access_key},
+    });
+    let direct = sentinel_storage::Destination::open(&sentinel_storage::DestinationSpec::S3 {
+        bucket: bucket.to_owned(),
+        region: MOTO_REGION.into(),
+        endpoint: Some(moto.endpoint.clone()),
+        prefix: prefix.into(),
+        access_key_id: moto.access_key_id.clone(),
+        secret_access_key: secrecy::SecretString::from(moto.secret_access_key.clone()),
+        force_path_style: true,
+    })
+    .expect("s3");
+    (body, direct)
+}
+
 pub(crate) fn pg_target(name: &str, db: &str, password: &str) -> Value {
     json!({"name": name, "engine": "postgres", "host": "127.0.0.1", "user": "postgres", "password": password, "databases": [db]})
 }
