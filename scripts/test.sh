@@ -81,6 +81,23 @@ export SENTINEL_TEST_MOTO_SERVER="${SENTINEL_TEST_MOTO_SERVER:-$(cd "$storage_ve
 export SENTINEL_TEST_FAKE_GCS_SERVER="${SENTINEL_TEST_FAKE_GCS_SERVER:-$(cd "$(dirname "$fake_gcs_bin")" && pwd)/$(basename "$fake_gcs_bin")}"
 export SENTINEL_TEST_AZURITE_BLOB="${SENTINEL_TEST_AZURITE_BLOB:-$(cd "$azurite_prefix/node_modules/.bin" && pwd)/azurite-blob}"
 
+# The alert rules (prometheus.rules.yml) are unit-tested with promtool, unpacked from Debian's
+# prometheus package under target/ without installing it (no service is set up or started).
+promtool_bin="$(command -v promtool || true)"
+if [ -z "$promtool_bin" ]; then
+  promtool_dir="${CARGO_TARGET_DIR:-target}/promtool"
+  if [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+    echo "test.sh: fetching promtool (Debian's prometheus package, unpacked into $promtool_dir)"
+    if [ -z "$apt_updated" ]; then $SUDO apt-get update -qq; apt_updated=1; fi
+    mkdir -p "$promtool_dir"
+    (cd "$promtool_dir" && apt-get download -qq prometheus 2>/dev/null)
+    dpkg-deb -x "$(ls "$promtool_dir"/prometheus_*.deb | head -n 1)" "$promtool_dir"
+  fi
+  promtool_bin="$promtool_dir/usr/bin/promtool"
+fi
+"$promtool_bin" check config prometheus.yml >/dev/null
+"$promtool_bin" test rules prometheus.rules.test.yml
+
 # The backup codec's interop tests check its output with the stock age, zstd, gzip, zip and tar tools.
 for tool in age zstd zip gzip tar; do
   if ! command -v "$tool" >/dev/null 2>&1; then

@@ -35,3 +35,13 @@ pub const BACKUP_LAST_DURATION: &str = "sentinel_backup_last_duration_seconds";
 pub const BACKUP_LAST_SIZE: &str = "sentinel_backup_last_size_bytes";
 /// Failed backup attempts by plan and `reason` (`database_unreachable`, `tool_failed`, `storage`…).
 pub const BACKUP_FAILURES: &str = "sentinel_backup_failures_total";
+/// A plan's recovery point objective, in seconds (plans that declare one), exported by the scheduler
+/// from the journal, so that it stays visible when no backup worker runs.
+pub const BACKUP_RPO: &str = "sentinel_backup_rpo_seconds";
+/// A plan's recovery time objective, in seconds (plans that declare one).
+pub const BACKUP_RTO: &str = "sentinel_backup_rto_seconds";
+/// How old the newest good backup of a plan with an RPO is (its start: the data it holds), in
+/// seconds; without any, since the plan was made.
+pub const BACKUP_NEWEST_GOOD_AGE: &str = "sentinel_backup_newest_good_age_seconds";
+/// 1 while that age exceeds the plan's RPO, else 0.
+pub const BACKUP_RPO_BREACHED: &str = "sentinel_backup_rpo_breached";

@@ -1,9 +1,10 @@
 //! The scheduler service: turns time into jobs. It fires cron and interval schedules (one active
 //! replica at a time, exactly one firing per tick, see [`engine`]), keeps the built-in periodic work in
-//! step with configuration, and runs the outbox relay (publishing committed jobs whose message never
-//! reached the bus, and delayed retries).
+//! step with configuration, runs the outbox relay (publishing committed jobs whose message never
+//! reached the bus, and delayed retries), and exports the backup plans' recovery objectives.
 
 pub mod engine;
+pub mod objectives;
 
 use std::time::Duration;
 
@@ -19,8 +20,10 @@ pub const SERVICE: &str = "scheduler";
 pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
     ensure_builtins(&spine, &shutdown).await;
     let relay = tokio::spawn(Relay::new(spine.clone()).run(shutdown.clone()));
+    let objectives = tokio::spawn(objectives::run(spine.clone(), shutdown.clone()));
     let engine = tokio::spawn(Engine::new(spine).run(shutdown.clone()));
     let _ = relay.await;
+    let _ = objectives.await;
     let _ = engine.await;
     Ok(())
 }

@@ -6,4 +6,5 @@ mod clouds;
 mod crash;
 mod janitor;
 mod jobs;
+mod objectives;
 mod pipeline;
