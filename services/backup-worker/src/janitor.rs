@@ -141,7 +141,7 @@ async fn sweep(
         if let Some(known) = entries.get(&id) {
             return Ok(known.clone());
         }
-        let found = store.journal_entry(dest.org_id, id).await.map_err(|e| e.to_string())?;
+        let found = store.journal_entry_any(id).await.map_err(|e| e.to_string())?;
         entries.insert(id, found.clone());
         Ok(found)
     };
@@ -163,12 +163,12 @@ async fn sweep(
         if object.last_modified > cutoff {
             continue;
         }
+        // By key, not by destination: two destinations may share a bucket and prefix, and a key
+        // names its plan and entry, so a stored copy with this key anywhere owns the object.
         let owned = entry(id).await?.is_some_and(|e| {
             e.status == JournalStatus::Running
                 || (e.status == JournalStatus::Succeeded
-                    && e.copies
-                        .iter()
-                        .any(|c| c.destination_id == dest.id && c.key == object.key && c.state == "stored"))
+                    && e.copies.iter().any(|c| c.key == object.key && c.state == "stored"))
         });
         if owned {
             continue;

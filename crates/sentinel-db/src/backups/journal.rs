@@ -284,6 +284,12 @@ impl BackupStore {
         Ok(res.rows_affected == 1)
     }
 
+    /// An entry whatever its organization (the janitor's ownership check: artifact keys name their
+    /// entry, and a bucket may be shared by several destinations).
+    pub async fn journal_entry_any(&self, id: Uuid) -> Result<Option<JournalRecord>, DbError> {
+        backup_journal::Entity::find_by_id(id).one(&self.conn).await?.map(TryInto::try_into).transpose()
+    }
+
     pub async fn journal_entry(&self, org: Uuid, id: Uuid) -> Result<Option<JournalRecord>, DbError> {
         backup_journal::Entity::find_by_id(id)
             .filter(backup_journal::Column::OrgId.eq(org))

@@ -1,7 +1,7 @@
 //! The janitor through `sentinel up`: what a killed worker leaves on the S3 emulator when its job
 //! never runs again — an incomplete multipart upload and a finished object under a journal entry
-//! that does not exist — is removed by the built-in sweep, while a succeeded backup's artifacts and
-//! files outside `plans/` stay.
+//! that does not exist — is removed by the built-in sweep, while a succeeded backup's artifacts (even
+//! seen through a second destination on the same bucket and prefix) and files outside `plans/` stay.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,12 @@ async fn the_janitor_removes_what_dead_attempts_left_and_nothing_else() {
     let api = Api { base: sentinel.url(""), token };
     let target = api.create("/api/v1/backups/targets", pg_target("app", &source, "postgres")).await;
     let (body, s3) = moto_destination(moto, &bucket, "janitor");
-    let dest = api.create("/api/v1/backups/destinations", body).await;
+    let dest = api.create("/api/v1/backups/destinations", body.clone()).await;
+    // A second destination on the same bucket and prefix (an operator's duplicate): sweeping it must
+    // not take the first one's backups for strays.
+    let mut twin = body;
+    twin["name"] = json!("s3-janitor-twin");
+    api.create("/api/v1/backups/destinations", twin).await;
     let plan = api
         .create("/api/v1/backups/plans", json!({"name": "app", "target_id": target, "destination_ids": [dest]}))
         .await;
