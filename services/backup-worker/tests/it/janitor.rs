@@ -23,12 +23,8 @@ async fn the_janitor_removes_what_dead_attempts_left_and_nothing_else() {
     let moto = emulators::moto().await;
     let bucket = moto.create_bucket().await;
     let port = sentinel_testkit::free_port();
-    // The sweep every 2 s, with no grace: only ownership protects an object.
-    let mut sentinel = up_with(
-        tmp.path(),
-        port,
-        &[("SENTINEL_SCHEDULER__BACKUP_JANITOR_INTERVAL_SECS", "2"), ("SENTINEL_BACKUP__JANITOR_GRACE_MINUTES", "0")],
-    );
+    // First without the janitor, so the leftovers are seen in place before any sweep.
+    let mut sentinel = up_with(tmp.path(), port, &[("SENTINEL_SCHEDULER__BACKUP_JANITOR_INTERVAL_SECS", "0")]);
     wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
     let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
     let api = Api { base: sentinel.url(""), token };
@@ -69,6 +65,15 @@ async fn the_janitor_removes_what_dead_attempts_left_and_nothing_else() {
     upload.put(Bytes::from_static(b"an operator's file")).await.expect("put");
     upload.complete().await.expect("complete");
     assert!(s3.incomplete_uploads().await.expect("list").iter().any(|p| p.key == half), "the dead upload is there");
+
+    // Then with the sweep every 2 s and no grace: only ownership protects an object.
+    drop(sentinel);
+    let mut sentinel = up_with(
+        tmp.path(),
+        port,
+        &[("SENTINEL_SCHEDULER__BACKUP_JANITOR_INTERVAL_SECS", "2"), ("SENTINEL_BACKUP__JANITOR_GRACE_MINUTES", "0")],
+    );
+    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
