@@ -79,13 +79,9 @@ fn check(compression: Compression, options: &EncodeOptions) -> Result<(), Archiv
         }
         Compression::Gzip { .. } | Compression::Zip { .. } | Compression::TarGz { .. } | Compression::None => {}
     }
-    if compression.is_staged() {
+    if let Some(kind) = Staged::of(compression) {
         if options.staging_dir.is_none() {
-            return Err(ArchiveError::NeedsStaging(if matches!(compression, Compression::Zip { .. }) {
-                "zip"
-            } else {
-                "tar.gz"
-            }));
+            return Err(ArchiveError::NeedsStaging(kind.name()));
         }
         let name = &options.entry_name;
         if name.is_empty() || name.len() > 255 || name.contains(['/', '\0']) {
@@ -210,12 +206,7 @@ fn encode(
     };
     // The passphrase is no longer needed once the header (with the wrapped file key) is written.
     drop(seal);
-    let staged = match compression {
-        Compression::Zip { level } => Some(Staged::Zip(level)),
-        Compression::TarGz { level } => Some(Staged::TarGz(level)),
-        _ => None,
-    };
-    if let (Some(kind), Some(dir)) = (staged, options.staging_dir.as_deref()) {
+    if let (Some(kind), Some(dir)) = (Staged::of(compression), options.staging_dir.as_deref()) {
         let closed = || output.is_closed();
         let (plain, sealer) = staged::encode(kind, dir, &options.entry_name, &mut input, &closed, sealer)?;
         let sink = sealer.finish().map_err(|e| write_error("finishing encryption", e))?;

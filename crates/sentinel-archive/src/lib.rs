@@ -61,14 +61,6 @@ pub enum Compression {
     },
 }
 
-impl Compression {
-    /// Whether the encoder must stage the stream in a file before writing (zip and tar.gz write a
-    /// size or CRC ahead of the data); the others stream with no file.
-    pub const fn is_staged(self) -> bool {
-        matches!(self, Self::Zip { .. } | Self::TarGz { .. })
-    }
-}
-
 /// pgBackRest's default: most of zstd's ratio at a fraction of higher levels' CPU.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;

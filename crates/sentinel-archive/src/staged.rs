@@ -13,13 +13,31 @@ use tokio::sync::mpsc;
 
 use crate::chunks::Tally;
 use crate::error::write_error;
-use crate::{ArchiveError, StreamDigest};
+use crate::{ArchiveError, Compression, StreamDigest};
 
 /// Which staged archive to build, and its deflate level (0..=9).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Staged {
     Zip(u32),
     TarGz(u32),
+}
+
+impl Staged {
+    /// The staged format `compression` is, if it is one.
+    pub(crate) fn of(compression: Compression) -> Option<Self> {
+        match compression {
+            Compression::Zip { level } => Some(Self::Zip(level)),
+            Compression::TarGz { level } => Some(Self::TarGz(level)),
+            Compression::Zstd { .. } | Compression::Gzip { .. } | Compression::None => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Zip(_) => "zip",
+            Self::TarGz(_) => "tar.gz",
+        }
+    }
 }
 
 /// Reads `input` to its end, then writes the archive (one file, `entry`) into `out`. Returns the

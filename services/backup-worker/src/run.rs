@@ -206,13 +206,6 @@ impl JobHandler for RunBackup {
     }
 }
 
-/// What one artifact of a backup holds.
-#[derive(Clone, Copy)]
-enum What {
-    Database,
-    Globals,
-}
-
 /// What a stream dumps, with what it needs.
 #[derive(Clone, Copy)]
 enum Dump {
@@ -274,21 +267,25 @@ impl Attempt<'_> {
         let databases = setup::databases(&target);
         // The server's roles and tablespaces first (PostgreSQL), so a restore into a new cluster
         // can create them before the grants that name them.
-        let mut items: Vec<(String, String, What)> = Vec::new();
-        if let Some(first) = databases.first()
-            && target.engine.has_globals()
-            && target.options.globals
-        {
-            items.push((GLOBALS.to_owned(), first.clone(), What::Globals));
+        let mut items: Vec<(String, String, Dump)> = Vec::new();
+        if let Some(first) = databases.first() {
+            // The tool's and the server's versions are the server's: checked once, before anything.
+            self.check_versions(&setup::connection(spine, &target, first).await?, &tools, work.path()).await?;
+            if target.engine.has_globals() && target.options.globals {
+                items.push((GLOBALS.to_owned(), first.clone(), Dump::Globals { with_passwords: true }));
+            }
         }
-        items.extend(databases.iter().map(|d| (d.clone(), d.clone(), What::Database)));
-        for (label, database, what) in items {
+        items.extend(databases.iter().map(|d| (d.clone(), d.clone(), Dump::Database { estimate: None })));
+        for (label, database, dump) in items {
             let conn = setup::connection(spine, &target, &database).await?;
-            let estimate = self.prepare(&conn, &tools, work.path()).await?;
+            let dump = match dump {
+                Dump::Database { .. } => Dump::Database { estimate: size_estimate(&conn, &tools, work.path()).await },
+                globals => globals,
+            };
             self.phase = "dump";
-            let (name, base) = match what {
-                What::Globals => ("globals".to_owned(), "sql"),
-                What::Database => (sanitize(&database), setup::dump_suffix(target.engine)),
+            let (name, base) = match dump {
+                Dump::Globals { .. } => ("globals".to_owned(), "sql"),
+                Dump::Database { .. } => (sanitize(&database), setup::dump_suffix(target.engine)),
             };
             let suffix = setup::suffix(base, compression, &plan.encryption);
             let key = format!("plans/{}/{}/{name}.{suffix}", plan.id, self.entry.id);
@@ -301,9 +298,9 @@ impl Attempt<'_> {
             let stream = |dump| {
                 self.stream(&conn, &tools, work.path(), compression, encryption.clone(), artifact(), &entry, dump)
             };
-            let stored = match what {
-                What::Database => stream(Dump::Database { estimate }).await,
-                What::Globals => match stream(Dump::Globals { with_passwords: true }).await {
+            let stored = match dump {
+                Dump::Database { .. } => stream(dump).await,
+                Dump::Globals { .. } => match stream(dump).await {
                     Err(e) if !matches!(e, PipelineError::Cancelled) => {
                         // Role passwords need a superuser; any user may read the roles without them.
                         let note = format!("globals with role passwords not readable ({e}); taking them without");
@@ -384,15 +381,15 @@ impl Attempt<'_> {
         Ok(())
     }
 
-    /// Reads the versions (refusing a client older than the server) and the size estimate.
-    async fn prepare(
+    /// Reads the versions, refusing a client older than the server (nothing to check for a file).
+    async fn check_versions(
         &mut self,
         conn: &Connection,
         tools: &engines::Tools,
         work: &std::path::Path,
-    ) -> Result<Option<u64>, JobError> {
+    ) -> Result<(), JobError> {
         if conn.engine.is_file() {
-            return Ok(std::fs::metadata(&conn.database).ok().map(|m| m.len()));
+            return Ok(());
         }
         self.phase = "tool_missing";
         let tool = engines::tool_version(conn, tools).map_err(|e| JobError::Permanent(e.to_string()))?;
@@ -407,13 +404,7 @@ impl Attempt<'_> {
         self.phase = "client_too_old";
         engines::check_client_not_older(conn.engine, &tool, &server).map_err(JobError::Permanent)?;
         self.phase = "config";
-        let estimate = match engines::size_estimate(conn, tools, work) {
-            Ok(Some(inv)) => {
-                engines::capture(&inv, Duration::from_secs(30)).await.ok().and_then(|t| t.trim().parse().ok())
-            }
-            _ => None,
-        };
-        Ok(estimate)
+        Ok(())
     }
 
     /// Streams one database into `artifact`, reporting progress every second.
@@ -499,6 +490,15 @@ impl Attempt<'_> {
             _ = reporter => unreachable!("the reporter never ends"),
         }
     }
+}
+
+/// The database's size in bytes, the progress percentage's denominator (`None` when unknown).
+async fn size_estimate(conn: &Connection, tools: &engines::Tools, work: &std::path::Path) -> Option<u64> {
+    if conn.engine.is_file() {
+        return std::fs::metadata(&conn.database).ok().map(|m| m.len());
+    }
+    let inv = engines::size_estimate(conn, tools, work).ok()??;
+    engines::capture(&inv, Duration::from_secs(30)).await.ok().and_then(|t| t.trim().parse().ok())
 }
 
 /// A job's private directory for credential files (0700, removed when dropped).

@@ -124,6 +124,25 @@ impl TryFrom<backup_destinations::Model> for DestinationRecord {
     }
 }
 
+/// One page of `query` in id order after the cursor `after`: the shape of every list of targets,
+/// destinations and plans (their ids are UUIDv7, so id order is creation order).
+async fn page_by_id<E, R>(
+    conn: &DatabaseConnection,
+    mut query: sea_orm::Select<E>,
+    id: E::Column,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<R>, DbError>
+where
+    E: EntityTrait,
+    R: TryFrom<E::Model, Error = DbError>,
+{
+    if let Some(cursor) = after {
+        query = query.filter(id.gt(cursor));
+    }
+    query.order_by_asc(id).limit(limit).all(conn).await?.into_iter().map(R::try_from).collect()
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Result<Value, DbError> {
     serde_json::to_value(value).map_err(|e| DbError::Corrupt(format!("cannot encode: {e}")))
 }
@@ -236,17 +255,8 @@ impl BackupStore {
     }
 
     pub async fn targets(&self, org: Uuid, after: Option<Uuid>, limit: u64) -> Result<Vec<TargetRecord>, DbError> {
-        let mut q = backup_targets::Entity::find().filter(backup_targets::Column::OrgId.eq(org));
-        if let Some(cursor) = after {
-            q = q.filter(backup_targets::Column::Id.gt(cursor));
-        }
-        q.order_by_asc(backup_targets::Column::Id)
-            .limit(limit)
-            .all(&self.conn)
-            .await?
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect()
+        let q = backup_targets::Entity::find().filter(backup_targets::Column::OrgId.eq(org));
+        page_by_id(&self.conn, q, backup_targets::Column::Id, after, limit).await
     }
 
     /// Deletes a target and its password. `Conflict` while a plan backs it up.
@@ -343,32 +353,13 @@ impl BackupStore {
         after: Option<Uuid>,
         limit: u64,
     ) -> Result<Vec<DestinationRecord>, DbError> {
-        let mut q = backup_destinations::Entity::find().filter(backup_destinations::Column::OrgId.eq(org));
-        if let Some(cursor) = after {
-            q = q.filter(backup_destinations::Column::Id.gt(cursor));
-        }
-        q.order_by_asc(backup_destinations::Column::Id)
-            .limit(limit)
-            .all(&self.conn)
-            .await?
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect()
+        let q = backup_destinations::Entity::find().filter(backup_destinations::Column::OrgId.eq(org));
+        page_by_id(&self.conn, q, backup_destinations::Column::Id, after, limit).await
     }
 
     /// A page of every organization's destinations (the janitor's sweep), by id.
     pub async fn all_destinations(&self, after: Option<Uuid>, limit: u64) -> Result<Vec<DestinationRecord>, DbError> {
-        let mut q = backup_destinations::Entity::find();
-        if let Some(cursor) = after {
-            q = q.filter(backup_destinations::Column::Id.gt(cursor));
-        }
-        q.order_by_asc(backup_destinations::Column::Id)
-            .limit(limit)
-            .all(&self.conn)
-            .await?
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect()
+        page_by_id(&self.conn, backup_destinations::Entity::find(), backup_destinations::Column::Id, after, limit).await
     }
 
     /// Deletes a destination and its credentials. `Conflict` while a plan writes to it.

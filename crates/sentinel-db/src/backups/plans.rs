@@ -3,13 +3,11 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait};
 use sentinel_domain::backups::{BackupType, CompressionChoice, PlanEncryption, PlanObjectives, Retention};
 use uuid::Uuid;
 
-use super::{BackupStore, SealedSecret, json, secret_owner};
+use super::{BackupStore, SealedSecret, json, page_by_id, secret_owner};
 use crate::entity::{backup_plans, schedules};
 use crate::{DbError, SecretStore, unique};
 
@@ -184,32 +182,13 @@ impl BackupStore {
     }
 
     pub async fn plans(&self, org: Uuid, after: Option<Uuid>, limit: u64) -> Result<Vec<PlanRecord>, DbError> {
-        let mut q = backup_plans::Entity::find().filter(backup_plans::Column::OrgId.eq(org));
-        if let Some(cursor) = after {
-            q = q.filter(backup_plans::Column::Id.gt(cursor));
-        }
-        q.order_by_asc(backup_plans::Column::Id)
-            .limit(limit)
-            .all(&self.conn)
-            .await?
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect()
+        let q = backup_plans::Entity::find().filter(backup_plans::Column::OrgId.eq(org));
+        page_by_id(&self.conn, q, backup_plans::Column::Id, after, limit).await
     }
 
     /// Every plan of every organization, by id (the worker seeds its metrics from them).
     pub async fn all_plans(&self, after: Option<Uuid>, limit: u64) -> Result<Vec<PlanRecord>, DbError> {
-        let mut q = backup_plans::Entity::find();
-        if let Some(cursor) = after {
-            q = q.filter(backup_plans::Column::Id.gt(cursor));
-        }
-        q.order_by_asc(backup_plans::Column::Id)
-            .limit(limit)
-            .all(&self.conn)
-            .await?
-            .into_iter()
-            .map(TryInto::try_into)
-            .collect()
+        page_by_id(&self.conn, backup_plans::Entity::find(), backup_plans::Column::Id, after, limit).await
     }
 
     /// The names of the plans that write to `destination`.

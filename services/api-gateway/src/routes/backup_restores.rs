@@ -92,9 +92,12 @@ pub(crate) async fn create(
     {
         errors.push(FieldError::new("into_database", e));
     }
+    // The journal entry, when the source is one (read once, for its status and its globals).
+    let mut entry_record = None;
     let source = match (b.journal_id, &b.key) {
         (Some(entry), None) => {
-            match store.journal_entry(principal.org_id, entry).await? {
+            entry_record = store.journal_entry(principal.org_id, entry).await?;
+            match &entry_record {
                 None => errors.push(FieldError::new("journal_id", "no such journal entry in your organization")),
                 Some(e) if e.kind != domain::JournalKind::Backup || e.status != domain::JournalStatus::Succeeded => {
                     errors.push(FieldError::new(
@@ -155,10 +158,9 @@ pub(crate) async fn create(
             (Some(_), Some(t)) if !t.engine.has_globals() => {
                 errors.push(FieldError::new("with_globals", format!("{} targets have no globals to apply", t.engine)))
             }
-            (Some(entry), Some(_)) => {
-                let has = store
-                    .journal_entry(principal.org_id, entry)
-                    .await?
+            (Some(_), Some(_)) => {
+                let has = entry_record
+                    .as_ref()
                     .is_some_and(|e| e.copies.iter().any(|c| c.database == domain::GLOBALS && c.state == "stored"));
                 if !has {
                     errors.push(FieldError::new("with_globals", "this backup holds no globals (roles, tablespaces)"));
