@@ -11,6 +11,7 @@ mod m0006_server_pick_index;
 mod m0007_provisioning;
 mod m0008_backups;
 mod m0009_backup_objectives;
+mod m0010_backup_verification;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_provisioning::Migration),
             Box::new(m0008_backups::Migration),
             Box::new(m0009_backup_objectives::Migration),
+            Box::new(m0010_backup_verification::Migration),
         ]
     }
 }

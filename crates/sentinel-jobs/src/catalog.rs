@@ -116,7 +116,7 @@ type Validate = fn(&Value) -> Result<(), Vec<FieldError>>;
 type KindRow = (&'static str, &'static str, Validate, fn() -> Value);
 
 /// The backup kinds: each payload names its objects by id (the gateway validated the rest).
-fn backup_kinds() -> [KindRow; 6] {
+fn backup_kinds() -> [KindRow; 7] {
     use sentinel_domain::backups as b;
     [
         (
@@ -155,7 +155,37 @@ fn backup_kinds() -> [KindRow; 6] {
             accept_object,
             any_object_schema,
         ),
+        (
+            b::VERIFY_KIND,
+            "Restores a backup into a scratch database and compares it, table by table, with the snapshot it was dumped from: {\"entry_id\"} names the backup, {\"plan_id\"} takes the plan's newest one (for a schedule).",
+            validate_backup_verify,
+            backup_verify_schema,
+        ),
     ]
+}
+
+fn validate_backup_verify(payload: &Value) -> Result<(), Vec<FieldError>> {
+    let uuid_at = |o: &serde_json::Map<String, Value>, k: &str| {
+        o.get(k).and_then(Value::as_str).is_some_and(|s| uuid::Uuid::parse_str(s).is_ok())
+    };
+    let ok = payload.as_object().is_some_and(|o| o.len() == 1 && (uuid_at(o, "entry_id") || uuid_at(o, "plan_id")));
+    if ok {
+        Ok(())
+    } else {
+        Err(vec![FieldError::new("payload", "is {\"entry_id\": \"<uuid>\"} or {\"plan_id\": \"<uuid>\"}")])
+    }
+}
+
+fn backup_verify_schema() -> Value {
+    let one = |field: &str| {
+        json!({
+            "type": "object",
+            "properties": { field: { "type": "string", "format": "uuid" } },
+            "required": [field],
+            "additionalProperties": false
+        })
+    };
+    json!({ "oneOf": [one("entry_id"), one("plan_id")] })
 }
 
 fn validate_backup_run(payload: &Value) -> Result<(), Vec<FieldError>> {

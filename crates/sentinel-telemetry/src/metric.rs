@@ -41,7 +41,10 @@ pub const BACKUP_RPO: &str = "sentinel_backup_rpo_seconds";
 /// A plan's recovery time objective, in seconds (plans that declare one).
 pub const BACKUP_RTO: &str = "sentinel_backup_rto_seconds";
 /// How old the newest good backup of a plan with an RPO is (its start: the data it holds), in
-/// seconds; without any, since the plan was made.
+/// seconds; without any, since the plan was made. "Good" is verified for a plan that verifies its
+/// backups (`verify_every`), succeeded for the others.
 pub const BACKUP_NEWEST_GOOD_AGE: &str = "sentinel_backup_newest_good_age_seconds";
 /// 1 while that age exceeds the plan's RPO, else 0.
 pub const BACKUP_RPO_BREACHED: &str = "sentinel_backup_rpo_breached";
+/// How long the restore of the plan's newest verified backup took, in seconds: the measured RTO.
+pub const BACKUP_MEASURED_RTO: &str = "sentinel_backup_measured_rto_seconds";

@@ -42,7 +42,7 @@ use crate::routes::{
         backup_destinations::replace, backup_destinations::delete, backup_destinations::test,
         backup_plans::create, backup_plans::list, backup_plans::get_plan, backup_plans::replace,
         backup_plan_actions::delete, backup_plan_actions::run, backup_plan_actions::prune,
-        backup_journal::list, backup_journal::get_entry, backup_restores::create, backup_uploads::upload,
+        backup_journal::list, backup_journal::get_entry, backup_journal::verify, backup_restores::create, backup_uploads::upload,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

@@ -1,5 +1,5 @@
 //! The backup worker: runs the jobs of the `backup` queue — backups of plans, restores, retention,
-//! target and destination tests, the janitor — plus the built-in kinds on the default queue.
+//! target and destination tests, the janitor, restore verification — plus the built-in kinds on the default queue.
 
 pub mod engines;
 pub mod janitor;
@@ -10,6 +10,7 @@ pub mod prune;
 pub mod restore;
 pub mod run;
 pub mod setup;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,13 +27,14 @@ pub const QUEUE: &str = backups::QUEUE;
 /// The handlers this worker runs.
 pub fn handlers(spine: &Spine) -> HashMap<JobKind, Arc<dyn JobHandler>> {
     let mut map = builtin_handlers(spine.settings().worker.fault_injection);
-    let ours: [(&str, Arc<dyn JobHandler>); 6] = [
+    let ours: [(&str, Arc<dyn JobHandler>); 7] = [
         (backups::RUN_KIND, run::RunBackup::new(spine)),
         (backups::RESTORE_KIND, Arc::new(restore::Restore)),
         (backups::PRUNE_KIND, Arc::new(prune::Prune)),
         (backups::TEST_TARGET_KIND, Arc::new(probe::TestTarget)),
         (backups::TEST_DESTINATION_KIND, Arc::new(probe::TestDestination)),
         (backups::JANITOR_KIND, Arc::new(janitor::Janitor)),
+        (backups::VERIFY_KIND, Arc::new(verify::VerifyBackup)),
     ];
     for (kind, handler) in ours {
         if let Ok(kind) = JobKind::parse(kind) {

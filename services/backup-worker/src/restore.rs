@@ -67,17 +67,17 @@ pub struct RestorePayload {
 pub struct Restore;
 
 /// The resolved source: destination, key, expected checksum, the decrypt key and the database name.
-struct Resolved {
-    destination: sentinel_jobs::db::backups::DestinationRecord,
-    key: String,
-    sha256: Option<String>,
-    decrypt: DecryptKey,
-    database: Option<String>,
+pub(crate) struct Resolved {
+    pub destination: sentinel_jobs::db::backups::DestinationRecord,
+    pub key: String,
+    pub sha256: Option<String>,
+    pub decrypt: DecryptKey,
+    pub database: Option<String>,
     /// The entry's globals artifact (key and checksum), when the restore applies it first.
-    globals: Option<(String, Option<String>)>,
+    pub globals: Option<(String, Option<String>)>,
 }
 
-async fn resolve(
+pub(crate) async fn resolve(
     ctx: &JobContext,
     org: Uuid,
     p: &RestorePayload,

@@ -10,7 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sentinel_jobs::db::backups::{DestinationRecord, JournalFinish, JournalRecord, NewJournal, PlanRecord};
 use sentinel_jobs::domain::LogStream;
-use sentinel_jobs::domain::backups::{BackupType, CompressionChoice, Copy, GLOBALS, JournalKind, JournalStatus};
+use sentinel_jobs::domain::backups::verification::DatabaseStats;
+use sentinel_jobs::domain::backups::{
+    BackupType, CompressionChoice, Copy, Engine, GLOBALS, JournalKind, JournalStatus,
+};
 use sentinel_jobs::{JobContext, JobError, JobHandler, Spine};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,7 +21,8 @@ use uuid::Uuid;
 
 use crate::engines::{self, Connection};
 use crate::pipeline::{self, Artifact, PipelineError, Source};
-use crate::{metrics, prune, setup};
+use crate::verify::snapshot::Session;
+use crate::{metrics, prune, setup, verify};
 use sentinel_storage::Destination;
 
 /// The payload of `backup.run` (a schedule's tick, or `POST /plans/{id}/run` with overrides).
@@ -141,8 +145,15 @@ impl JobHandler for RunBackup {
             })
             .await?;
         ctx.log(LogStream::System, format!("journal entry {} opened for plan {:?}", entry.id, plan.name)).await?;
-        let mut attempt =
-            Attempt { ctx, plan: &plan, entry: &entry, copies: Vec::new(), versions: (None, None), phase: "config" };
+        let mut attempt = Attempt {
+            ctx,
+            plan: &plan,
+            entry: &entry,
+            copies: Vec::new(),
+            stats: DatabaseStats::new(),
+            versions: (None, None),
+            phase: "config",
+        };
         match attempt.back_up(backup_type, compression).await {
             Ok(totals) => {
                 let copies = attempt.copies.clone();
@@ -169,6 +180,7 @@ impl JobHandler for RunBackup {
                 if let Some(done) = store.journal_entry(plan.org_id, entry.id).await? {
                     metrics::record_success(&plan, &done);
                 }
+                let verification = verify::queue_if_due(ctx, &plan, entry.id).await;
                 let pruned = match prune::apply(spine, &plan, false).await {
                     Ok(report) => report,
                     Err(e) => {
@@ -182,6 +194,7 @@ impl JobHandler for RunBackup {
                     "stored_bytes": totals.1,
                     "copies": copies,
                     "retention": pruned,
+                    "verification_job": verification,
                 }))
             }
             Err(e) => {
@@ -224,6 +237,8 @@ struct Attempt<'a> {
     plan: &'a PlanRecord,
     entry: &'a JournalRecord,
     copies: Vec<Copy>,
+    /// The tables' statistics taken in each database's dump snapshot (for verification).
+    stats: DatabaseStats,
     /// The dump tool's and the server's versions, once known.
     versions: (Option<String>, Option<String>),
     /// What the attempt was doing: a failure's reason on the metrics.
@@ -277,7 +292,25 @@ impl Attempt<'_> {
         }
         items.extend(databases.iter().map(|d| (d.clone(), d.clone(), Dump::Database { estimate: None })));
         for (label, database, dump) in items {
-            let conn = setup::connection(spine, &target, &database).await?;
+            let mut conn = setup::connection(spine, &target, &database).await?;
+            // The statistics a verification compares, taken in the very snapshot pg_dump reads.
+            let mut session = None;
+            if matches!(dump, Dump::Database { .. })
+                && target.engine == Engine::Postgres
+                && plan.objectives.records_statistics()
+            {
+                match Session::exporting(&conn, &tools, work.path()).await {
+                    Ok((s, snapshot)) => {
+                        conn.snapshot = Some(snapshot);
+                        session = Some(s);
+                    }
+                    Err(e) => {
+                        let note = format!("no snapshot for {label:?}, so this backup cannot be verified: {e}");
+                        self.ctx.log(LogStream::System, note).await?;
+                    }
+                }
+            }
+            let conn = conn;
             let dump = match dump {
                 Dump::Database { .. } => Dump::Database { estimate: size_estimate(&conn, &tools, work.path()).await },
                 globals => globals,
@@ -299,7 +332,30 @@ impl Attempt<'_> {
                 self.stream(&conn, &tools, work.path(), compression, encryption.clone(), artifact(), &entry, dump)
             };
             let stored = match dump {
-                Dump::Database { .. } => stream(dump).await,
+                Dump::Database { .. } => {
+                    let stats = async {
+                        match session.as_mut() {
+                            Some(s) => Some(s.table_stats(&conn.include, &conn.exclude).await),
+                            None => None,
+                        }
+                    };
+                    let (stored, stats) = tokio::join!(stream(dump), stats);
+                    if let Some(s) = session.take() {
+                        s.close().await;
+                    }
+                    match stats {
+                        Some(Ok(tables)) if stored.is_ok() => {
+                            self.stats.insert(label.clone(), tables);
+                            store.set_table_stats(self.entry.id, &self.stats).await?;
+                        }
+                        Some(Err(e)) => {
+                            let note = format!("statistics of {label:?} not taken, so it cannot be verified: {e}");
+                            self.ctx.log(LogStream::System, note).await?;
+                        }
+                        _ => {}
+                    }
+                    stored
+                }
                 Dump::Globals { .. } => match stream(dump).await {
                     Err(e) if !matches!(e, PipelineError::Cancelled) => {
                         // Role passwords need a superuser; any user may read the roles without them.

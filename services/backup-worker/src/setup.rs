@@ -37,6 +37,7 @@ pub async fn connection(spine: &Spine, target: &TargetRecord, database: &str) ->
         tls: matches!(target.options.tls, TlsMode::Require | TlsMode::VerifyFull),
         include: target.options.include.clone(),
         exclude: target.options.exclude.clone(),
+        snapshot: None,
     })
 }
 

@@ -2,7 +2,8 @@
 //! (which always runs) rather than by the backup worker: a stopped or lost worker is precisely when
 //! an RPO breach must show. Per plan that declares an RPO: the RPO, the RTO, the age of the newest
 //! good backup (since its start: the data it holds; since the plan was made when there is none) and
-//! whether the first exceeds the second.
+//! whether the first exceeds the second. A plan that verifies its backups counts only verified ones
+//! as good, and its newest verified backup's restore time is exported as the measured RTO.
 
 use std::time::Duration;
 
@@ -56,7 +57,12 @@ async fn refresh(spine: &Spine) -> Result<(), sentinel_jobs::db::DbError> {
     loop {
         let page = store.all_plans(after, 500).await?;
         for plan in page.iter().filter(|p| p.objectives.rpo_minutes.is_some()) {
-            let newest = store.last_backup_of_plan(plan.id, JournalStatus::Succeeded).await?.map(|e| e.started_at);
+            let verified = store.newest_verified_of_plan(plan.id).await?;
+            let newest = if plan.objectives.verify_every.is_some() {
+                verified.as_ref().map(|e| e.started_at)
+            } else {
+                store.last_backup_of_plan(plan.id, JournalStatus::Succeeded).await?.map(|e| e.started_at)
+            };
             if let Some(s) = standing(plan, newest, Utc::now()) {
                 let labels = [("plan", plan.id.to_string()), ("plan_name", plan.name.clone())];
                 metrics::gauge!(metric::BACKUP_RPO, &labels).set(s.rpo_secs);
@@ -65,6 +71,9 @@ async fn refresh(spine: &Spine) -> Result<(), sentinel_jobs::db::DbError> {
                 }
                 metrics::gauge!(metric::BACKUP_NEWEST_GOOD_AGE, &labels).set(s.newest_good_age_secs);
                 metrics::gauge!(metric::BACKUP_RPO_BREACHED, &labels).set(if s.breached { 1.0 } else { 0.0 });
+                if let Some(measured) = verified.and_then(|e| e.rto_seconds) {
+                    metrics::gauge!(metric::BACKUP_MEASURED_RTO, &labels).set(measured);
+                }
             }
         }
         match page.last() {
@@ -95,7 +104,7 @@ mod tests {
             compression: Default::default(),
             encryption: PlanEncryption::None,
             retention: Default::default(),
-            objectives: PlanObjectives { rpo_minutes: rpo, rto_minutes: rto },
+            objectives: PlanObjectives { rpo_minutes: rpo, rto_minutes: rto, ..Default::default() },
             enabled: true,
             schedule_id: None,
             created_by: None,

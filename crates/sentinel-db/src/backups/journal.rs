@@ -5,7 +5,8 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
-use sentinel_domain::backups::{BackupType, Copy, JournalKind, JournalStatus, Snapshot};
+use sentinel_domain::backups::verification::DatabaseStats;
+use sentinel_domain::backups::{BackupType, Copy, JournalKind, JournalStatus, Snapshot, Verification};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -42,6 +43,15 @@ pub struct JournalRecord {
     pub verified: bool,
     pub message: Option<String>,
     pub requested_by: Option<String>,
+    /// Per database, the tables' statistics recorded in the dump's snapshot (empty: none recorded).
+    pub table_stats: DatabaseStats,
+    /// The latest verification's outcome (`not_verified` until one ran).
+    pub verification: Verification,
+    /// The first mismatching table, or why the verification could not run.
+    pub verification_message: Option<String>,
+    pub verified_at: Option<DateTime<Utc>>,
+    /// How long the verification's restore took: the plan's measured RTO.
+    pub rto_seconds: Option<f64>,
 }
 
 impl JournalRecord {
@@ -79,6 +89,17 @@ impl TryFrom<backup_journal::Model> for JournalRecord {
                 .transpose()
                 .map_err(|e| corrupt("type", &e))?,
             copies: serde_json::from_value(m.copies.clone()).map_err(|e| corrupt("copies", &e))?,
+            table_stats: match &m.table_stats {
+                Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt("table_stats", &e))?,
+                None => DatabaseStats::new(),
+            },
+            verification: match m.verification.as_deref() {
+                Some(v) => Verification::parse(v).map_err(|e| corrupt("verification", &e))?,
+                None => Verification::NotVerified,
+            },
+            verification_message: m.verification_message,
+            verified_at: m.verified_at,
+            rto_seconds: m.rto_seconds,
             id: m.id,
             org_id: m.org_id,
             plan_id: m.plan_id,
@@ -200,6 +221,11 @@ impl BackupStore {
             verified: Set(false),
             message: Set(None),
             requested_by: Set(new.requested_by),
+            table_stats: Set(None),
+            verification: Set(None),
+            verification_message: Set(None),
+            verified_at: Set(None),
+            rto_seconds: Set(None),
         }
         .insert(&self.conn)
         .await?

@@ -3,6 +3,7 @@
 
 mod journal;
 mod plans;
+mod verification;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 pub use journal::{JournalFilter, JournalFinish, JournalRecord, NewJournal};
 pub use plans::{PlanDraft, PlanRecord, plan_schedule_owner};
+pub use verification::VerificationOutcome;
 
 use crate::entity::{backup_destinations, backup_plans, backup_targets, secrets};
 use crate::{DbError, SecretStore, unique};

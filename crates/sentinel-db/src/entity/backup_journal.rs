@@ -31,6 +31,13 @@ pub struct Model {
     pub verified: bool,
     pub message: Option<String>,
     pub requested_by: Option<String>,
+    /// `DatabaseStats` recorded in the dump's snapshot (m0010); `NULL`: none recorded.
+    pub table_stats: Option<Json>,
+    /// `Verification` of the latest check; `NULL`: never verified.
+    pub verification: Option<String>,
+    pub verification_message: Option<String>,
+    pub verified_at: Option<DateTimeUtc>,
+    pub rto_seconds: Option<f64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

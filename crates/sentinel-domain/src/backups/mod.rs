@@ -5,12 +5,13 @@
 pub mod objectives;
 pub mod retention;
 pub mod specs;
+pub mod verification;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use objectives::{PlanObjectives, check_objectives, longest_gap};
+pub use objectives::{MAX_VERIFY_EVERY, PlanObjectives, check_objectives, longest_gap};
 pub use retention::{Retention, RetentionError, Snapshot, Verdict, plan_retention};
 pub use specs::{
     CompressionChoice, Copy, DestinationConfig, FieldProblem, PlanEncryption, TargetOptions, TlsMode, check_connection,
@@ -26,6 +27,8 @@ pub const PRUNE_KIND: &str = "backup.prune";
 pub const TEST_TARGET_KIND: &str = "backup.test_target";
 /// Writes, reads back and deletes a probe object on a destination.
 pub const TEST_DESTINATION_KIND: &str = "backup.test_destination";
+/// Restores a backup into a scratch database and compares it with the snapshot it was taken from.
+pub const VERIFY_KIND: &str = "backup.verify";
 /// The built-in sweep that removes what killed or abandoned attempts left on the destinations.
 pub const JANITOR_KIND: &str = "backup.janitor";
 /// The queue backup and restore jobs travel on; the backup worker consumes it.
@@ -104,6 +107,16 @@ string_enum! {
         Failed => "failed",
         Interrupted => "interrupted",
         Pruned => "pruned",
+    }
+}
+
+string_enum! {
+    /// Whether a backup was proven restorable: restored into a scratch database and found equal,
+    /// table by table, to the snapshot it was dumped from.
+    Verification {
+        Verified => "verified",
+        Failed => "verification_failed",
+        NotVerified => "not_verified",
     }
 }
 

@@ -28,6 +28,32 @@ pub struct PlanObjectives {
     /// Recovery time objective, in minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto_minutes: Option<u32>,
+    /// Verify every Nth successful backup (1: every one) by restoring it into a scratch database
+    /// and comparing it with the snapshot it was dumped from; `None`: only when asked (by hand, or
+    /// by a schedule of kind `backup.verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_every: Option<u32>,
+    /// The target whose server receives the scratch databases of verifications (default: the
+    /// plan's own target, under a throw-away name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_target_id: Option<uuid::Uuid>,
+}
+
+/// The most backups a plan may leave between two verifications.
+pub const MAX_VERIFY_EVERY: u32 = 1000;
+
+impl PlanObjectives {
+    /// Whether the backups of this plan record what a verification compares (table statistics in
+    /// the dump's snapshot): when the plan verifies by itself, or may be verified on a cron.
+    pub fn records_statistics(&self) -> bool {
+        self.verify_every.is_some()
+    }
+
+    /// Whether a backup is due for verification, given how many successful backups of the plan
+    /// came after its newest verified one (this one included).
+    pub fn verification_due(&self, unverified_successes: u64) -> bool {
+        self.verify_every.is_some_and(|n| unverified_successes >= u64::from(n.max(1)))
+    }
 }
 
 /// The longest wait between consecutive ticks of `trigger` after `from` (within a year), or `None`
@@ -58,6 +84,9 @@ pub fn check_objectives(
         if value.is_some_and(|m| m == 0 || m > MAX_OBJECTIVE_MINUTES) {
             return Err((field, format!("1 to {MAX_OBJECTIVE_MINUTES} minutes (a year)")));
         }
+    }
+    if objectives.verify_every.is_some_and(|n| n == 0 || n > MAX_VERIFY_EVERY) {
+        return Err(("verify_every", format!("1 (every backup) to {MAX_VERIFY_EVERY}")));
     }
     let Some(rpo) = objectives.rpo_minutes else { return Ok(()) };
     let Some((expr, timezone)) = cron else {
@@ -122,7 +151,7 @@ mod tests {
     #[test]
     fn an_rpo_the_cron_cannot_meet_is_refused_with_the_reason() {
         let now = at("2026-12-01T00:00:00Z");
-        let hourly = PlanObjectives { rpo_minutes: Some(60), rto_minutes: Some(30) };
+        let hourly = PlanObjectives { rpo_minutes: Some(60), rto_minutes: Some(30), ..Default::default() };
         assert_eq!(check_objectives(&hourly, Some(("0 * * * *", "UTC")), now), Ok(()));
         let (field, reason) = check_objectives(&hourly, Some(("0 */2 * * *", "UTC")), now).expect_err("refused");
         assert_eq!(field, "rpo_minutes");
@@ -130,12 +159,25 @@ mod tests {
         let (field, reason) = check_objectives(&hourly, None, now).expect_err("refused");
         assert_eq!(field, "rpo_minutes");
         assert!(reason.contains("needs a cron"), "{reason}");
-        let zero = PlanObjectives { rpo_minutes: None, rto_minutes: Some(0) };
+        let zero = PlanObjectives { rto_minutes: Some(0), ..Default::default() };
         assert_eq!(check_objectives(&zero, None, now).map_err(|e| e.0), Err("rto_minutes"));
         assert_eq!(check_objectives(&PlanObjectives::default(), None, now), Ok(()));
         // A weekday-only nightly backup cannot promise a day: Friday to Monday is three.
-        let daily = PlanObjectives { rpo_minutes: Some(1440), rto_minutes: None };
+        let daily = PlanObjectives { rpo_minutes: Some(1440), ..Default::default() };
         assert!(check_objectives(&daily, Some(("0 3 * * 1-5", "UTC")), now).is_err());
         assert_eq!(check_objectives(&daily, Some(("0 3 * * *", "UTC")), now), Ok(()));
+    }
+
+    #[test]
+    fn verification_is_due_every_nth_backup_and_its_range_is_checked() {
+        let now = at("2026-12-01T00:00:00Z");
+        let every_third = PlanObjectives { verify_every: Some(3), ..Default::default() };
+        assert!(!every_third.verification_due(2) && every_third.verification_due(3) && every_third.verification_due(9));
+        assert!(every_third.records_statistics());
+        assert!(!PlanObjectives::default().verification_due(100) && !PlanObjectives::default().records_statistics());
+        for bad in [0, MAX_VERIFY_EVERY + 1] {
+            let p = PlanObjectives { verify_every: Some(bad), ..Default::default() };
+            assert_eq!(check_objectives(&p, None, now).map_err(|e| e.0), Err("verify_every"));
+        }
     }
 }

@@ -1,18 +1,19 @@
 //! `/api/v1/backups/journal`: every backup and restore attempt — start, end, duration, status,
 //! sizes, checksums, format, tool and server versions, where each copy went, and the message —
-//! listed newest first with filters and a cursor, and read one by one.
+//! listed newest first with filters and a cursor, and read one by one; a backup is verified on demand
+//! (restored into a scratch database and compared with the snapshot it was dumped from).
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sentinel_jobs::Spine;
 use sentinel_jobs::db::backups::{JournalFilter, JournalRecord};
 use sentinel_jobs::domain::Role;
-use sentinel_jobs::domain::backups::{JournalKind, JournalStatus};
+use sentinel_jobs::domain::backups::{self as domain, JournalKind, JournalStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::backup_shared::path_id;
+use super::backup_shared::{accepted_job, backup_retry, path_id};
 use super::resource;
 use crate::Problem;
 use crate::auth::Principal;
@@ -21,6 +22,7 @@ use crate::doc;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/backups/journal").route(web::get().to(list)));
     cfg.service(resource("/backups/journal/{id}").route(web::get().to(get_entry)));
+    cfg.service(resource("/backups/journal/{id}/verify").route(web::post().to(verify)));
 }
 
 /// One journal entry.
@@ -55,6 +57,16 @@ pub struct JournalView {
     #[schema(value_type = Option<Object>)]
     pub source: Option<Value>,
     pub verified: bool,
+    /// `verified`, `verification_failed` or `not_verified`: the latest verification's outcome.
+    pub verification: String,
+    /// The first table that differed, or why the backup could not be verified.
+    pub verification_message: Option<String>,
+    pub verified_at: Option<DateTime<Utc>>,
+    /// How long the verification's restore took (the plan's measured RTO).
+    pub rto_seconds: Option<f64>,
+    /// How many tables' statistics the backup recorded in its dump's snapshot (what a
+    /// verification compares); 0: none, so it cannot be verified.
+    pub tables_recorded: usize,
     pub message: Option<String>,
     pub requested_by: Option<String>,
 }
@@ -84,6 +96,11 @@ impl From<JournalRecord> for JournalView {
             copies: serde_json::to_value(&e.copies).unwrap_or(Value::Null),
             source: e.source,
             verified: e.verified,
+            verification: e.verification.as_str().to_owned(),
+            verification_message: e.verification_message,
+            verified_at: e.verified_at,
+            rto_seconds: e.rto_seconds,
+            tables_recorded: e.table_stats.values().map(Vec::len).sum(),
             message: e.message,
             requested_by: e.requested_by,
         }
@@ -190,4 +207,51 @@ pub(crate) async fn get_entry(
         .await?
         .ok_or_else(|| Problem::not_found(&format!("journal entry {:?}", path.as_str())))?;
     Ok(HttpResponse::Ok().json(JournalView::from(entry)))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups/journal/{id}/verify",
+    tag = "backups",
+    summary = "Verify a backup now: restore it into a scratch database and compare every table with the snapshot it was dumped from",
+    params(("id" = uuid::Uuid, Path, description = "Journal entry id (UUID) of a succeeded backup")),
+    responses(
+        (status = 202, description = "The verification job; the entry's `verification` shows its outcome", body = crate::routes::jobs::JobView),
+        doc::Guarded, doc::NotFound, doc::Invalid
+    )
+)]
+pub(crate) async fn verify(
+    principal: Principal,
+    spine: web::Data<Spine>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    principal.require(Role::Operator)?;
+    let id = path_id(&path, "journal entry")?;
+    let entry = spine
+        .db()
+        .backups()
+        .journal_entry(principal.org_id, id)
+        .await?
+        .ok_or_else(|| Problem::not_found(&format!("journal entry {:?}", path.as_str())))?;
+    if entry.kind != JournalKind::Backup || entry.status != JournalStatus::Succeeded {
+        return Err(Problem::invalid_field(
+            "id",
+            format!("a {} that {} cannot be verified: only a succeeded backup", entry.kind, entry.status),
+        ));
+    }
+    if entry.table_stats.is_empty() {
+        return Err(Problem::invalid_field(
+            "id",
+            "this backup recorded no table statistics in its dump's snapshot (its plan had no verify_every when it \
+             ran, or its engine is not verified yet): there is nothing to compare a restore with",
+        ));
+    }
+    accepted_job(
+        &spine,
+        &principal,
+        domain::VERIFY_KIND,
+        serde_json::json!({"entry_id": entry.id}),
+        Some(backup_retry()),
+    )
+    .await
 }

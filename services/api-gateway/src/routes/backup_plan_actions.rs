@@ -6,14 +6,14 @@ use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sentinel_jobs::Spine;
 use sentinel_jobs::db::backups::JournalRecord;
+use sentinel_jobs::domain::Role;
 use sentinel_jobs::domain::backups::{self as domain, BackupType, Snapshot, plan_retention};
-use sentinel_jobs::domain::{RetryPolicy, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::backup_plans::{compression_of, plan_of};
-use super::backup_shared::accepted_job;
+use super::backup_shared::{accepted_job, backup_retry};
 use crate::Problem;
 use crate::auth::Principal;
 use crate::doc;
@@ -29,11 +29,6 @@ pub struct RunBody {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub compression: Option<Value>,
-}
-
-/// Backups are retried twice (a storage hiccup, a worker restart); each attempt has its own journal row.
-fn backup_retry() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, ..RetryPolicy::default() }
 }
 
 #[utoipa::path(

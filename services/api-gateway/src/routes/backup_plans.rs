@@ -99,6 +99,17 @@ pub struct PlanBody {
     #[serde(default, deserialize_with = "doc::integer_or_null")]
     #[schema(minimum = 1, maximum = 525600)]
     pub rto_minutes: Option<u32>,
+    /// Verify every Nth successful backup (1: each one): restore it into a scratch database and
+    /// compare every table with the snapshot it was dumped from. Absent: only when asked
+    /// (`POST /api/v1/backups/journal/{id}/verify`, or a schedule of kind `backup.verify`).
+    /// PostgreSQL targets.
+    #[serde(default, deserialize_with = "doc::integer_or_null")]
+    #[schema(minimum = 1, maximum = 1000)]
+    pub verify_every: Option<u32>,
+    /// The target whose server receives the scratch databases (same engine); absent: the plan's
+    /// own target, under a throw-away database name.
+    #[serde(default)]
+    pub verify_target_id: Option<Uuid>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -127,6 +138,8 @@ pub struct PlanView {
     pub retention: Value,
     pub rpo_minutes: Option<u32>,
     pub rto_minutes: Option<u32>,
+    pub verify_every: Option<u32>,
+    pub verify_target_id: Option<Uuid>,
     pub enabled: bool,
     /// The owned schedule that fires the plan (`/api/v1/schedules/{id}/firings` is its history).
     pub schedule_id: Option<Uuid>,
@@ -161,6 +174,8 @@ pub(crate) async fn view(spine: &Spine, p: PlanRecord) -> Result<PlanView, Probl
         retention: serde_json::to_value(&p.retention).unwrap_or(Value::Null),
         rpo_minutes: p.objectives.rpo_minutes,
         rto_minutes: p.objectives.rto_minutes,
+        verify_every: p.objectives.verify_every,
+        verify_target_id: p.objectives.verify_target_id,
         enabled: p.enabled,
         schedule_id: p.schedule_id,
         next_run_at,
@@ -358,7 +373,13 @@ async fn check(
     {
         errors.extend(more);
     }
-    let objectives = PlanObjectives { rpo_minutes: b.rpo_minutes, rto_minutes: b.rto_minutes };
+    let objectives = PlanObjectives {
+        rpo_minutes: b.rpo_minutes,
+        rto_minutes: b.rto_minutes,
+        verify_every: b.verify_every,
+        verify_target_id: b.verify_target_id,
+    };
+    check_verification(spine, principal, &objectives, target.as_ref(), &mut errors).await?;
     // The cron's own errors are reported above; an RPO is checked against a cron that parses.
     let cron = b.cron.as_deref().map(|c| (c, timezone.as_str()));
     if !errors.iter().any(|e| e.field == "cron" || e.field == "timezone")
@@ -388,6 +409,34 @@ async fn check(
         enabled: b.enabled,
     };
     Ok((draft, secrets, schedule))
+}
+
+/// A verification needs an engine Sentinel verifies and, when named, a server of that engine.
+async fn check_verification(
+    spine: &Spine,
+    principal: &Principal,
+    objectives: &PlanObjectives,
+    target: Option<&sentinel_jobs::db::backups::TargetRecord>,
+    errors: &mut Vec<FieldError>,
+) -> Result<(), Problem> {
+    let Some(target) = target else { return Ok(()) };
+    if objectives.verify_every.is_some() && target.engine != domain::Engine::Postgres {
+        errors.push(FieldError::new(
+            "verify_every",
+            format!("{} backups are not verified by restore yet (PostgreSQL backups are)", target.engine),
+        ));
+    }
+    if let Some(id) = objectives.verify_target_id {
+        match spine.db().backups().target(principal.org_id, id).await? {
+            None => errors.push(FieldError::new("verify_target_id", "no such backup target in your organization")),
+            Some(server) if server.engine != target.engine => errors.push(FieldError::new(
+                "verify_target_id",
+                format!("a {} server cannot verify {} backups", server.engine, target.engine),
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Keeps the plan's owned schedule in step with it: created or replaced with a cron, removed without.

@@ -32,6 +32,11 @@ pub async fn accepted_job(
         .json(JobView::from(job)))
 }
 
+/// Backups are retried twice (a storage hiccup, a worker restart); each attempt has its own journal row.
+pub fn backup_retry() -> RetryPolicy {
+    RetryPolicy { max_attempts: 3, ..RetryPolicy::default() }
+}
+
 /// An id from a path segment: a non-UUID is simply not found.
 pub fn path_id(raw: &str, what: &str) -> Result<Uuid, Problem> {
     raw.parse().map_err(|_| Problem::not_found(&format!("{what} {raw:?}")))

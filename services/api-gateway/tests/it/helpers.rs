@@ -299,6 +299,7 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::POST, "/api/v1/backups/plans/{bplan}/prune", None, Role::Operator),
         (Method::GET, "/api/v1/backups/journal", None, Role::Viewer),
         (Method::GET, "/api/v1/backups/journal/{bentry}", None, Role::Viewer),
+        (Method::POST, "/api/v1/backups/journal/{bentry}/verify", None, Role::Operator),
         (
             Method::POST,
             "/api/v1/backups/restores",

@@ -35,6 +35,9 @@ pub struct Connection {
     pub include: Vec<String>,
     /// These tables (collections) are left out.
     pub exclude: Vec<String>,
+    /// PostgreSQL: the exported snapshot the dump reads (`pg_dump --snapshot`), so that the
+    /// statistics a verification compares are taken in exactly what was dumped.
+    pub snapshot: Option<String>,
 }
 
 impl Connection {
@@ -50,6 +53,7 @@ impl Connection {
             tls: false,
             include: Vec::new(),
             exclude: Vec::new(),
+            snapshot: None,
         }
     }
 }
@@ -182,6 +186,24 @@ pub fn restore(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invo
         Engine::Sqlite => {
             Err(EngineError::Unsupported("SQLite is restored by replacing the file, not through a tool".to_owned()))
         }
+    }
+}
+
+/// An interactive SQL session (statements on stdin, results on stdout, stopping at the first
+/// error): the snapshot a dump reads and the statistics a verification compares. PostgreSQL only.
+pub fn session(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
+    match conn.engine {
+        Engine::Postgres => postgres::session(conn, tools, work_dir),
+        other => Err(EngineError::Unsupported(format!("{other} backups are not verified by Sentinel yet"))),
+    }
+}
+
+/// One SQL statement run with the query tool (a verification's `CREATE`/`DROP DATABASE`).
+pub fn query(conn: &Connection, tools: &Tools, work_dir: &Path, sql: &str) -> Result<Invocation, EngineError> {
+    match conn.engine {
+        Engine::Postgres => postgres::query(conn, tools, work_dir, sql),
+        Engine::Mysql | Engine::Mariadb => mysql::query(conn, tools, work_dir, sql),
+        other => Err(EngineError::Unsupported(format!("{other} takes no SQL statement from Sentinel"))),
     }
 }
 

@@ -41,6 +41,9 @@ pub fn dump(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocat
     let mut inv = Invocation::new(dump_tool(tools)?);
     connect(&mut inv, conn, work_dir)?;
     inv.arg("--format=custom").arg("--compress=0").arg("--dbname").arg(&conn.database);
+    if let Some(snapshot) = &conn.snapshot {
+        inv.arg(format!("--snapshot={snapshot}"));
+    }
     // The `=` form: a name is never read as an option (and none starts with '-').
     for table in &conn.include {
         inv.arg(format!("--table={table}"));
@@ -84,6 +87,16 @@ pub fn restore(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invo
     connect(&mut inv, conn, work_dir)?;
     // All or nothing: the first error aborts and rolls the whole restore back.
     inv.arg("--single-transaction").arg("--exit-on-error").arg("--no-owner").arg("--dbname").arg(&conn.database);
+    Ok(inv)
+}
+
+/// `psql` reading statements from stdin as they come, printing bare values, stopping at the
+/// first error (the session then ends and the caller reads why on stderr).
+pub fn session(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
+    let mut inv = Invocation::new(tools.first(&["psql"], PACKAGE)?);
+    connect(&mut inv, conn, work_dir)?;
+    inv.arg("--no-psqlrc").arg("--tuples-only").arg("--no-align").arg("--quiet");
+    inv.arg("--set").arg("ON_ERROR_STOP=1").arg("--dbname").arg(&conn.database).arg("--file").arg("-");
     Ok(inv)
 }
 

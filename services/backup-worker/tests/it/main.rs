@@ -8,3 +8,4 @@ mod janitor;
 mod jobs;
 mod objectives;
 mod pipeline;
+mod verify;

@@ -1,0 +1,212 @@
+//! PostgreSQL sessions that prove a backup: one exports the snapshot `pg_dump --snapshot` reads and,
+//! in that same snapshot, takes each dumped table's statistics (row count and an order-free hash of
+//! the rows' text); the same statistics are later taken in the scratch database a verification
+//! restored into. Both sides fix the settings that shape a row's text (time zone, date, interval,
+//! float and bytea output), so equal data gives equal hashes.
+
+use std::time::Duration;
+
+use sentinel_jobs::domain::backups::verification::TableStats;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use crate::engines::{self, Connection, Invocation, Tools};
+
+/// Printed after the statements a caller waits for: the end of their output.
+const DONE: &str = "sentinel:done";
+const SNAPSHOT: &str = "sentinel:snapshot:";
+/// How long a session may take to connect and export its snapshot.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The settings under which a row's text is the same on every server and session.
+const SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+SET extra_float_digits = 1; SET bytea_output = 'hex'; SET statement_timeout = 0;";
+
+/// A live `psql` session.
+pub struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr: tokio::task::JoinHandle<String>,
+    /// Holds the credential file for as long as the session runs.
+    _invocation: Invocation,
+}
+
+impl Session {
+    /// Connects to `conn`'s database with the fixed settings.
+    pub async fn open(conn: &Connection, tools: &Tools, work: &std::path::Path) -> Result<Session, String> {
+        let inv = engines::session(conn, tools, work).map_err(|e| e.to_string())?;
+        let mut child = inv.spawn().map_err(|e| format!("cannot start psql: {e}"))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err("psql's pipes are not open".to_owned());
+        };
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if text.len() < 8192 {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+            text.trim().to_owned()
+        });
+        let mut session = Session { child, stdin, lines: BufReader::new(stdout).lines(), stderr, _invocation: inv };
+        session.send(SETTINGS).await?;
+        Ok(session)
+    }
+
+    async fn send(&mut self, sql: &str) -> Result<(), String> {
+        let text = format!("{sql}\n");
+        self.stdin.write_all(text.as_bytes()).await.map_err(|e| format!("psql stopped: {e}"))?;
+        self.stdin.flush().await.map_err(|e| format!("psql stopped: {e}"))
+    }
+
+    /// The lines printed until [`DONE`]; psql's error when it stopped first.
+    async fn until_done(&mut self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        loop {
+            match self.lines.next_line().await {
+                Ok(Some(line)) if line == DONE => return Ok(out),
+                Ok(Some(line)) => out.push(line),
+                Ok(None) | Err(_) => {
+                    let _ = self.child.wait().await;
+                    let why = (&mut self.stderr).await.unwrap_or_default();
+                    return Err(if why.is_empty() { "psql ended early".to_owned() } else { why });
+                }
+            }
+        }
+    }
+
+    /// Starts a repeatable-read transaction and exports its snapshot; it stays valid until
+    /// [`Session::close`], so a dump started with it reads exactly what the statistics read.
+    pub async fn export_snapshot(&mut self) -> Result<String, String> {
+        self.send(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT '{SNAPSHOT}' || pg_catalog.pg_export_snapshot(); SELECT '{DONE}';"
+        ))
+        .await?;
+        let lines = tokio::time::timeout(OPEN_TIMEOUT, self.until_done())
+            .await
+            .map_err(|_| format!("the snapshot was not exported within {} s", OPEN_TIMEOUT.as_secs()))??;
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(SNAPSHOT))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("psql printed no snapshot: {lines:?}"))
+    }
+
+    /// A session holding an exported snapshot, and the snapshot's name for `pg_dump --snapshot`.
+    pub async fn exporting(
+        conn: &Connection,
+        tools: &Tools,
+        work: &std::path::Path,
+    ) -> Result<(Session, String), String> {
+        let mut session = Session::open(conn, tools, work).await?;
+        match session.export_snapshot().await {
+            Ok(id) => Ok((session, id)),
+            Err(e) => {
+                session.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Each dumped table's statistics (the tables `include`/`exclude` select, as pg_dump reads
+    /// those patterns), in name order.
+    pub async fn table_stats(&mut self, include: &[String], exclude: &[String]) -> Result<Vec<TableStats>, String> {
+        self.send(&stats_sql(include, exclude)).await?;
+        let lines = self.until_done().await?;
+        lines
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<TableStats>(l).map_err(|e| format!("unreadable statistics {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Ends the transaction and the session.
+    pub async fn close(mut self) {
+        let _ = self.send("COMMIT;\n\\q").await;
+        drop(self.stdin);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// The statements that print one JSON line of statistics per dumped table, then [`DONE`]: a query
+/// writes one `SELECT` per table, which `\gexec` runs. Tables are ordinary ones and partitions
+/// (`relkind r`, read `ONLY`), outside the system schemas and not owned by an extension — what
+/// pg_dump writes data for.
+pub fn stats_sql(include: &[String], exclude: &[String]) -> String {
+    let mut filter = String::new();
+    if !include.is_empty() {
+        let any: Vec<String> = include.iter().map(|p| pattern_condition(p)).collect();
+        filter.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
+    if !exclude.is_empty() {
+        let any: Vec<String> = exclude.iter().map(|p| pattern_condition(p)).collect();
+        filter.push_str(&format!(" AND NOT ({})", any.join(" OR ")));
+    }
+    format!(
+        "SELECT pg_catalog.format('SELECT pg_catalog.json_build_object(''table'', %L, ''rows'', pg_catalog.count(*), \
+         ''hash'', COALESCE(pg_catalog.sum((''x'' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.md5(sentinel_row::text), 1, 15))::bit(60)::bigint), 0)::text)::text \
+         FROM ONLY %I.%I sentinel_row', pg_catalog.format('%I.%I', n.nspname, c.relname), n.nspname, c.relname) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' \
+         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+         AND d.objid = c.oid AND d.deptype = 'e'){filter} ORDER BY n.nspname, c.relname\n\\gexec\nSELECT '{DONE}';"
+    )
+}
+
+/// A pg_dump `--table` pattern as a SQL condition on `n.nspname`/`c.relname`: `*` and `?` are
+/// wildcards, `.` separates the schema, double quotes keep case and quote the wildcards, other
+/// letters fold to lower case; a pattern without a schema matches tables visible on the search path.
+fn pattern_condition(pattern: &str) -> String {
+    let mut parts: Vec<String> = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        let part = parts.last_mut().expect("one part");
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                part.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(String::new()),
+            '*' if !quoted => part.push_str(".*"),
+            '?' if !quoted => part.push('.'),
+            c => {
+                let c = if quoted { c } else { c.to_ascii_lowercase() };
+                // A backslash makes any ASCII punctuation literal in a PostgreSQL regular expression.
+                if c.is_ascii_punctuation() && c != '_' {
+                    part.push('\\');
+                }
+                part.push(c);
+            }
+        }
+    }
+    let literal = |re: &str| format!("'^({})$'", re.replace('\'', "''"));
+    let name = literal(parts.last().map(String::as_str).unwrap_or_default());
+    match parts.len() {
+        1 => format!("(pg_catalog.pg_table_is_visible(c.oid) AND c.relname ~ {name})"),
+        n => format!("(n.nspname ~ {} AND c.relname ~ {name})", literal(&parts[n - 2])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_dump_patterns_become_anchored_regular_expressions() {
+        assert_eq!(pattern_condition("public.notes"), "(n.nspname ~ '^(public)$' AND c.relname ~ '^(notes)$')");
+        assert_eq!(pattern_condition("Notes"), "(pg_catalog.pg_table_is_visible(c.oid) AND c.relname ~ '^(notes)$')");
+        assert_eq!(pattern_condition("app.log_*"), "(n.nspname ~ '^(app)$' AND c.relname ~ '^(log_.*)$')");
+        // Quotes keep case and dots; a quote inside is doubled; other characters are escaped.
+        assert_eq!(pattern_condition("\"My.Schema\".t?"), "(n.nspname ~ '^(My\\.Schema)$' AND c.relname ~ '^(t.)$')");
+        assert_eq!(pattern_condition("a'b"), "(pg_catalog.pg_table_is_visible(c.oid) AND c.relname ~ '^(a\\''b)$')");
+        let sql = stats_sql(&["public.*".into()], &["public.big".into()]);
+        assert!(sql.contains("AND ((n.nspname ~ '^(public)$'") && sql.contains("AND NOT ((n.nspname"), "{sql}");
+        assert!(sql.contains("\\gexec") && sql.ends_with("SELECT 'sentinel:done';"));
+    }
+}
