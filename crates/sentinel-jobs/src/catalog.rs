@@ -274,7 +274,10 @@ impl Catalog {
         });
         for (name, description, validate, payload_schema) in backup_kinds() {
             let (kind, queue) = parse(name, sentinel_domain::backups::QUEUE);
-            c.register(KindSpec { kind, queue, description, validate, payload_schema, internal: true });
+            // A verification reads only the caller's organization's backups: it may be queued or
+            // scheduled by anyone who may run jobs ("verify plan X every Sunday").
+            let internal = name != sentinel_domain::backups::VERIFY_KIND;
+            c.register(KindSpec { kind, queue, description, validate, payload_schema, internal });
         }
         if fault_injection {
             for (name, description) in [

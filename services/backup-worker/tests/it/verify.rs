@@ -149,6 +149,33 @@ async fn a_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table
     };
     assert!((measured - done["rto_seconds"].as_f64().expect("rto")).abs() < 1e-6, "{measured} vs {done}");
 
+    // On a schedule: a `backup.verify` schedule naming the plan verifies its newest backup again.
+    let schedule = api
+        .create(
+            "/api/v1/schedules",
+            json!({"name": "verify nightly", "interval_secs": 2, "kind": "backup.verify", "payload": {"plan_id": plan_id}}),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let scheduled = loop {
+        let (_, firings) = api.get(&format!("/api/v1/schedules/{schedule}/firings")).await;
+        let job =
+            firings["items"].as_array().and_then(|f| f.iter().find_map(|x| x["job_id"].as_str().map(str::to_owned)));
+        if let Some(job) = job {
+            break api.wait(&job).await;
+        }
+        assert!(std::time::Instant::now() < deadline, "the schedule never fired: {firings}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (status, _) = api.send(reqwest::Method::DELETE, &format!("/api/v1/schedules/{schedule}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(scheduled["state"], "succeeded", "{scheduled}");
+    assert_eq!(scheduled["result"]["entry_id"].as_str(), Some(entry_id.as_str()), "the newest backup: {scheduled}");
+    let (status, bad) = api
+        .post("/api/v1/jobs", json!({"kind": "backup.verify", "payload": {"plan_id": "x", "entry_id": entry_id}}))
+        .await;
+    assert_eq!((status, fields(&bad)), (422, vec!["payload".to_owned()]), "{bad}");
+
     // A tampered copy: one row deleted inside the artifact, its checksum made to agree.
     let copy = &done["copies"]
         .as_array()
