@@ -167,8 +167,7 @@ async fn sweep(
         // names its plan and entry, so a stored copy with this key anywhere owns the object.
         let owned = entry(id).await?.is_some_and(|e| {
             e.status == JournalStatus::Running
-                || (e.status == JournalStatus::Succeeded
-                    && e.copies.iter().any(|c| c.key == object.key && c.state == "stored"))
+                || (e.status.holds_artifact() && e.copies.iter().any(|c| c.key == object.key && c.state == "stored"))
         });
         if owned {
             continue;

@@ -75,9 +75,11 @@ pub struct Artifact<'a> {
 }
 
 /// What a backup reads: a dump tool's stdout, or a file (SQLite's consistent copy).
-#[derive(Clone, Copy)]
 pub enum Source<'a> {
     Tool(&'a Invocation),
+    /// A tool's stdout, its plain bytes also sent to `tap` for as long as the tap reads them (a
+    /// table-of-contents reader that stops after the header): the dump is read once.
+    Tapped(&'a Invocation, mpsc::Sender<Bytes>),
     File(&'a std::path::Path),
 }
 
@@ -104,9 +106,13 @@ pub async fn back_up(
     let (stored_tx, mut stored_rx) = mpsc::channel::<Bytes>(2);
     let encoder = sentinel_archive::spawn_encoder_with(compression, encryption, options, plain_rx, stored_tx)?;
     let mut upload = dest.upload(key, part_size).await?;
+    let (source, mut tap) = match source {
+        Source::Tapped(inv, tap) => (Source::Tool(inv), Some(tap)),
+        other => (other, None),
+    };
     let (program, mut child, stdout): (String, Option<tokio::process::Child>, Box<dyn AsyncRead + Send + Unpin>) =
         match source {
-            Source::Tool(inv) => {
+            Source::Tool(inv) | Source::Tapped(inv, _) => {
                 let program = program_of(inv);
                 let mut child = match inv.spawn() {
                     Ok(c) => c,
@@ -153,8 +159,17 @@ pub async fn back_up(
                 total += n as u64;
                 progress(total);
             }
+            if buf.is_empty() {
+                continue;
+            }
+            let chunk = buf.freeze();
+            if let Some(t) = &tap
+                && t.send(chunk.clone()).await.is_err()
+            {
+                tap = None;
+            }
             // The codec stopped (an upload or codec error): that error is reported, not this one.
-            if !buf.is_empty() && plain_tx.send(buf.freeze()).await.is_err() {
+            if plain_tx.send(chunk).await.is_err() {
                 return Ok(total);
             }
         }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{engines, run, setup};
+use crate::{engines, setup};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +55,7 @@ impl JobHandler for TestTarget {
             }));
         }
         let tools = setup::tools(spine);
-        let work = run::work_dir(spine, ctx.job().id.as_uuid())?;
+        let work = setup::work_dir(spine, ctx.job().id.as_uuid())?;
         let mut databases = Vec::new();
         let mut server_version = String::new();
         for database in setup::databases(&target) {

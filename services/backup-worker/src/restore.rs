@@ -101,9 +101,9 @@ pub(crate) async fn resolve(
                 .journal_entry(org, *entry_id)
                 .await?
                 .ok_or_else(|| JobError::Permanent(format!("journal entry {entry_id} does not exist")))?;
-            if entry.kind != JournalKind::Backup || entry.status != JournalStatus::Succeeded {
+            if entry.kind != JournalKind::Backup || !entry.status.holds_artifact() {
                 return Err(JobError::Permanent(format!(
-                    "journal entry {entry_id} is a {} that {}: only a succeeded backup can be restored",
+                    "journal entry {entry_id} is a {} that {}: only a backup whose artifacts exist can be restored",
                     entry.kind, entry.status
                 )));
             }
@@ -224,7 +224,7 @@ impl JobHandler for Restore {
                 .or_else(|| target.databases.first().cloned())
                 .unwrap_or_default();
             let conn = setup::connection(spine, &target, &database).await?;
-            let work = run::work_dir(spine, entry.id)?;
+            let work = setup::work_dir(spine, entry.id)?;
             let cancel = ctx.cancellation_token();
             ctx.log(LogStream::System, format!("restoring {} into {:?}", storage.location(&src.key), target.name))
                 .await?;

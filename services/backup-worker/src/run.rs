@@ -151,6 +151,7 @@ impl JobHandler for RunBackup {
             entry: &entry,
             copies: Vec::new(),
             stats: DatabaseStats::new(),
+            gaps: Vec::new(),
             versions: (None, None),
             phase: "config",
         };
@@ -164,8 +165,10 @@ impl JobHandler for RunBackup {
                     values.dedup();
                     if values.len() == 1 { values.pop() } else { None }
                 };
+                // Stored, but not whole: kept (a partial copy beats none) and said so, fail-closed.
+                let incomplete = (!attempt.gaps.is_empty()).then(|| attempt.gaps.join("; "));
                 let end = JournalFinish {
-                    status: JournalStatus::Succeeded,
+                    status: if incomplete.is_some() { JournalStatus::Incomplete } else { JournalStatus::Succeeded },
                     plain_bytes: Some(totals.0),
                     stored_bytes: Some(totals.1),
                     plain_sha256: single(|c| c.plain_sha256.clone()),
@@ -174,9 +177,17 @@ impl JobHandler for RunBackup {
                     server_version: attempt.versions.1.clone(),
                     copies: copies.clone(),
                     verified: false,
-                    message: None,
+                    message: incomplete.clone(),
                 };
                 store.finish_journal(entry.id, end).await?;
+                if let Some(gaps) = incomplete {
+                    metrics::record_failure(&plan, "incomplete");
+                    if let Err(e) = prune::apply(spine, &plan, false).await {
+                        ctx.log(LogStream::System, format!("retention not applied: {e}")).await?;
+                    }
+                    ctx.log(LogStream::System, format!("backup incomplete: {gaps}")).await?;
+                    return Err(JobError::Permanent(format!("backup incomplete: {gaps}")));
+                }
                 if let Some(done) = store.journal_entry(plan.org_id, entry.id).await? {
                     metrics::record_success(&plan, &done);
                 }
@@ -239,6 +250,8 @@ struct Attempt<'a> {
     copies: Vec<Copy>,
     /// The tables' statistics taken in each database's dump snapshot (for verification).
     stats: DatabaseStats,
+    /// What the dumps lack that the live catalogs hold: a non-empty list makes the backup incomplete.
+    gaps: Vec<String>,
     /// The dump tool's and the server's versions, once known.
     versions: (Option<String>, Option<String>),
     /// What the attempt was doing: a failure's reason on the metrics.
@@ -275,7 +288,7 @@ impl Attempt<'_> {
             return Err(JobError::Permanent("the plan names no destination".to_owned()));
         }
         let (encryption, _) = setup::encryption(spine, &plan.encryption).await?;
-        let work = work_dir(spine, self.entry.id)?;
+        let work = setup::work_dir(spine, self.entry.id)?;
         let tools = setup::tools(spine);
         let part_size = spine.settings().backup.part_size();
         let mut totals = (0u64, 0u64);
@@ -293,32 +306,34 @@ impl Attempt<'_> {
         items.extend(databases.iter().map(|d| (d.clone(), d.clone(), Dump::Database { estimate: None })));
         for (label, database, dump) in items {
             let mut conn = setup::connection(spine, &target, &database).await?;
-            // The statistics a verification compares, taken in the very snapshot pg_dump reads.
+            // The live catalog (completeness) and the tables' statistics (verification) are read in
+            // the very snapshot pg_dump reads.
             let mut session = None;
-            if matches!(dump, Dump::Database { .. })
-                && target.engine == Engine::Postgres
-                && plan.objectives.records_statistics()
-            {
+            if matches!(dump, Dump::Database { .. }) && target.engine == Engine::Postgres {
                 match Session::exporting(&conn, &tools, work.path()).await {
                     Ok((s, snapshot)) => {
                         conn.snapshot = Some(snapshot);
                         session = Some(s);
                     }
                     Err(e) => {
-                        let note = format!("no snapshot for {label:?}, so this backup cannot be verified: {e}");
+                        let note = format!(
+                            "no snapshot for {label:?}: its completeness is not checked and it cannot be verified: {e}"
+                        );
                         self.ctx.log(LogStream::System, note).await?;
                     }
                 }
             }
             let conn = conn;
             let dump = match dump {
-                Dump::Database { .. } => Dump::Database { estimate: size_estimate(&conn, &tools, work.path()).await },
+                Dump::Database { .. } => {
+                    Dump::Database { estimate: setup::size_estimate(&conn, &tools, work.path()).await }
+                }
                 globals => globals,
             };
             self.phase = "dump";
             let (name, base) = match dump {
                 Dump::Globals { .. } => ("globals".to_owned(), "sql"),
-                Dump::Database { .. } => (sanitize(&database), setup::dump_suffix(target.engine)),
+                Dump::Database { .. } => (setup::sanitize(&database), setup::dump_suffix(target.engine)),
             };
             let suffix = setup::suffix(base, compression, &plan.encryption);
             let key = format!("plans/{}/{}/{name}.{suffix}", plan.id, self.entry.id);
@@ -328,40 +343,35 @@ impl Attempt<'_> {
             self.ctx.log(LogStream::System, format!("dumping {label:?} to {}", first_storage.location(&key))).await?;
             let artifact = || Artifact { dest: first_storage, key: &key, part_size };
             let entry = format!("{name}.{base}");
-            let stream = |dump| {
-                self.stream(&conn, &tools, work.path(), compression, encryption.clone(), artifact(), &entry, dump)
+            let stream = |dump, tap| {
+                self.stream(&conn, &tools, work.path(), compression, encryption.clone(), artifact(), &entry, dump, tap)
             };
             let stored = match dump {
                 Dump::Database { .. } => {
-                    let stats = async {
+                    let (tap, contents) = tokio::sync::mpsc::channel(4);
+                    let with_stats = plan.objectives.records_statistics();
+                    let tap = session.is_some().then_some(tap);
+                    let checks = async {
                         match session.as_mut() {
-                            Some(s) => Some(s.table_stats(&conn.include, &conn.exclude).await),
+                            Some(s) => Some(verify::checks(s, &conn, &tools, with_stats, contents).await),
                             None => None,
                         }
                     };
-                    let (stored, stats) = tokio::join!(stream(dump), stats);
+                    let (stored, proof) = tokio::join!(stream(dump, tap), checks);
                     if let Some(s) = session.take() {
                         s.close().await;
                     }
-                    match stats {
-                        Some(Ok(tables)) if stored.is_ok() => {
-                            self.stats.insert(label.clone(), tables);
-                            store.set_table_stats(self.entry.id, &self.stats).await?;
-                        }
-                        Some(Err(e)) => {
-                            let note = format!("statistics of {label:?} not taken, so it cannot be verified: {e}");
-                            self.ctx.log(LogStream::System, note).await?;
-                        }
-                        _ => {}
+                    if let (Some(proof), true) = (proof, stored.is_ok()) {
+                        self.record_proof(&label, proof).await?;
                     }
                     stored
                 }
-                Dump::Globals { .. } => match stream(dump).await {
+                Dump::Globals { .. } => match stream(dump, None).await {
                     Err(e) if !matches!(e, PipelineError::Cancelled) => {
                         // Role passwords need a superuser; any user may read the roles without them.
                         let note = format!("globals with role passwords not readable ({e}); taking them without");
                         self.ctx.log(LogStream::System, note).await?;
-                        stream(Dump::Globals { with_passwords: false }).await
+                        stream(Dump::Globals { with_passwords: false }, None).await
                     }
                     other => other,
                 },
@@ -394,6 +404,28 @@ impl Attempt<'_> {
             self.replicate(&destinations, &key, part_size, &d.stored_sha256).await?;
         }
         Ok(totals)
+    }
+
+    /// Keeps what the checks beside a database's dump found: its statistics on the journal, its
+    /// gaps for the backup's ending (a check that could not run is logged, not a gap).
+    async fn record_proof(&mut self, label: &str, proof: verify::Proof) -> Result<(), JobError> {
+        match proof.stats {
+            Some(Ok(tables)) => {
+                self.stats.insert(label.to_owned(), tables);
+                self.ctx.spine().db().backups().set_table_stats(self.entry.id, &self.stats).await?;
+            }
+            Some(Err(e)) => {
+                let note = format!("statistics of {label:?} not taken, so it cannot be verified: {e}");
+                self.ctx.log(LogStream::System, note).await?;
+            }
+            None => {}
+        }
+        match proof.gaps {
+            Ok(None) => {}
+            Ok(Some(gaps)) => self.gaps.push(format!("database {label}: {gaps}")),
+            Err(e) => self.ctx.log(LogStream::System, format!("completeness of {label:?} not checked: {e}")).await?,
+        }
+        Ok(())
     }
 
     /// Copies the stored artifact `key` from the first destination to the others, byte for byte.
@@ -475,6 +507,7 @@ impl Attempt<'_> {
         artifact: Artifact<'_>,
         entry: &str,
         dump: Dump,
+        tap: Option<tokio::sync::mpsc::Sender<bytes::Bytes>>,
     ) -> Result<pipeline::Stored, PipelineError> {
         // zip and tar.gz stage in the job's private directory (removed with it).
         let options = sentinel_archive::EncodeOptions {
@@ -508,7 +541,7 @@ impl Attempt<'_> {
                 if n != last {
                     last = n;
                     let total = estimate.unwrap_or(0).max(n);
-                    let _ = self.ctx.progress(n, total, Some(format!("{} read", human(n)))).await;
+                    let _ = self.ctx.progress(n, total, Some(format!("{} read", setup::human(n)))).await;
                 }
             }
         };
@@ -538,7 +571,11 @@ impl Attempt<'_> {
                         .map_err(tool_error)?
                         .ok_or_else(|| tool_error(engines::EngineError::Unsupported("no globals".into())))?,
                 };
-                pipeline::back_up(Source::Tool(&inv), codec, encryption, options, artifact, &cancel, &progress).await
+                let source = match tap {
+                    Some(tap) => Source::Tapped(&inv, tap),
+                    None => Source::Tool(&inv),
+                };
+                pipeline::back_up(source, codec, encryption, options, artifact, &cancel, &progress).await
             }
         };
         tokio::select! {
@@ -546,41 +583,4 @@ impl Attempt<'_> {
             _ = reporter => unreachable!("the reporter never ends"),
         }
     }
-}
-
-/// The database's size in bytes, the progress percentage's denominator (`None` when unknown).
-async fn size_estimate(conn: &Connection, tools: &engines::Tools, work: &std::path::Path) -> Option<u64> {
-    if conn.engine.is_file() {
-        return std::fs::metadata(&conn.database).ok().map(|m| m.len());
-    }
-    let inv = engines::size_estimate(conn, tools, work).ok()??;
-    engines::capture(&inv, Duration::from_secs(30)).await.ok().and_then(|t| t.trim().parse().ok())
-}
-
-/// A job's private directory for credential files (0700, removed when dropped).
-pub fn work_dir(spine: &Spine, id: Uuid) -> Result<tempfile::TempDir, JobError> {
-    let s = spine.settings();
-    let root = s.backup.work_dir(&s.data_dir);
-    std::fs::create_dir_all(&root)
-        .map_err(|e| JobError::Retryable(format!("cannot create {}: {e}", root.display())))?;
-    tempfile::Builder::new()
-        .prefix(&format!("{id}-"))
-        .tempdir_in(&root)
-        .map_err(|e| JobError::Retryable(format!("cannot create a work directory in {}: {e}", root.display())))
-}
-
-/// A database name as one key segment.
-pub fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
-}
-
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }

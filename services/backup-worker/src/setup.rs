@@ -1,6 +1,7 @@
 //! From stored records to runnable parts: a target's connection (its password opened from the
 //! vault), a destination's storage (credentials opened), a plan's codec settings. Secrets live only
-//! in memory here, as `SecretString`s, and reach tools through 0600 files (see `engines`).
+//! in memory here, as `SecretString`s, and reach tools through 0600 files (see `engines`); a job's
+//! private work directory, and the names and figures a backup derives (keys, progress).
 
 use secrecy::SecretString;
 use sentinel_archive::{Compression, DecryptKey, Encryption};
@@ -10,7 +11,7 @@ use sentinel_jobs::{JobError, Spine};
 use sentinel_storage::{Destination, DestinationSpec};
 use uuid::Uuid;
 
-use crate::engines::{Connection, Tools};
+use crate::engines::{self, Connection, Tools};
 
 /// Opens a sealed secret as text.
 pub async fn open_text(spine: &Spine, id: Uuid, what: &str) -> Result<SecretString, JobError> {
@@ -123,4 +124,41 @@ pub async fn encryption(spine: &Spine, plan: &PlanEncryption) -> Result<(Encrypt
             (Encryption::Age { recipients: Vec::new(), passphrase: Some(pass.clone()) }, DecryptKey::Passphrase(pass))
         }
     })
+}
+
+/// The database's size in bytes, the progress percentage's denominator (`None` when unknown).
+pub async fn size_estimate(conn: &Connection, tools: &Tools, work: &std::path::Path) -> Option<u64> {
+    if conn.engine.is_file() {
+        return std::fs::metadata(&conn.database).ok().map(|m| m.len());
+    }
+    let inv = engines::size_estimate(conn, tools, work).ok()??;
+    engines::capture(&inv, std::time::Duration::from_secs(30)).await.ok().and_then(|t| t.trim().parse().ok())
+}
+
+/// A job's private directory for credential files (0700, removed when dropped).
+pub fn work_dir(spine: &Spine, id: Uuid) -> Result<tempfile::TempDir, JobError> {
+    let s = spine.settings();
+    let root = s.backup.work_dir(&s.data_dir);
+    std::fs::create_dir_all(&root)
+        .map_err(|e| JobError::Retryable(format!("cannot create {}: {e}", root.display())))?;
+    tempfile::Builder::new()
+        .prefix(&format!("{id}-"))
+        .tempdir_in(&root)
+        .map_err(|e| JobError::Retryable(format!("cannot create a work directory in {}: {e}", root.display())))
+}
+
+/// A database name as one key segment.
+pub fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[unit]) }
 }

@@ -187,6 +187,11 @@ pub struct JournalFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// The statuses whose artifacts exist.
+fn holding_artifacts() -> Vec<&'static str> {
+    JournalStatus::ALL.iter().filter(|s| s.holds_artifact()).map(|s| s.as_str()).collect()
+}
+
 fn bytes(v: Option<u64>) -> Option<i64> {
     v.map(|b| i64::try_from(b).unwrap_or(i64::MAX))
 }
@@ -298,13 +303,13 @@ impl BackupStore {
             .collect()
     }
 
-    /// Marks a succeeded backup `pruned` (its artifacts deleted), with the copies as they now stand.
+    /// Marks a backup whose artifacts existed `pruned` (deleted), with the copies as they now stand.
     pub async fn mark_pruned(&self, id: Uuid, copies: &[Copy]) -> Result<bool, DbError> {
         let res = backup_journal::Entity::update_many()
             .col_expr(backup_journal::Column::Status, Expr::value(JournalStatus::Pruned.as_str()))
             .col_expr(backup_journal::Column::Copies, Expr::value(json(&copies)?))
             .filter(backup_journal::Column::Id.eq(id))
-            .filter(backup_journal::Column::Status.eq(JournalStatus::Succeeded.as_str()))
+            .filter(backup_journal::Column::Status.is_in(holding_artifacts()))
             .exec(&self.conn)
             .await?;
         Ok(res.rows_affected == 1)
@@ -359,12 +364,12 @@ impl BackupStore {
         q.order_by_desc(C::Id).limit(limit).all(&self.conn).await?.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Every backup of a plan that still holds an artifact (`succeeded`), for retention.
+    /// Every backup of a plan that still holds an artifact (`succeeded`, `incomplete`), newest first.
     pub async fn live_backups_of_plan(&self, plan: Uuid) -> Result<Vec<JournalRecord>, DbError> {
         backup_journal::Entity::find()
             .filter(backup_journal::Column::PlanId.eq(plan))
             .filter(backup_journal::Column::Kind.eq(JournalKind::Backup.as_str()))
-            .filter(backup_journal::Column::Status.eq(JournalStatus::Succeeded.as_str()))
+            .filter(backup_journal::Column::Status.is_in(holding_artifacts()))
             .order_by_desc(backup_journal::Column::StartedAt)
             .all(&self.conn)
             .await?

@@ -99,11 +99,13 @@ string_enum! {
 }
 
 string_enum! {
-    /// Where a journal entry is in its life. `running → succeeded | failed | interrupted`;
-    /// a succeeded backup becomes `pruned` when retention deletes its artifact (the row stays).
+    /// Where a journal entry is in its life. `running → succeeded | incomplete | failed |
+    /// interrupted`; a backup whose artifacts exist becomes `pruned` when retention deletes them (the
+    /// row stays). `incomplete`: stored, but the dump lacks objects the live catalog holds.
     JournalStatus {
         Running => "running",
         Succeeded => "succeeded",
+        Incomplete => "incomplete",
         Failed => "failed",
         Interrupted => "interrupted",
         Pruned => "pruned",
@@ -178,7 +180,16 @@ impl JournalStatus {
     /// The one place that says which status changes are legal.
     pub fn can_become(self, next: JournalStatus) -> bool {
         use JournalStatus::*;
-        matches!((self, next), (Running, Succeeded | Failed | Interrupted) | (Succeeded, Pruned))
+        matches!(
+            (self, next),
+            (Running, Succeeded | Incomplete | Failed | Interrupted) | (Succeeded | Incomplete, Pruned)
+        )
+    }
+
+    /// Whether the entry's artifacts exist (what retention deletes, restores read and the janitor
+    /// leaves alone): a succeeded backup, or an incomplete one.
+    pub const fn holds_artifact(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Incomplete)
     }
 }
 
@@ -276,6 +287,8 @@ mod tests {
     fn journal_statuses_change_only_forward() {
         use JournalStatus::*;
         assert!(Running.can_become(Succeeded) && Running.can_become(Interrupted) && Succeeded.can_become(Pruned));
+        assert!(Running.can_become(Incomplete) && Incomplete.can_become(Pruned) && !Incomplete.can_become(Succeeded));
+        assert!(Incomplete.holds_artifact() && Succeeded.holds_artifact() && !Pruned.holds_artifact());
         assert!(!Failed.can_become(Succeeded) && !Pruned.can_become(Succeeded) && !Succeeded.can_become(Failed));
         assert!(!Running.is_terminal() && Failed.is_terminal());
     }

@@ -98,10 +98,11 @@ pub struct Verdict {
 /// The calendar bucket (year and day, week, month or 0) a start time falls in.
 type BucketOf = fn(&DateTime<Utc>) -> (i32, u32);
 
-/// Applies `rules` to `snapshots` at `now`. Only `succeeded` backups hold an artifact, so only they
-/// appear in the result (newest first); everything else has nothing to delete.
+/// Applies `rules` to `snapshots` at `now`. Only `succeeded` and `incomplete` backups hold an
+/// artifact, so only they appear in the result (newest first); everything else has nothing to
+/// delete. An incomplete backup is counted by the rules but never is the newest successful one.
 pub fn plan_retention(rules: &Retention, snapshots: &[Snapshot], now: DateTime<Utc>) -> Vec<Verdict> {
-    let mut live: Vec<&Snapshot> = snapshots.iter().filter(|s| s.status == JournalStatus::Succeeded).collect();
+    let mut live: Vec<&Snapshot> = snapshots.iter().filter(|s| s.status.holds_artifact()).collect();
     // Newest first by start time; the id (UUIDv7) breaks ties deterministically.
     live.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
     let mut reasons: BTreeMap<Uuid, BTreeSet<&'static str>> = BTreeMap::new();
@@ -145,7 +146,7 @@ pub fn plan_retention(rules: &Retention, snapshots: &[Snapshot], now: DateTime<U
         }
     }
     // Floors no rule can break.
-    if let Some(newest) = live.first() {
+    if let Some(newest) = live.iter().find(|s| s.status == JournalStatus::Succeeded) {
         keep(newest.id, "newest successful backup");
     }
     if let Some(verified) = live.iter().find(|s| s.verified) {
@@ -238,6 +239,19 @@ mod tests {
         let v = plan_retention(&rules, &[base.clone(), inc.clone()], at(2, 0));
         assert_eq!(kept(&v).len(), 2);
         assert!(v.iter().any(|x| x.id == base.id && x.reasons == vec!["needed by an incremental chain"]));
+    }
+
+    #[test]
+    fn incomplete_backups_are_pruned_by_the_rules_but_never_count_as_the_newest_success() {
+        let good = snap(0, 0, JournalStatus::Succeeded);
+        let gappy: Vec<Snapshot> = (1..5).map(|d| snap(d, 0, JournalStatus::Incomplete)).collect();
+        let mut all = gappy.clone();
+        all.push(good.clone());
+        let v = plan_retention(&Retention { keep_last: Some(1), ..Default::default() }, &all, at(9, 0));
+        assert_eq!(v.len(), 5, "incomplete backups hold artifacts: retention sees them");
+        assert!(v.iter().any(|x| x.id == good.id && x.reasons == vec!["newest successful backup"]));
+        assert!(v.iter().any(|x| x.id == gappy[3].id && x.reasons == vec!["keep_last"]));
+        assert_eq!(kept(&v).len(), 2, "the three older incomplete ones go");
     }
 
     #[test]

@@ -31,7 +31,8 @@ pub struct JournalView {
     pub id: Uuid,
     /// `backup` or `restore`.
     pub kind: String,
-    /// `running`, `succeeded`, `failed`, `interrupted` or `pruned`.
+    /// `running`, `succeeded`, `incomplete` (stored, but the dump lacks objects the database holds:
+    /// see `message`), `failed`, `interrupted` or `pruned`.
     pub status: String,
     pub plan_id: Option<Uuid>,
     pub target_id: Option<Uuid>,
@@ -115,7 +116,7 @@ pub(crate) struct JournalQuery {
     plan_id: Option<String>,
     #[param(value_type = Option<Uuid>)]
     target_id: Option<String>,
-    /// `running`, `succeeded`, `failed`, `interrupted` or `pruned`.
+    /// `running`, `succeeded`, `incomplete`, `failed`, `interrupted` or `pruned`.
     #[param(schema_with = status_filter)]
     status: Option<String>,
     /// `backup` or `restore`.
@@ -233,7 +234,7 @@ pub(crate) async fn verify(
         .journal_entry(principal.org_id, id)
         .await?
         .ok_or_else(|| Problem::not_found(&format!("journal entry {:?}", path.as_str())))?;
-    if entry.kind != JournalKind::Backup || entry.status != JournalStatus::Succeeded {
+    if entry.kind != JournalKind::Backup || !entry.status.holds_artifact() {
         return Err(Problem::invalid_field(
             "id",
             format!("a {} that {} cannot be verified: only a succeeded backup", entry.kind, entry.status),

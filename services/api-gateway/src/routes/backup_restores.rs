@@ -99,7 +99,7 @@ pub(crate) async fn create(
             entry_record = store.journal_entry(principal.org_id, entry).await?;
             match &entry_record {
                 None => errors.push(FieldError::new("journal_id", "no such journal entry in your organization")),
-                Some(e) if e.kind != domain::JournalKind::Backup || e.status != domain::JournalStatus::Succeeded => {
+                Some(e) if e.kind != domain::JournalKind::Backup || !e.status.holds_artifact() => {
                     errors.push(FieldError::new(
                         "journal_id",
                         format!("a {} that {}: only a succeeded backup can be restored", e.kind, e.status),

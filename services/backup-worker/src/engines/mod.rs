@@ -198,6 +198,14 @@ pub fn session(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invo
     }
 }
 
+/// The tool that prints a dump's table of contents from the dump on stdin (PostgreSQL only).
+pub fn list_contents(engine: Engine, tools: &Tools) -> Result<Invocation, EngineError> {
+    match engine {
+        Engine::Postgres => postgres::list_contents(tools),
+        other => Err(EngineError::Unsupported(format!("{other} dumps are not checked for completeness yet"))),
+    }
+}
+
 /// One SQL statement run with the query tool (a verification's `CREATE`/`DROP DATABASE`).
 pub fn query(conn: &Connection, tools: &Tools, work_dir: &Path, sql: &str) -> Result<Invocation, EngineError> {
     match conn.engine {

@@ -100,6 +100,14 @@ pub fn session(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invo
     Ok(inv)
 }
 
+/// `pg_restore --list` reading a custom-format dump on stdin: its table of contents (which sits at
+/// the dump's start), one object per line with its catalog and object OIDs. No connection.
+pub fn list_contents(tools: &Tools) -> Result<Invocation, EngineError> {
+    let mut inv = Invocation::new(tools.first(&["pg_restore"], PACKAGE)?);
+    inv.arg("--list");
+    Ok(inv)
+}
+
 pub fn query(conn: &Connection, tools: &Tools, work_dir: &Path, sql: &str) -> Result<Invocation, EngineError> {
     let mut inv = Invocation::new(tools.first(&["psql"], PACKAGE)?);
     connect(&mut inv, conn, work_dir)?;

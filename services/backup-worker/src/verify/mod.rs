@@ -5,6 +5,7 @@
 //! table that differs) and the restore's duration (the measured RTO) go on the backup's journal
 //! entry; the scratch database is dropped whatever happens.
 
+pub mod completeness;
 pub mod snapshot;
 
 use std::time::Instant;
@@ -14,15 +15,16 @@ use sentinel_jobs::db::backups::{JournalRecord, PlanRecord, TargetRecord, Verifi
 use sentinel_jobs::domain::JobKind;
 use sentinel_jobs::domain::LogStream;
 use sentinel_jobs::domain::backups::verification::{TableStats, compare};
-use sentinel_jobs::domain::backups::{Engine, GLOBALS, JournalKind, JournalStatus, VERIFY_KIND, Verification};
+use sentinel_jobs::domain::backups::{Engine, GLOBALS, JournalKind, VERIFY_KIND, Verification};
 use sentinel_jobs::{EnqueueRequest, JobContext, JobError, JobHandler};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::pipeline::{self, PipelineError, Sink};
 use crate::restore::{RestorePayload, RestoreSource, resolve};
-use crate::{engines, run, setup};
+use crate::{engines, setup};
 
 /// The payload of `backup.verify`: a backup's entry, or a plan (its newest successful backup).
 #[derive(Debug, Deserialize)]
@@ -77,7 +79,7 @@ async fn entry_to_verify(ctx: &JobContext, org: Uuid, p: &VerifyPayload) -> Resu
         _ => return Err(JobError::Permanent("name either entry_id or plan_id".to_owned())),
     };
     let entry = entry.ok_or_else(|| JobError::Permanent("no successful backup to verify".to_owned()))?;
-    if entry.kind != JournalKind::Backup || entry.status != JournalStatus::Succeeded {
+    if entry.kind != JournalKind::Backup || !entry.status.holds_artifact() {
         return Err(JobError::Permanent(format!(
             "journal entry {} is a {} that {}: only a succeeded backup whose artifacts exist can be verified",
             entry.id, entry.kind, entry.status
@@ -128,6 +130,39 @@ impl JobHandler for VerifyBackup {
         ctx.log(LogStream::System, line).await?;
         result
     }
+}
+
+/// What the checks run beside one database's dump found: the tables' statistics (when the plan
+/// verifies) and the objects the dump lacks (`Some(text)`), or why a check could not run.
+pub struct Proof {
+    pub stats: Option<Result<Vec<TableStats>, String>>,
+    pub gaps: Result<Option<String>, String>,
+}
+
+/// Runs, beside a dump reading `session`'s snapshot, the live-catalog and statistics queries in
+/// that snapshot and the dump's table-of-contents reader on the bytes `contents` receives.
+pub async fn checks(
+    session: &mut snapshot::Session,
+    conn: &engines::Connection,
+    tools: &engines::Tools,
+    with_stats: bool,
+    contents: mpsc::Receiver<bytes::Bytes>,
+) -> Proof {
+    let in_snapshot = async {
+        let live = session.catalog(&conn.include, &conn.exclude).await;
+        let stats = if with_stats { Some(session.table_stats(&conn.include, &conn.exclude).await) } else { None };
+        (live, stats)
+    };
+    let listing = async {
+        let tool = engines::list_contents(conn.engine, tools).map_err(|e| e.to_string())?;
+        completeness::read_contents(tool, contents).await
+    };
+    let ((live, stats), listing) = tokio::join!(in_snapshot, listing);
+    let gaps = match (live, listing) {
+        (Ok(live), Ok(listing)) => Ok(completeness::gaps(&live, &completeness::parse_contents(&listing))),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    Proof { stats, gaps }
 }
 
 /// Queues the verification of a plan's new backup when its policy says one is due (at most one
@@ -204,7 +239,7 @@ async fn verify(ctx: &JobContext, org: Uuid, entry: &JournalRecord) -> Result<f6
         ))
         .into());
     }
-    let work = run::work_dir(spine, ctx.job().id.as_uuid())?;
+    let work = setup::work_dir(spine, ctx.job().id.as_uuid())?;
     let mut rto = 0.0;
     let databases: Vec<&String> = entry.table_stats.keys().collect();
     for (index, database) in databases.into_iter().enumerate() {

@@ -13,7 +13,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout};
 use crate::engines::{self, Connection, Invocation, Tools};
 
 /// Printed after the statements a caller waits for: the end of their output.
-const DONE: &str = "sentinel:done";
+pub(crate) const DONE: &str = "sentinel:done";
 const SNAPSHOT: &str = "sentinel:snapshot:";
 /// How long a session may take to connect and export its snapshot.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,6 +124,21 @@ impl Session {
             .collect()
     }
 
+    /// The live catalog's objects a complete dump holds (see `completeness`).
+    pub async fn catalog(
+        &mut self,
+        include: &[String],
+        exclude: &[String],
+    ) -> Result<Vec<super::completeness::CatalogObject>, String> {
+        self.send(&super::completeness::catalog_sql(include, exclude)).await?;
+        let lines = self.until_done().await?;
+        lines
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("unreadable catalog line {l:?}: {e}")))
+            .collect()
+    }
+
     /// Ends the transaction and the session.
     pub async fn close(mut self) {
         let _ = self.send("COMMIT;\n\\q").await;
@@ -160,7 +175,7 @@ pub fn stats_sql(include: &[String], exclude: &[String]) -> String {
 /// A pg_dump `--table` pattern as a SQL condition on `n.nspname`/`c.relname`: `*` and `?` are
 /// wildcards, `.` separates the schema, double quotes keep case and quote the wildcards, other
 /// letters fold to lower case; a pattern without a schema matches tables visible on the search path.
-fn pattern_condition(pattern: &str) -> String {
+pub(crate) fn pattern_condition(pattern: &str) -> String {
     let mut parts: Vec<String> = vec![String::new()];
     let mut quoted = false;
     let mut chars = pattern.chars().peekable();

@@ -3,6 +3,7 @@
 //! (`sentinel up` and its API).
 
 mod clouds;
+mod completeness;
 mod crash;
 mod janitor;
 mod jobs;
