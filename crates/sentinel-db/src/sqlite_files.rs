@@ -56,3 +56,52 @@ pub async fn query_texts(path: &Path, sql: &str, create: bool) -> Result<Vec<Str
     let _ = db.close().await;
     result.map(|()| out)
 }
+
+/// Each table's statistics in the file at `path` (a backup's consistent copy, or a verification's
+/// restored one): the row count and the order-free sum of a 60-bit SHA-256 prefix of each row's
+/// `quote()`d columns, rows streamed (never all in memory). Virtual tables are skipped: their
+/// shadow tables hold their data and are compared.
+pub async fn table_stats(path: &Path) -> Result<Vec<sentinel_domain::backups::verification::TableStats>, String> {
+    use futures::StreamExt;
+    use sea_orm::StreamTrait;
+    use sha2::{Digest, Sha256};
+    let tables = query_texts(
+        path,
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+         AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
+        false,
+    )
+    .await?;
+    let db = Database::connect(url(path, "ro")).await.map_err(|e| format!("cannot open it: {e}"))?;
+    let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let ident = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut out = Vec::new();
+    for table in tables {
+        let columns_sql = format!("SELECT name FROM pragma_table_info({})", literal(&table));
+        let columns = db
+            .query_all_raw(Statement::from_string(DbBackend::Sqlite, columns_sql))
+            .await
+            .map_err(|e| format!("{table}: {e}"))?;
+        let row: Vec<String> = columns
+            .iter()
+            .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+            .map(|c| format!("quote({})", ident(&c)))
+            .collect();
+        let select = format!("SELECT {} FROM {}", row.join(" || char(31) || "), ident(&table));
+        let mut rows = db
+            .stream_raw(Statement::from_string(DbBackend::Sqlite, select))
+            .await
+            .map_err(|e| format!("{table}: {e}"))?;
+        let (mut count, mut sum) = (0u64, 0u128);
+        while let Some(r) = rows.next().await {
+            let text: String = r.and_then(|r| r.try_get_by_index(0)).map_err(|e| format!("{table}: {e}"))?;
+            let digest = Sha256::digest(text.as_bytes());
+            let prefix = u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8])) >> 4;
+            count += 1;
+            sum += u128::from(prefix);
+        }
+        out.push(sentinel_domain::backups::verification::TableStats { table, rows: count, hash: sum.to_string() });
+    }
+    let _ = db.close().await;
+    Ok(out)
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sentinel_jobs::db::backups::{DestinationRecord, JournalFinish, JournalRecord, NewJournal, PlanRecord};
 use sentinel_jobs::domain::LogStream;
-use sentinel_jobs::domain::backups::verification::DatabaseStats;
+use sentinel_jobs::domain::backups::verification::{DatabaseStats, TableStats};
 use sentinel_jobs::domain::backups::{
     BackupType, CompressionChoice, Copy, Engine, GLOBALS, JournalKind, JournalStatus,
 };
@@ -152,6 +152,7 @@ impl JobHandler for RunBackup {
             copies: Vec::new(),
             stats: DatabaseStats::new(),
             gaps: Vec::new(),
+            file_stats: std::sync::Mutex::new(None),
             versions: (None, None),
             phase: "config",
         };
@@ -252,6 +253,8 @@ struct Attempt<'a> {
     stats: DatabaseStats,
     /// What the dumps lack that the live catalogs hold: a non-empty list makes the backup incomplete.
     gaps: Vec<String>,
+    /// A SQLite copy's statistics, taken by `stream` on the copy it uploads.
+    file_stats: std::sync::Mutex<Option<Result<Vec<TableStats>, String>>>,
     /// The dump tool's and the server's versions, once known.
     versions: (Option<String>, Option<String>),
     /// What the attempt was doing: a failure's reason on the metrics.
@@ -361,6 +364,8 @@ impl Attempt<'_> {
                     if let Some(s) = session.take() {
                         s.close().await;
                     }
+                    let copied = self.file_stats.lock().ok().and_then(|mut s| s.take());
+                    let proof = proof.or(copied.map(|stats| verify::Proof { stats: Some(stats), gaps: Ok(None) }));
                     if let (Some(proof), true) = (proof, stored.is_ok()) {
                         self.record_proof(&label, proof).await?;
                     }
@@ -551,6 +556,14 @@ impl Attempt<'_> {
                 engines::sqlite::copy(std::path::Path::new(&conn.database), &work_copy)
                     .await
                     .map_err(|e| PipelineError::Io(std::io::Error::other(e.to_string())))?;
+                // The copy is one transaction's view: what a verification compares (a copy is whole,
+                // so there is no completeness to check).
+                if self.plan.objectives.records_statistics() {
+                    let stats = sentinel_jobs::db::sqlite_files::table_stats(&work_copy).await;
+                    if let Ok(mut slot) = self.file_stats.lock() {
+                        *slot = Some(stats);
+                    }
+                }
                 let stored = pipeline::back_up(
                     Source::File(&work_copy),
                     codec,

@@ -206,9 +206,9 @@ async fn verify(ctx: &JobContext, org: Uuid, entry: &JournalRecord) -> Result<f6
         .target(org, source_id)
         .await?
         .ok_or_else(|| JobError::Permanent(format!("backup target {source_id} no longer exists")))?;
-    if source.engine != Engine::Postgres {
+    if !matches!(source.engine, Engine::Postgres | Engine::Sqlite) {
         return Err(JobError::Permanent(format!(
-            "{} backups are not verified by restore yet (PostgreSQL backups are)",
+            "{} backups are not verified by restore yet (PostgreSQL and SQLite backups are)",
             source.engine
         ))
         .into());
@@ -220,6 +220,9 @@ async fn verify(ctx: &JobContext, org: Uuid, entry: &JournalRecord) -> Result<f6
                 .to_owned(),
         )
         .into());
+    }
+    if source.engine.is_file() {
+        return verify_file(ctx, org, entry, &source).await;
     }
     let plan = match entry.plan_id {
         Some(id) => store.plan_any(id).await?,
@@ -280,6 +283,49 @@ async fn admin_sql(
         .await
         .map(|_| ())
         .map_err(|e| JobError::Permanent(format!("on the verification server: {e}")))
+}
+
+/// A SQLite backup: restored into a scratch file of the job's private directory (timed), checked
+/// with `PRAGMA integrity_check`, its statistics compared with those of the copy it was made from.
+async fn verify_file(ctx: &JobContext, org: Uuid, entry: &JournalRecord, source: &TargetRecord) -> Result<f64, Stop> {
+    let spine = ctx.spine();
+    let work = setup::work_dir(spine, ctx.job().id.as_uuid())?;
+    let scratch = work.path().join("verify.sqlite");
+    let mut rto = 0.0;
+    for (database, expected) in &entry.table_stats {
+        let request = RestorePayload {
+            source: RestoreSource::Journal {
+                entry_id: entry.id,
+                database: Some(database.clone()),
+                destination_id: None,
+            },
+            target_id: source.id,
+            database: None,
+            key: None,
+            globals: false,
+        };
+        let src = resolve(ctx, org, &request, source.engine).await?;
+        let storage = setup::destination(spine, &src.destination).await?;
+        let started = Instant::now();
+        if let Some(sha) = &src.sha256 {
+            pipeline::verify_stored(&storage, &src.key, sha).await.map_err(failed)?;
+        }
+        let _ = std::fs::remove_file(&scratch);
+        let cancel = ctx.cancellation_token();
+        pipeline::restore(&storage, &src.key, src.decrypt, Sink::File(&scratch), &cancel).await.map_err(failed)?;
+        engines::sqlite::check(&scratch).await.map_err(|e| Stop::Mismatch(e.to_string()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let found = sentinel_jobs::db::sqlite_files::table_stats(&scratch).await.map_err(JobError::Permanent)?;
+        let _ = std::fs::remove_file(&scratch);
+        ctx.log(
+            LogStream::System,
+            format!("restored in {seconds:.1} s; comparing {} table(s) with the copy", expected.len()),
+        )
+        .await?;
+        compare(expected, &found).map_err(|m| Stop::Mismatch(format!("{m}")))?;
+        rto += seconds;
+    }
+    Ok(rto)
 }
 
 /// One database: restore (timed), take the scratch copy's statistics, compare.

@@ -62,6 +62,19 @@ async fn entry(api: &Api, id: &str) -> Value {
     e
 }
 
+/// Makes the journal's checksum of a tampered copy agree, behind Sentinel's back, through its own store.
+async fn agree_checksum(sentinel_dir: &std::path::Path, entry: &Value, old_sha: &str, new_sha: &str) {
+    let journal_url = format!("sqlite://{}", sentinel_dir.join("data/sentinel.sqlite").display());
+    let journal = sentinel_jobs::db::Database::connect(&journal_url, 1).await.expect("journal");
+    let mut copies: Vec<sentinel_jobs::domain::backups::Copy> =
+        serde_json::from_value(entry["copies"].clone()).expect("copies");
+    for c in copies.iter_mut().filter(|c| c.stored_sha256.as_deref() == Some(old_sha)) {
+        c.stored_sha256 = Some(new_sha.to_owned());
+    }
+    let id: uuid::Uuid = entry["id"].as_str().expect("id").parse().expect("uuid");
+    journal.backups().set_journal_copies(id, &copies).await.expect("edited");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -94,11 +107,14 @@ async fn a_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table
     let nowhere = uuid::Uuid::now_v7();
     let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"verify_target_id": nowhere}))).await;
     assert_eq!((status, fields(&bad)), (422, vec!["verify_target_id".to_owned()]), "{bad}");
-    let lite = api
-        .create("/api/v1/backups/targets", json!({"name": "lite", "engine": "sqlite", "path": tmp.path().join("x.db")}))
+    let maria = api
+        .create(
+            "/api/v1/backups/targets",
+            json!({"name": "maria", "engine": "mariadb", "host": "127.0.0.1", "user": "root", "databases": ["mysql"]}),
+        )
         .await;
     let (status, bad) =
-        api.post("/api/v1/backups/plans", plan_body(json!({"target_id": lite, "verify_every": 1}))).await;
+        api.post("/api/v1/backups/plans", plan_body(json!({"target_id": maria, "verify_every": 1}))).await;
     assert_eq!((status, fields(&bad)), (422, vec!["verify_every".to_owned()]), "{bad}");
 
     // A plan verifying every backup, taken while the writer runs.
@@ -201,16 +217,7 @@ async fn a_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table
         .expect("pg_dump");
     assert!(dumped.success());
     let new_sha = sha256_of(&artifact);
-    // The journal is edited behind Sentinel's back, through its own store.
-    let journal_url = format!("sqlite://{}", tmp.path().join("data/sentinel.sqlite").display());
-    let journal = sentinel_jobs::db::Database::connect(&journal_url, 1).await.expect("journal");
-    let mut copies: Vec<sentinel_jobs::domain::backups::Copy> =
-        serde_json::from_value(done["copies"].clone()).expect("copies");
-    for c in copies.iter_mut().filter(|c| c.stored_sha256.as_deref() == Some(old_sha.as_str())) {
-        c.stored_sha256 = Some(new_sha.clone());
-    }
-    let id: uuid::Uuid = entry_id.parse().expect("uuid");
-    journal.backups().set_journal_copies(id, &copies).await.expect("edited");
+    agree_checksum(tmp.path(), &done, &old_sha, &new_sha).await;
     assert!(entry(&api, &entry_id).await["copies"].to_string().contains(&new_sha), "the checksum agrees now");
     let failed = api.job(&format!("/api/v1/backups/journal/{entry_id}/verify"), json!({})).await;
     assert_eq!(failed["state"], "failed", "{failed}");
@@ -230,4 +237,63 @@ async fn a_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table
     assert_eq!(status, 404, "{refused}");
     drop(sentinel);
     drop_pg(work.path(), &[&source, &other]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_backup_verifies_against_its_copy_and_a_tampered_one_names_its_table() {
+    use sentinel_jobs::db::sqlite_files::query_texts;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store).expect("store");
+    let app = tmp.path().join("app.db");
+    query_texts(
+        &app,
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, score REAL, raw BLOB);\n\
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+         INSERT INTO notes (body, score, raw) SELECT 'note ' || i, i / 7.0, randomblob(16) FROM n;\n\
+         CREATE TABLE \"odd name\" (x);\nINSERT INTO \"odd name\" VALUES (NULL), (1), ('a');\n",
+        true,
+    )
+    .await
+    .expect("source");
+    let port = sentinel_testkit::free_port();
+    let mut sentinel = up(tmp.path(), port);
+    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
+    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
+    let api = Api { base: sentinel.url(""), token };
+    let target = api.create("/api/v1/backups/targets", json!({"name": "lite", "engine": "sqlite", "path": app})).await;
+    let local = api
+        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
+        .await;
+    let plan = api
+        .create(
+            "/api/v1/backups/plans",
+            json!({"name": "lite", "target_id": target, "destination_ids": [local], "compression": {"format": "none"}, "verify_every": 1}),
+        )
+        .await;
+    let backup = api.job(&format!("/api/v1/backups/plans/{plan}/run"), json!({})).await;
+    assert_eq!(backup["state"], "succeeded", "{backup}");
+    let verified = api.wait(backup["result"]["verification_job"].as_str().expect("queued")).await;
+    assert_eq!(verified["state"], "succeeded", "{verified}");
+    let entry_id = backup["result"]["journal_id"].as_str().expect("id").to_owned();
+    let done = entry(&api, &entry_id).await;
+    assert_eq!(
+        (done["verification"].as_str(), done["tables_recorded"].as_u64()),
+        (Some("verified"), Some(2)),
+        "{done}"
+    );
+
+    // One row deleted inside the stored copy (plain SQLite: compression none, no encryption).
+    let copy = done["copies"].as_array().expect("copies")[0].clone();
+    let artifact = store.join(copy["key"].as_str().expect("key"));
+    let old_sha = sha256_of(&artifact);
+    query_texts(&artifact, "DELETE FROM notes WHERE id = 1000", true).await.expect("tampered");
+    let new_sha = sha256_of(&artifact);
+    assert_ne!(old_sha, new_sha);
+    agree_checksum(tmp.path(), &done, &old_sha, &new_sha).await;
+    let failed = api.job(&format!("/api/v1/backups/journal/{entry_id}/verify"), json!({})).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("table notes: 1999 rows restored, 2000 in the snapshot"), "{failed}");
+    drop(sentinel);
 }
