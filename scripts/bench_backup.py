@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Backup benchmark (issue 11, §5): Sentinel's backup of a PostgreSQL database (zstd 3, age-encrypted, to
-the local disk and to the S3 emulator) against `pg_dump -Fc -Z0 | zstd -3 > file` run by hand in the
-same run, and Sentinel's restore against `zstd -dc file | pg_restore` by hand.
+"""Backup benchmark (issue 11, §5; issue 12, §5): Sentinel's backup of a PostgreSQL database (zstd 3,
+age-encrypted, to the local disk and to the S3 emulator) against `pg_dump -Fc -Z0 | zstd -3 > file` run by
+hand in the same run, and Sentinel's restore against `zstd -dc file | pg_restore` by hand. With --verify,
+also a plan that verifies every backup: the backup with its snapshot statistics, and the verification
+(restore into a scratch database and table-by-table comparison) against the backup's own time.
 
 Each Sentinel measurement starts a fresh `sentinel up` (embedded: the gateway, the scheduler and every
 worker in one process), so its peak RSS (VmHWM) is that run's, and the process's write_bytes
@@ -195,6 +197,37 @@ def bench_backup(tmp, db, kind, dest_config, credentials):
         raise
 
 
+def bench_verify(tmp, db, local_dir):
+    """One backup of a plan with verify_every=1 to the local disk, then its verification job."""
+    s = Sentinel(tmp)
+    try:
+        target = s.call("POST", "/api/v1/backups/targets", {
+            "name": "bench", "engine": "postgres", "host": "127.0.0.1", "user": "postgres", "databases": [db],
+        }, expect=201)
+        dest = s.call("POST", "/api/v1/backups/destinations",
+                      {"name": "local", "config": {"kind": "local", "path": local_dir}}, expect=201)
+        plan = s.call("POST", "/api/v1/backups/plans", {
+            "name": "bench", "target_id": target["id"], "destination_ids": [dest["id"]],
+            "compression": {"format": "zstd", "level": 3}, "encryption": {"mode": "age"}, "verify_every": 1,
+        }, expect=201)
+        start = time.monotonic()
+        job = s.call("POST", f"/api/v1/backups/plans/{plan['id']}/run", {}, expect=202)
+        job = s.wait(job["id"])
+        backup = time.monotonic() - start
+        if job["state"] != "succeeded":
+            raise SystemExit(f"backup with statistics: {job}")
+        start = time.monotonic()
+        verified = s.wait(job["result"]["verification_job"])
+        verify = time.monotonic() - start
+        if verified["state"] != "succeeded":
+            raise SystemExit(f"verification: {verified}")
+        entry = s.call("GET", f"/api/v1/backups/journal/{job['result']['journal_id']}", expect=200)
+        return {"backup": backup, "verify": verify, "rto": entry["rto_seconds"], "tables": entry["tables_recorded"],
+                "peak_rss": proc_field(s.proc.pid, "status", "VmHWM") * 1024}
+    finally:
+        s.stop()
+
+
 def bench_restore(result, db_into):
     s = result["sentinel"]
     target = s.call("POST", "/api/v1/backups/targets", {
@@ -221,6 +254,7 @@ def main():
     parser.add_argument("--no-restore", action="store_true", help="skip the restore comparison")
     parser.add_argument("--destination", action="append", choices=["local", "s3"], help="default: both")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each backup (medians are reported)")
+    parser.add_argument("--verify", action="store_true", help="also time a verifying plan's backup and verification")
     args = parser.parse_args()
     scales = args.gigabytes or [2.2]
     for tool in ("pg_dump", "pg_restore", "zstd"):
@@ -231,6 +265,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sentinel-bench-backup-")
     moto, endpoint = start_moto(tmp)
     rows = []
+    verifications = []
     try:
         for scale in scales:
             db = ensure_dataset(scale)
@@ -301,6 +336,20 @@ def main():
                     r["sentinel"].stop()
                 shutil.rmtree(local_dir, ignore_errors=True)
                 os.makedirs(local_dir, exist_ok=True)
+            if args.verify:
+                runs = []
+                for _ in range(args.repeat):
+                    runs.append(bench_verify(tmp, db, local_dir))
+                    shutil.rmtree(local_dir, ignore_errors=True)
+                    os.makedirs(local_dir, exist_ok=True)
+                    v = runs[-1]
+                    print(f"  verifying plan: backup {v['backup']:.1f} s, verification {v['verify']:.1f} s "
+                          f"(restore {v['rto']:.1f} s), {v['tables']} table(s), peak RSS {mib(v['peak_rss'])}",
+                          flush=True)
+                verifications.append({"size": size, "backup": statistics.median(r["backup"] for r in runs),
+                                      "verify": statistics.median(r["verify"] for r in runs),
+                                      "rto": statistics.median(r["rto"] for r in runs),
+                                      "peak_rss": max(r["peak_rss"] for r in runs), "runs": len(runs)})
     finally:
         moto.terminate()
         moto.wait()
@@ -316,7 +365,11 @@ def main():
         if "restore" in r:
             print(f"restore {r['size'] / 1e9:.2f} GB: sentinel {r['restore']:.1f} s, by hand {r['restore_hand']:.1f} s, "
                   f"ratio {r['restore'] / r['restore_hand']:.2f}, peak RSS {mib(r['restore_rss'])}")
-    json.dump(rows, sys.stderr)
+    for v in verifications:
+        print(f"verify {v['size'] / 1e9:.2f} GB: backup with statistics {v['backup']:.1f} s, verification "
+              f"{v['verify']:.1f} s (of which restore {v['rto']:.1f} s), ratio verification/backup "
+              f"{v['verify'] / v['backup']:.2f}, peak RSS {mib(v['peak_rss'])} (medians of {v['runs']})")
+    json.dump(rows + verifications, sys.stderr)
 
 
 if __name__ == "__main__":

@@ -312,6 +312,17 @@ impl Attempt<'_> {
             // The live catalog (completeness) and the tables' statistics (verification) are read in
             // the very snapshot pg_dump reads.
             let mut session = None;
+            let held = matches!(target.engine, Engine::Mysql | Engine::Mariadb);
+            if matches!(dump, Dump::Database { .. }) && held && plan.objectives.records_statistics() {
+                // Writes pause from here until the dump has taken its snapshot (a fraction of a second).
+                match Session::holding(&conn, &tools, work.path()).await {
+                    Ok(s) => session = Some(s),
+                    Err(e) => {
+                        let note = format!("no shared snapshot for {label:?}, so this backup cannot be verified: {e}");
+                        self.ctx.log(LogStream::System, note).await?;
+                    }
+                }
+            }
             if matches!(dump, Dump::Database { .. }) && target.engine == Engine::Postgres {
                 match Session::exporting(&conn, &tools, work.path()).await {
                     Ok((s, snapshot)) => {
@@ -356,6 +367,7 @@ impl Attempt<'_> {
                     let tap = session.is_some().then_some(tap);
                     let checks = async {
                         match session.as_mut() {
+                            Some(s) if held => Some(verify::checks_held(s, &conn, contents).await),
                             Some(s) => Some(verify::checks(s, &conn, &tools, with_stats, contents).await),
                             None => None,
                         }

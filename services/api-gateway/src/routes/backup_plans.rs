@@ -420,11 +420,13 @@ async fn check_verification(
     errors: &mut Vec<FieldError>,
 ) -> Result<(), Problem> {
     let Some(target) = target else { return Ok(()) };
-    if objectives.verify_every.is_some() && !matches!(target.engine, domain::Engine::Postgres | domain::Engine::Sqlite)
-    {
+    if objectives.verify_every.is_some() && target.engine == domain::Engine::Mongodb {
         errors.push(FieldError::new(
             "verify_every",
-            format!("{} backups are not verified by restore yet (PostgreSQL and SQLite backups are)", target.engine),
+            format!(
+                "{} backups are not verified by restore yet (PostgreSQL, MySQL/MariaDB and SQLite backups are)",
+                target.engine
+            ),
         ));
     }
     if let Some(id) = objectives.verify_target_id {

@@ -190,10 +190,11 @@ pub fn restore(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invo
 }
 
 /// An interactive SQL session (statements on stdin, results on stdout, stopping at the first
-/// error): the snapshot a dump reads and the statistics a verification compares. PostgreSQL only.
+/// error): the snapshot a dump reads and the statistics a verification compares.
 pub fn session(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
     match conn.engine {
         Engine::Postgres => postgres::session(conn, tools, work_dir),
+        Engine::Mysql | Engine::Mariadb => mysql::session(conn, tools, work_dir),
         other => Err(EngineError::Unsupported(format!("{other} backups are not verified by Sentinel yet"))),
     }
 }

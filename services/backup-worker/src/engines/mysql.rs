@@ -75,6 +75,20 @@ pub fn restore(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invo
     Ok(inv)
 }
 
+/// The client reading statements from stdin as they come (unbuffered, raw values, stopping at the
+/// first error) in `conn`'s database.
+pub fn session(conn: &Connection, tools: &Tools, work_dir: &Path) -> Result<Invocation, EngineError> {
+    let mut inv = start(client_tool(conn.engine, tools)?, conn, work_dir)?;
+    inv.arg("--connect-timeout=10").arg("--default-character-set=utf8mb4");
+    inv.arg("--batch")
+        .arg("--skip-column-names")
+        .arg("--raw")
+        .arg("--unbuffered")
+        .arg("--database")
+        .arg(&conn.database);
+    Ok(inv)
+}
+
 pub fn query(conn: &Connection, tools: &Tools, work_dir: &Path, sql: &str) -> Result<Invocation, EngineError> {
     let mut inv = start(client_tool(conn.engine, tools)?, conn, work_dir)?;
     // The client has a connect timeout (the dump tool does not take one).

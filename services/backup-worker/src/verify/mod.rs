@@ -165,6 +165,33 @@ pub async fn checks(
     Proof { stats, gaps }
 }
 
+/// MariaDB/MySQL, beside a dump started while `session` holds the global read lock: once the dump
+/// writes its first table (its consistent snapshot is taken by then), the lock is released and the
+/// tables' statistics are taken in the session's own snapshot — the same commits the dump sees.
+pub async fn checks_held(
+    session: &mut snapshot::Session,
+    conn: &engines::Connection,
+    mut contents: mpsc::Receiver<bytes::Bytes>,
+) -> Proof {
+    const MARK: &[u8] = b"CREATE TABLE";
+    let mut tail: Vec<u8> = Vec::new();
+    while let Some(chunk) = contents.recv().await {
+        tail.extend_from_slice(&chunk);
+        if tail.windows(MARK.len()).any(|w| w == MARK) {
+            break;
+        }
+        let keep = tail.len().saturating_sub(MARK.len());
+        tail.drain(..keep);
+    }
+    // The feed stops here: the dump goes on without the tap.
+    drop(contents);
+    let stats = match session.release().await {
+        Ok(()) => session.table_stats(&conn.include, &conn.exclude).await,
+        Err(e) => Err(e),
+    };
+    Proof { stats: Some(stats), gaps: Ok(None) }
+}
+
 /// Queues the verification of a plan's new backup when its policy says one is due (at most one
 /// queued per plan: a due verification that finds one waiting joins it). Returns the job's id.
 pub async fn queue_if_due(ctx: &JobContext, plan: &PlanRecord, entry: Uuid) -> Option<Uuid> {
@@ -206,9 +233,9 @@ async fn verify(ctx: &JobContext, org: Uuid, entry: &JournalRecord) -> Result<f6
         .target(org, source_id)
         .await?
         .ok_or_else(|| JobError::Permanent(format!("backup target {source_id} no longer exists")))?;
-    if !matches!(source.engine, Engine::Postgres | Engine::Sqlite) {
+    if source.engine == Engine::Mongodb {
         return Err(JobError::Permanent(format!(
-            "{} backups are not verified by restore yet (PostgreSQL and SQLite backups are)",
+            "{} backups are not verified by restore yet (PostgreSQL, MySQL/MariaDB and SQLite backups are)",
             source.engine
         ))
         .into());
@@ -255,21 +282,30 @@ async fn verify(ctx: &JobContext, org: Uuid, entry: &JournalRecord) -> Result<f6
         scratch_conn.include.clear();
         scratch_conn.exclude.clear();
         let tools = setup::tools(spine);
-        admin_sql(&admin, &tools, work.path(), &format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)")).await?;
-        admin_sql(&admin, &tools, work.path(), &format!("CREATE DATABASE \"{scratch}\"")).await?;
+        let (drop_sql, create_sql) = scratch_sql(server.engine, &scratch);
+        admin_sql(&admin, &tools, work.path(), &drop_sql).await?;
+        admin_sql(&admin, &tools, work.path(), &create_sql).await?;
         let checked =
             restore_and_compare(ctx, org, entry, database, (&server, &source), &scratch_conn, expected, work.path())
                 .await;
         // Dropped whatever happened: a scratch copy of production data is never left behind.
-        let dropped =
-            admin_sql(&admin, &tools, work.path(), &format!("DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"))
-                .await;
+        let dropped = admin_sql(&admin, &tools, work.path(), &drop_sql).await;
         if let Err(e) = dropped {
             let _ = ctx.log(LogStream::System, format!("the scratch database {scratch} was not dropped: {e}")).await;
         }
         rto += checked?;
     }
     Ok(rto)
+}
+
+/// How the scratch database is dropped (sessions left on it included) and created.
+fn scratch_sql(engine: Engine, name: &str) -> (String, String) {
+    match engine {
+        Engine::Postgres => {
+            (format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"), format!("CREATE DATABASE \"{name}\""))
+        }
+        _ => (format!("DROP DATABASE IF EXISTS `{name}`"), format!("CREATE DATABASE `{name}`")),
+    }
 }
 
 async fn admin_sql(

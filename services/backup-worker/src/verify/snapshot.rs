@@ -1,14 +1,18 @@
-//! PostgreSQL sessions that prove a backup: one exports the snapshot `pg_dump --snapshot` reads and,
-//! in that same snapshot, takes each dumped table's statistics (row count and an order-free hash of
-//! the rows' text); the same statistics are later taken in the scratch database a verification
-//! restored into. Both sides fix the settings that shape a row's text (time zone, date, interval,
-//! float and bytea output), so equal data gives equal hashes.
+//! SQL sessions that prove a backup. PostgreSQL: one exports the snapshot `pg_dump --snapshot` reads
+//! and, in that same snapshot, takes each dumped table's statistics (row count and an order-free hash
+//! of the rows' text). MariaDB/MySQL, which cannot share a snapshot: the session holds the global
+//! read lock while it and the dump each start a consistent-snapshot transaction, so both see the same
+//! commits, and releases it once the dump has begun writing tables. The same statistics are later
+//! taken in the scratch database a verification restored into. Both sides fix the settings that shape
+//! a row's text (time zone, date, interval, float and bytea output), so equal data gives equal hashes.
 
 use std::time::Duration;
 
 use sentinel_jobs::domain::backups::verification::TableStats;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
+
+use sentinel_jobs::domain::backups::Engine;
 
 use crate::engines::{self, Connection, Invocation, Tools};
 
@@ -21,9 +25,12 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The settings under which a row's text is the same on every server and session.
 const SETTINGS: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
 SET extra_float_digits = 1; SET bytea_output = 'hex'; SET statement_timeout = 0;";
+const MYSQL_SETTINGS: &str = "SET SESSION time_zone = '+00:00'; SET SESSION group_concat_max_len = 16777216; \
+SET SESSION lock_wait_timeout = 10;";
 
-/// A live `psql` session.
+/// A live `psql` (or `mariadb`) session.
 pub struct Session {
+    engine: Engine,
     child: Child,
     stdin: ChildStdin,
     lines: Lines<BufReader<ChildStdout>>,
@@ -52,8 +59,15 @@ impl Session {
             }
             text.trim().to_owned()
         });
-        let mut session = Session { child, stdin, lines: BufReader::new(stdout).lines(), stderr, _invocation: inv };
-        session.send(SETTINGS).await?;
+        let mut session = Session {
+            engine: conn.engine,
+            child,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+            stderr,
+            _invocation: inv,
+        };
+        session.send(if conn.engine == Engine::Postgres { SETTINGS } else { MYSQL_SETTINGS }).await?;
         Ok(session)
     }
 
@@ -112,10 +126,76 @@ impl Session {
         }
     }
 
-    /// Each dumped table's statistics (the tables `include`/`exclude` select, as pg_dump reads
-    /// those patterns), in name order.
+    /// MariaDB/MySQL: a session holding the global read lock (no commit lands) inside its own
+    /// consistent-snapshot transaction; a dump started now sees exactly what this session sees.
+    /// [`Session::release`] lets writes go on once the dump has taken its snapshot.
+    pub async fn holding(conn: &Connection, tools: &Tools, work: &std::path::Path) -> Result<Session, String> {
+        let mut session = Session::open(conn, tools, work).await?;
+        let hold = format!(
+            "FLUSH TABLES WITH READ LOCK; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+             START TRANSACTION WITH CONSISTENT SNAPSHOT; SELECT '{DONE}';"
+        );
+        session.send(&hold).await?;
+        match tokio::time::timeout(OPEN_TIMEOUT, session.until_done()).await {
+            Ok(Ok(_)) => Ok(session),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("the read lock was not taken within {} s", OPEN_TIMEOUT.as_secs())),
+        }
+    }
+
+    /// Releases the global read lock [`Session::holding`] took (the transaction's snapshot stays).
+    pub async fn release(&mut self) -> Result<(), String> {
+        self.send(&format!("UNLOCK TABLES; SELECT '{DONE}';")).await?;
+        self.until_done().await.map(|_| ())
+    }
+
+    /// Each dumped table's statistics (the tables `include`/`exclude` select, as the dump tool reads
+    /// them), in name order.
     pub async fn table_stats(&mut self, include: &[String], exclude: &[String]) -> Result<Vec<TableStats>, String> {
+        if self.engine != Engine::Postgres {
+            return self.mysql_table_stats(include, exclude).await;
+        }
         self.send(&stats_sql(include, exclude)).await?;
+        let lines = self.until_done().await?;
+        lines
+            .iter()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<TableStats>(l).map_err(|e| format!("unreadable statistics {l:?}: {e}")))
+            .collect()
+    }
+
+    /// MariaDB/MySQL: the base tables and their columns first, then one statistics query per table
+    /// (each row's `QUOTE()`d columns joined, md5, a 60-bit prefix summed).
+    async fn mysql_table_stats(&mut self, include: &[String], exclude: &[String]) -> Result<Vec<TableStats>, String> {
+        self.send(&format!(
+            "SELECT c.TABLE_NAME, GROUP_CONCAT(CONCAT('QUOTE(`', REPLACE(c.COLUMN_NAME, '`', '``'), '`)') \
+             ORDER BY c.ORDINAL_POSITION SEPARATOR ', ') FROM information_schema.COLUMNS c \
+             JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+             WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' GROUP BY c.TABLE_NAME \
+             ORDER BY c.TABLE_NAME; SELECT '{DONE}';"
+        ))
+        .await?;
+        let tables: Vec<(String, String)> = self
+            .until_done()
+            .await?
+            .into_iter()
+            .filter_map(|l| l.split_once('\t').map(|(t, c)| (t.to_owned(), c.to_owned())))
+            // Exclusions are `database.table` (`--ignore-table`) or bare names.
+            .filter(|(t, _)| include.is_empty() || include.contains(t))
+            .filter(|(t, _)| !exclude.iter().any(|x| x == t || x.rsplit_once('.').is_some_and(|(_, n)| n == t)))
+            .collect();
+        let literal = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
+        let mut sql = String::new();
+        for (table, columns) in &tables {
+            sql.push_str(&format!(
+                "SELECT JSON_OBJECT('table', {}, 'rows', COUNT(*), 'hash', CAST(COALESCE(SUM(CAST(CONV(SUBSTRING(\
+                 MD5(CONCAT_WS(CHAR(31), {columns})), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR)) FROM `{}`;\n",
+                literal(table),
+                table.replace('`', "``")
+            ));
+        }
+        sql.push_str(&format!("SELECT '{DONE}';"));
+        self.send(&sql).await?;
         let lines = self.until_done().await?;
         lines
             .iter()

@@ -21,7 +21,7 @@ async fn sqlite(path: &Path, sql: &str) -> Vec<String> {
     sqlite_files::query_texts(path, sql, true).await.expect(sql)
 }
 
-async fn mariadb(work: &Path, sql: &str) -> String {
+pub(crate) async fn mariadb(work: &Path, sql: &str) -> String {
     let admin = Connection::new(Engine::Mariadb, "127.0.0.1", "root", None, "mysql");
     let mut inv = engines::server_version(&admin, &Tools { dir: None }, work).expect("mariadb client");
     inv.args.pop();

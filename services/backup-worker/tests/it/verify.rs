@@ -19,9 +19,15 @@ use crate::pipeline::{drop_pg, empty_pg, pg_source, pg_sql};
 /// Writes into `db` from one `psql` session until `stop`: every 10 ms five inserts and five updates,
 /// each its own transaction (about 1,000 commits a second). Returns how many it sent.
 fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let client = ["psql", "-h", "127.0.0.1", "-U", "postgres", "--no-psqlrc", "--quiet", "-d", &db].map(String::from);
+    writer_with(client.to_vec(), "SET synchronous_commit = off;", stop)
+}
+
+fn writer_with(client: Vec<String>, setup: &str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let setup = format!("{setup}\n");
     tokio::spawn(async move {
-        let mut psql = tokio::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "--no-psqlrc", "--quiet", "-d", &db])
+        let mut psql = tokio::process::Command::new(&client[0])
+            .args(&client[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -29,7 +35,7 @@ fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
             .spawn()
             .expect("psql");
         let mut stdin = psql.stdin.take().expect("stdin");
-        stdin.write_all(b"SET synchronous_commit = off;\n").await.expect("write");
+        stdin.write_all(setup.as_bytes()).await.expect("write");
         let sent = AtomicU64::new(0);
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         let mut n = 0u64;
@@ -38,13 +44,13 @@ fn writer(db: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
             let mut batch = String::new();
             for _ in 0..5 {
                 n += 1;
-                batch.push_str(&format!("INSERT INTO items (name, meta) VALUES ('written {n}', '{{\"w\": {n}}}');\n"));
-                batch.push_str(&format!("UPDATE items SET name = name || '+' WHERE id = {};\n", 1 + n % 500));
+                batch.push_str(&format!("INSERT INTO items (name) VALUES ('written {n}');\n"));
+                batch.push_str(&format!("UPDATE items SET name = CONCAT(name, '+') WHERE id = {};\n", 1 + n % 500));
             }
             stdin.write_all(batch.as_bytes()).await.expect("write");
             sent.fetch_add(10, Ordering::Relaxed);
         }
-        stdin.write_all(b"\\q\n").await.expect("quit");
+        stdin.write_all(b"\\q\n").await.ok();
         drop(stdin);
         let _ = psql.wait().await;
         sent.load(Ordering::Relaxed)
@@ -107,14 +113,14 @@ async fn a_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table
     let nowhere = uuid::Uuid::now_v7();
     let (status, bad) = api.post("/api/v1/backups/plans", plan_body(json!({"verify_target_id": nowhere}))).await;
     assert_eq!((status, fields(&bad)), (422, vec!["verify_target_id".to_owned()]), "{bad}");
-    let maria = api
+    let mongo = api
         .create(
             "/api/v1/backups/targets",
-            json!({"name": "maria", "engine": "mariadb", "host": "127.0.0.1", "user": "root", "databases": ["mysql"]}),
+            json!({"name": "mongo", "engine": "mongodb", "host": "127.0.0.1", "user": "backup", "databases": ["app"]}),
         )
         .await;
     let (status, bad) =
-        api.post("/api/v1/backups/plans", plan_body(json!({"target_id": maria, "verify_every": 1}))).await;
+        api.post("/api/v1/backups/plans", plan_body(json!({"target_id": mongo, "verify_every": 1}))).await;
     assert_eq!((status, fields(&bad)), (422, vec!["verify_every".to_owned()]), "{bad}");
 
     // A plan verifying every backup, taken while the writer runs.
@@ -296,4 +302,90 @@ async fn a_sqlite_backup_verifies_against_its_copy_and_a_tampered_one_names_its_
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains("table notes: 1999 rows restored, 2000 in the snapshot"), "{failed}");
     drop(sentinel);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table() {
+    use crate::clouds::mariadb;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store).expect("store");
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let (source, other) = (format!("vfy_{suffix}"), format!("vfy_{suffix}_x"));
+    mariadb(
+        work.path(),
+        &format!(
+            "CREATE DATABASE {source}; CREATE DATABASE {other}; CREATE TABLE {source}.items (id int AUTO_INCREMENT PRIMARY KEY, \
+             name varchar(200), n double, at datetime(6), raw varbinary(16)); INSERT INTO {source}.items (name, n, at, raw) \
+             SELECT CONCAT('item ', seq), seq / 7, NOW(6) - INTERVAL seq SECOND, UNHEX(MD5(seq)) FROM {source}.seq_1_to_5000; \
+             CREATE TABLE {source}.`odd name` (x text); INSERT INTO {source}.`odd name` VALUES (NULL), (''), ('a\\tb')"
+        ),
+    )
+    .await;
+    let port = sentinel_testkit::free_port();
+    let mut sentinel = up(tmp.path(), port);
+    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
+    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
+    let api = Api { base: sentinel.url(""), token };
+    let target = api
+        .create(
+            "/api/v1/backups/targets",
+            json!({"name": "maria", "engine": "mariadb", "host": "127.0.0.1", "user": "root", "databases": [source]}),
+        )
+        .await;
+    let local = api
+        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
+        .await;
+    let plan = api
+        .create(
+            "/api/v1/backups/plans",
+            json!({"name": "maria", "target_id": target, "destination_ids": [local], "compression": {"format": "none"}, "verify_every": 1}),
+        )
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = ["mariadb", "-h", "127.0.0.1", "-u", "root", "--protocol=TCP", &source].map(String::from).to_vec();
+    let writes = writer_with(client, "SET SESSION autocommit = 1;", stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let backup = api.job(&format!("/api/v1/backups/plans/{plan}/run"), json!({})).await;
+    assert_eq!(backup["state"], "succeeded", "{backup}");
+    let verified = api.wait(backup["result"]["verification_job"].as_str().expect("queued")).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = writes.await.expect("writer");
+    assert_eq!(verified["state"], "succeeded", "{verified}");
+    let entry_id = backup["result"]["journal_id"].as_str().expect("id").to_owned();
+    let done = entry(&api, &entry_id).await;
+    assert_eq!(
+        (done["verification"].as_str(), done["tables_recorded"].as_u64()),
+        (Some("verified"), Some(2)),
+        "{done}"
+    );
+    let rows: u64 =
+        mariadb(work.path(), &format!("SELECT COUNT(*) FROM {source}.items")).await.trim().parse().expect("n");
+    assert!(rows > 5000 && sent > 500, "the writes went on: {rows} rows, {sent} sent");
+    let left = mariadb(work.path(), "SHOW DATABASES LIKE 'sentinel\\_verify\\_%'").await;
+    assert_eq!(left.trim(), "", "the scratch database is dropped");
+
+    // A tampered copy: the dump restored elsewhere, one row deleted, dumped again in its place.
+    let copy = done["copies"].as_array().expect("copies")[0].clone();
+    let artifact = store.join(copy["key"].as_str().expect("key"));
+    let old_sha = sha256_of(&artifact);
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "mariadb -h 127.0.0.1 -u root --protocol=TCP {other} < '{0}' && mariadb -h 127.0.0.1 -u root --protocol=TCP \
+             -e 'DELETE FROM items WHERE id = 7' {other} && mariadb-dump -h 127.0.0.1 -u root --protocol=TCP {other} > '{0}'",
+            artifact.display()
+        ))
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    let new_sha = sha256_of(&artifact);
+    agree_checksum(tmp.path(), &done, &old_sha, &new_sha).await;
+    let failed = api.job(&format!("/api/v1/backups/journal/{entry_id}/verify"), json!({})).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("table items: ") && error.contains("rows restored"), "{failed}");
+    drop(sentinel);
+    mariadb(work.path(), &format!("DROP DATABASE {source}; DROP DATABASE {other}")).await;
 }
