@@ -21,7 +21,6 @@ use uuid::Uuid;
 
 use crate::engines::{self, Connection};
 use crate::pipeline::{self, Artifact, PipelineError, Source};
-use crate::verify::snapshot::Session;
 use crate::{metrics, prune, setup, verify};
 use sentinel_storage::Destination;
 
@@ -311,30 +310,14 @@ impl Attempt<'_> {
             let mut conn = setup::connection(spine, &target, &database).await?;
             // The live catalog (completeness) and the tables' statistics (verification) are read in
             // the very snapshot pg_dump reads.
-            let mut session = None;
             let held = matches!(target.engine, Engine::Mysql | Engine::Mariadb);
-            if matches!(dump, Dump::Database { .. }) && held && plan.objectives.records_statistics() {
-                // Writes pause from here until the dump has taken its snapshot (a fraction of a second).
-                match Session::holding(&conn, &tools, work.path()).await {
-                    Ok(s) => session = Some(s),
-                    Err(e) => {
-                        let note = format!("no shared snapshot for {label:?}, so this backup cannot be verified: {e}");
-                        self.ctx.log(LogStream::System, note).await?;
-                    }
-                }
-            }
-            if matches!(dump, Dump::Database { .. }) && target.engine == Engine::Postgres {
-                match Session::exporting(&conn, &tools, work.path()).await {
-                    Ok((s, snapshot)) => {
-                        conn.snapshot = Some(snapshot);
-                        session = Some(s);
-                    }
-                    Err(e) => {
-                        let note = format!(
-                            "no snapshot for {label:?}: its completeness is not checked and it cannot be verified: {e}"
-                        );
-                        self.ctx.log(LogStream::System, note).await?;
-                    }
+            let mut session = None;
+            if matches!(dump, Dump::Database { .. }) {
+                let with_stats = plan.objectives.records_statistics();
+                let opened = verify::session_for(&mut conn, with_stats, &tools, work.path()).await;
+                match opened {
+                    Ok(s) => session = s,
+                    Err(e) => self.ctx.log(LogStream::System, format!("{label:?}: {e}")).await?,
                 }
             }
             let conn = conn;
@@ -364,10 +347,14 @@ impl Attempt<'_> {
                 Dump::Database { .. } => {
                     let (tap, contents) = tokio::sync::mpsc::channel(4);
                     let with_stats = plan.objectives.records_statistics();
-                    let tap = session.is_some().then_some(tap);
+                    // MySQL/MariaDB dumps are always read for completeness; PostgreSQL ones in a snapshot.
+                    let tap = (session.is_some() || held).then_some(tap);
                     let checks = async {
+                        if held {
+                            let s = session.as_mut();
+                            return Some(verify::checks_mysql(s, &conn, &tools, work.path(), contents).await);
+                        }
                         match session.as_mut() {
-                            Some(s) if held => Some(verify::checks_held(s, &conn, contents).await),
                             Some(s) => Some(verify::checks(s, &conn, &tools, with_stats, contents).await),
                             None => None,
                         }

@@ -177,3 +177,156 @@ mod tests {
         assert!(tables.ends_with("SELECT 'sentinel:done';"));
     }
 }
+
+/// MySQL/MariaDB: the query listing `database`'s tables, views, routines, triggers and events as
+/// `KIND<TAB>name` lines (information_schema; read as the dump starts).
+pub fn mysql_catalog_sql(database: &str) -> String {
+    let db = format!("'{}'", database.replace('\\', "\\\\").replace('\'', "''"));
+    format!(
+        "SELECT IF(TABLE_TYPE = 'VIEW', 'VIEW', 'TABLE'), TABLE_NAME FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = {db} AND TABLE_TYPE IN ('BASE TABLE', 'VIEW') \
+         UNION ALL SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db} \
+         UNION ALL SELECT 'TRIGGER', TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {db} \
+         UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db}"
+    )
+}
+
+/// The objects a complete MySQL/MariaDB dump must hold, from [`mysql_catalog_sql`]'s lines: with an
+/// include list only tables (the dump holds only those), and never the excluded tables or views.
+pub fn mysql_expected(lines: &str, include: &[String], exclude: &[String]) -> Vec<(String, String)> {
+    let excluded = |name: &str| exclude.iter().any(|x| x == name || x.rsplit_once('.').is_some_and(|(_, n)| n == name));
+    lines
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, n)| (k.to_owned(), n.to_owned()))
+        .filter(|(k, _)| include.is_empty() || k == "TABLE")
+        .filter(|(k, n)| !(matches!(k.as_str(), "TABLE" | "VIEW") && excluded(n)))
+        .collect()
+}
+
+/// The objects a SQL dump creates, read as it streams: DDL lines are inspected, the long `INSERT`
+/// lines skipped without being kept.
+#[derive(Debug, Default)]
+pub struct SqlDumpObjects {
+    line: Vec<u8>,
+    skipping: bool,
+    pub objects: HashSet<(String, String)>,
+    /// Whether a `CREATE TABLE` was seen (the dump's snapshot exists by then).
+    pub first_table: bool,
+}
+
+/// A line longer than this is data, not a statement's first line worth reading.
+const MAX_DDL_LINE: usize = 64 * 1024;
+
+impl SqlDumpObjects {
+    pub fn feed(&mut self, mut chunk: &[u8]) {
+        while !chunk.is_empty() {
+            let end = chunk.iter().position(|&b| b == b'\n');
+            let (part, rest) = match end {
+                Some(i) => (&chunk[..i], &chunk[i + 1..]),
+                None => (chunk, &[][..]),
+            };
+            if !self.skipping {
+                self.line.extend_from_slice(part);
+                if self.line.starts_with(b"INSERT") || self.line.len() > MAX_DDL_LINE {
+                    self.skipping = true;
+                    self.line.clear();
+                }
+            }
+            if end.is_some() {
+                if !self.skipping {
+                    let line = std::mem::take(&mut self.line);
+                    self.inspect(&line);
+                }
+                self.skipping = false;
+            }
+            chunk = rest;
+        }
+    }
+
+    fn inspect(&mut self, line: &[u8]) {
+        const KEYS: [(&[u8], &str); 6] = [
+            (b"CREATE TABLE ", "TABLE"),
+            (b"VIEW ", "VIEW"),
+            (b"PROCEDURE ", "PROCEDURE"),
+            (b"FUNCTION ", "FUNCTION"),
+            (b"TRIGGER ", "TRIGGER"),
+            (b"EVENT ", "EVENT"),
+        ];
+        for (key, kind) in KEYS {
+            let Some(at) = line.windows(key.len()).position(|w| w == key) else { continue };
+            let rest = &line[at + key.len()..];
+            // A backquoted name (a doubled backquote is one in the name), or a bare one as the
+            // server printed its `SHOW CREATE` (triggers keep the case and quoting they were made with).
+            let mut name = Vec::new();
+            if rest.first() == Some(&b'`') {
+                let mut bytes = rest[1..].iter().peekable();
+                while let Some(&b) = bytes.next() {
+                    if b == b'`' {
+                        if bytes.peek() == Some(&&b'`') {
+                            bytes.next();
+                        } else {
+                            break;
+                        }
+                    }
+                    name.push(b);
+                }
+            } else {
+                name.extend(rest.iter().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$')));
+            }
+            if name.is_empty() {
+                continue;
+            }
+            if kind == "TABLE" {
+                self.first_table = true;
+            }
+            self.objects.insert((kind.to_owned(), String::from_utf8_lossy(&name).into_owned()));
+        }
+    }
+}
+
+/// The expected MySQL/MariaDB objects the dump lacks, described as for PostgreSQL.
+pub fn mysql_gaps(expected: &[(String, String)], dump: &HashSet<(String, String)>) -> Option<String> {
+    let live: Vec<CatalogObject> = expected
+        .iter()
+        .filter(|o| !dump.contains(o))
+        .enumerate()
+        .map(|(i, (kind, name))| CatalogObject {
+            catalog: 0,
+            oid: i as u32 + 1,
+            kind: kind.clone(),
+            name: name.clone(),
+        })
+        .collect();
+    gaps(&live, &HashSet::new())
+}
+
+#[cfg(test)]
+mod sql_dump_tests {
+    use super::*;
+
+    #[test]
+    fn a_sql_dumps_objects_are_read_across_chunks_and_data_lines_are_skipped() {
+        let dump = "-- MariaDB dump\nDROP TABLE IF EXISTS `items`;\nCREATE TABLE `items` (\n  `id` int\n);\n\
+                    INSERT INTO `items` VALUES (1),(2),('CREATE TABLE `fake`');\n\
+                    /*!50001 CREATE ALGORITHM=UNDEFINED */ /*!50001 VIEW `v` AS select 1 */;\n\
+                    /*!50003 CREATE*/ /*!50017 DEFINER=`root`@`localhost`*/ /*!50003 TRIGGER `odd``name` BEFORE INSERT ON `items` FOR EACH ROW SET @x = 1 */;;\n\
+                    CREATE DEFINER=`root`@`localhost` PROCEDURE `noop`()\nBEGIN END ;;\n\
+                    /*!50003 CREATE*/ /*!50017 DEFINER=`root`@`%`*/ /*!50003 TRIGGER touch BEFORE INSERT ON items SET @y = 2 */;;\n";
+        let mut objects = SqlDumpObjects::default();
+        for piece in dump.as_bytes().chunks(7) {
+            objects.feed(piece);
+        }
+        let want: HashSet<(String, String)> =
+            [("TABLE", "items"), ("VIEW", "v"), ("TRIGGER", "odd`name"), ("PROCEDURE", "noop"), ("TRIGGER", "touch")]
+                .iter()
+                .map(|(k, n)| (k.to_string(), n.to_string()))
+                .collect();
+        assert_eq!(objects.objects, want);
+        assert!(objects.first_table);
+        let live = mysql_expected("TABLE\titems\nVIEW\tv\nEVENT\tnightly\nTABLE\tbig\n", &[], &["app.big".into()]);
+        let why = mysql_gaps(&live, &objects.objects).expect("the event is missing");
+        assert!(why.starts_with("the dump lacks 1 object(s) the database holds: EVENT nightly"), "{why}");
+        assert_eq!(mysql_expected("TABLE\ta\nVIEW\tv\n", &["a".into()], &[]), vec![("TABLE".into(), "a".into())]);
+    }
+}

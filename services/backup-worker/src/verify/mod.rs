@@ -132,6 +132,32 @@ impl JobHandler for VerifyBackup {
     }
 }
 
+/// The session a database's dump is proven in, opened before the dump starts. PostgreSQL: always
+/// (completeness reads the catalog in the exported snapshot, which `conn` now names for pg_dump).
+/// MySQL/MariaDB: for statistics only, holding the global read lock until the dump has its snapshot
+/// (writes pause for that fraction of a second). `Err` says what is lost when it cannot open.
+pub async fn session_for(
+    conn: &mut engines::Connection,
+    with_stats: bool,
+    tools: &engines::Tools,
+    work: &std::path::Path,
+) -> Result<Option<snapshot::Session>, String> {
+    match conn.engine {
+        Engine::Postgres => match snapshot::Session::exporting(conn, tools, work).await {
+            Ok((s, id)) => {
+                conn.snapshot = Some(id);
+                Ok(Some(s))
+            }
+            Err(e) => Err(format!("no snapshot: completeness is not checked and the backup cannot be verified: {e}")),
+        },
+        Engine::Mysql | Engine::Mariadb if with_stats => snapshot::Session::holding(conn, tools, work)
+            .await
+            .map(Some)
+            .map_err(|e| format!("no shared snapshot, so the backup cannot be verified: {e}")),
+        _ => Ok(None),
+    }
+}
+
 /// What the checks run beside one database's dump found: the tables' statistics (when the plan
 /// verifies) and the objects the dump lacks (`Some(text)`), or why a check could not run.
 pub struct Proof {
@@ -165,31 +191,52 @@ pub async fn checks(
     Proof { stats, gaps }
 }
 
-/// MariaDB/MySQL, beside a dump started while `session` holds the global read lock: once the dump
-/// writes its first table (its consistent snapshot is taken by then), the lock is released and the
-/// tables' statistics are taken in the session's own snapshot — the same commits the dump sees.
-pub async fn checks_held(
-    session: &mut snapshot::Session,
+/// MySQL/MariaDB, beside a dump: the dump's objects read from its SQL as it streams, against the
+/// database's catalog (completeness); and, when `session` holds the global read lock (a verifying
+/// plan), the lock released once the dump writes its first table (its consistent snapshot is taken
+/// by then) and the tables' statistics taken in the session's own snapshot — the dump's commits.
+pub async fn checks_mysql(
+    session: Option<&mut snapshot::Session>,
     conn: &engines::Connection,
+    tools: &engines::Tools,
+    work: &std::path::Path,
     mut contents: mpsc::Receiver<bytes::Bytes>,
 ) -> Proof {
-    const MARK: &[u8] = b"CREATE TABLE";
-    let mut tail: Vec<u8> = Vec::new();
-    while let Some(chunk) = contents.recv().await {
-        tail.extend_from_slice(&chunk);
-        if tail.windows(MARK.len()).any(|w| w == MARK) {
-            break;
+    let (first_table, table_seen) = tokio::sync::oneshot::channel::<()>();
+    let scan = async move {
+        let mut objects = completeness::SqlDumpObjects::default();
+        let mut signal = Some(first_table);
+        while let Some(chunk) = contents.recv().await {
+            objects.feed(&chunk);
+            if objects.first_table
+                && let Some(tx) = signal.take()
+            {
+                let _ = tx.send(());
+            }
         }
-        let keep = tail.len().saturating_sub(MARK.len());
-        tail.drain(..keep);
-    }
-    // The feed stops here: the dump goes on without the tap.
-    drop(contents);
-    let stats = match session.release().await {
-        Ok(()) => session.table_stats(&conn.include, &conn.exclude).await,
-        Err(e) => Err(e),
+        // Dropped unsent when the dump holds no table: the lock is released at its end.
+        drop(signal);
+        objects.objects
     };
-    Proof { stats: Some(stats), gaps: Ok(None) }
+    let live = async {
+        let sql = completeness::mysql_catalog_sql(&conn.database);
+        let inv = engines::query(conn, tools, work, &sql).map_err(|e| e.to_string())?;
+        engines::capture(&inv, std::time::Duration::from_secs(60)).await
+    };
+    let stats = async {
+        let session = session?;
+        let _ = table_seen.await;
+        Some(match session.release().await {
+            Ok(()) => session.table_stats(&conn.include, &conn.exclude).await,
+            Err(e) => Err(e),
+        })
+    };
+    let (dump_objects, live, stats) = tokio::join!(scan, live, stats);
+    let gaps = live.map(|text| {
+        let expected = completeness::mysql_expected(&text, &conn.include, &conn.exclude);
+        completeness::mysql_gaps(&expected, &dump_objects)
+    });
+    Proof { stats, gaps }
 }
 
 /// Queues the verification of a plan's new backup when its policy says one is due (at most one

@@ -1,7 +1,7 @@
 //! Fail-closed completeness through the product: a whole-database backup of a database holding every
 //! kind of object is complete; a schema created after a target's include list was written makes the
 //! next backup `incomplete` (kept, named, the job failed), not `succeeded`; the same schema named in
-//! the exclude list is left out on purpose.
+//! the exclude list is left out on purpose. The same for MariaDB, whose SQL dump is read for its objects.
 
 use std::time::Duration;
 
@@ -84,4 +84,59 @@ async fn a_schema_outside_the_include_list_makes_the_backup_incomplete() {
     assert_eq!((status, page["items"].as_array().map(Vec::len)), (200, Some(1)), "{page}");
     drop(sentinel);
     drop_pg(work.path(), &[&source]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_table_outside_the_include_list_makes_the_backup_incomplete() {
+    use crate::clouds::mariadb;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let store = tmp.path().join("store");
+    std::fs::create_dir_all(&store).expect("store");
+    let db = format!("cmp_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    mariadb(
+        work.path(),
+        &format!(
+            "CREATE DATABASE {db}; USE {db}; CREATE TABLE items (id int PRIMARY KEY, n int); INSERT INTO items VALUES (1, 1);
+             CREATE VIEW big_items AS SELECT id FROM items WHERE n > 0; CREATE TABLE `odd``name` (x int);
+             CREATE TRIGGER items_touch BEFORE INSERT ON items FOR EACH ROW SET NEW.n = NEW.n + 1;
+             CREATE PROCEDURE noop() SELECT 1; CREATE FUNCTION twice(x int) RETURNS int DETERMINISTIC RETURN 2 * x;
+             CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY DO DELETE FROM items WHERE n < 0"
+        ),
+    )
+    .await;
+    let port = sentinel_testkit::free_port();
+    let mut sentinel = up(tmp.path(), port);
+    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
+    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
+    let api = Api { base: sentinel.url(""), token };
+    let dest = api
+        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
+        .await;
+    let target = |name: &str, extra: Value| {
+        let mut body =
+            json!({"name": name, "engine": "mariadb", "host": "127.0.0.1", "user": "root", "databases": [db]});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let whole = api.create("/api/v1/backups/targets", target("whole", json!({}))).await;
+    let (job, entry) = backup(&api, &whole, &dest, "whole").await;
+    assert_eq!(entry["status"], "succeeded", "tables, a view, a trigger, routines, an event: {job} {entry}");
+    let listed =
+        api.create("/api/v1/backups/targets", target("listed", json!({"include": ["items", "odd`name"]}))).await;
+    mariadb(work.path(), &format!("CREATE TABLE {db}.invoices (n int)")).await;
+    let (job, entry) = backup(&api, &listed, &dest, "listed").await;
+    assert_eq!((job["state"].as_str(), entry["status"].as_str()), (Some("failed"), Some("incomplete")), "{entry}");
+    assert!(
+        entry["message"].as_str().unwrap_or_default().contains("lacks 1 object(s) the database holds: TABLE invoices"),
+        "{entry}"
+    );
+    let left_out =
+        api.create("/api/v1/backups/targets", target("left out", json!({"exclude": [format!("{db}.invoices")]}))).await;
+    let (_, entry) = backup(&api, &left_out, &dest, "left out").await;
+    assert_eq!(entry["status"], "succeeded", "excluded on purpose: {entry}");
+    drop(sentinel);
+    mariadb(work.path(), &format!("DROP DATABASE {db}")).await;
 }
