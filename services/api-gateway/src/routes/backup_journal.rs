@@ -200,14 +200,19 @@ pub(crate) async fn get_entry(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Viewer)?;
-    let id = path_id(&path, "journal entry")?;
-    let entry = spine
+    let entry = entry_of(&spine, &principal, &path).await?;
+    Ok(HttpResponse::Ok().json(JournalView::from(entry)))
+}
+
+/// The caller's organization's entry named by the path, or 404.
+async fn entry_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<JournalRecord, Problem> {
+    let id = path_id(raw, "journal entry")?;
+    spine
         .db()
         .backups()
         .journal_entry(principal.org_id, id)
         .await?
-        .ok_or_else(|| Problem::not_found(&format!("journal entry {:?}", path.as_str())))?;
-    Ok(HttpResponse::Ok().json(JournalView::from(entry)))
+        .ok_or_else(|| Problem::not_found(&format!("journal entry {raw:?}")))
 }
 
 #[utoipa::path(
@@ -227,13 +232,7 @@ pub(crate) async fn verify(
     path: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
-    let id = path_id(&path, "journal entry")?;
-    let entry = spine
-        .db()
-        .backups()
-        .journal_entry(principal.org_id, id)
-        .await?
-        .ok_or_else(|| Problem::not_found(&format!("journal entry {:?}", path.as_str())))?;
+    let entry = entry_of(&spine, &principal, &path).await?;
     if entry.kind != JournalKind::Backup || !entry.status.holds_artifact() {
         return Err(Problem::invalid_field(
             "id",

@@ -194,7 +194,7 @@ pub fn mysql_catalog_sql(database: &str) -> String {
 /// The objects a complete MySQL/MariaDB dump must hold, from [`mysql_catalog_sql`]'s lines: with an
 /// include list only tables (the dump holds only those), and never the excluded tables or views.
 pub fn mysql_expected(lines: &str, include: &[String], exclude: &[String]) -> Vec<(String, String)> {
-    let excluded = |name: &str| exclude.iter().any(|x| x == name || x.rsplit_once('.').is_some_and(|(_, n)| n == name));
+    let excluded = |name: &str| mysql_excluded(exclude, name);
     lines
         .lines()
         .filter_map(|l| l.split_once('\t'))
@@ -202,6 +202,12 @@ pub fn mysql_expected(lines: &str, include: &[String], exclude: &[String]) -> Ve
         .filter(|(k, _)| include.is_empty() || k == "TABLE")
         .filter(|(k, n)| !(matches!(k.as_str(), "TABLE" | "VIEW") && excluded(n)))
         .collect()
+}
+
+/// Whether a MySQL/MariaDB exclude list (`database.table`, as `--ignore-table` takes it, or a bare
+/// name) leaves `table` out.
+pub fn mysql_excluded(exclude: &[String], table: &str) -> bool {
+    exclude.iter().any(|x| x == table || x.rsplit_once('.').is_some_and(|(_, n)| n == table))
 }
 
 /// The objects a SQL dump creates, read as it streams: DDL lines are inspected, the long `INSERT`

@@ -155,12 +155,17 @@ impl Session {
         if self.engine != Engine::Postgres {
             return self.mysql_table_stats(include, exclude).await;
         }
-        self.send(&stats_sql(include, exclude)).await?;
+        self.json_lines(&stats_sql(include, exclude)).await
+    }
+
+    /// Sends `sql` (ending with the DONE marker) and reads the JSON object each line it printed holds.
+    async fn json_lines<T: serde::de::DeserializeOwned>(&mut self, sql: &str) -> Result<Vec<T>, String> {
+        self.send(sql).await?;
         let lines = self.until_done().await?;
         lines
             .iter()
             .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str::<TableStats>(l).map_err(|e| format!("unreadable statistics {l:?}: {e}")))
+            .map(|l| serde_json::from_str::<T>(l).map_err(|e| format!("unreadable line {l:?}: {e}")))
             .collect()
     }
 
@@ -180,9 +185,8 @@ impl Session {
             .await?
             .into_iter()
             .filter_map(|l| l.split_once('\t').map(|(t, c)| (t.to_owned(), c.to_owned())))
-            // Exclusions are `database.table` (`--ignore-table`) or bare names.
             .filter(|(t, _)| include.is_empty() || include.contains(t))
-            .filter(|(t, _)| !exclude.iter().any(|x| x == t || x.rsplit_once('.').is_some_and(|(_, n)| n == t)))
+            .filter(|(t, _)| !super::completeness::mysql_excluded(exclude, t))
             .collect();
         let literal = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
         let mut sql = String::new();
@@ -195,13 +199,7 @@ impl Session {
             ));
         }
         sql.push_str(&format!("SELECT '{DONE}';"));
-        self.send(&sql).await?;
-        let lines = self.until_done().await?;
-        lines
-            .iter()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str::<TableStats>(l).map_err(|e| format!("unreadable statistics {l:?}: {e}")))
-            .collect()
+        self.json_lines(&sql).await
     }
 
     /// The live catalog's objects a complete dump holds (see `completeness`).
@@ -210,13 +208,7 @@ impl Session {
         include: &[String],
         exclude: &[String],
     ) -> Result<Vec<super::completeness::CatalogObject>, String> {
-        self.send(&super::completeness::catalog_sql(include, exclude)).await?;
-        let lines = self.until_done().await?;
-        lines
-            .iter()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).map_err(|e| format!("unreadable catalog line {l:?}: {e}")))
-            .collect()
+        self.json_lines(&super::completeness::catalog_sql(include, exclude)).await
     }
 
     /// Ends the transaction and the session.

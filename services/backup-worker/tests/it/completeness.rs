@@ -3,12 +3,9 @@
 //! next backup `incomplete` (kept, named, the job failed), not `succeeded`; the same schema named in
 //! the exclude list is left out on purpose. The same for MariaDB, whose SQL dump is read for its objects.
 
-use std::time::Duration;
-
-use sentinel_testkit::procs::wait_ready;
 use serde_json::{Value, json};
 
-use crate::jobs::{Api, pg_target, up};
+use crate::jobs::{Api, disk, pg_target, product};
 use crate::pipeline::{drop_pg, pg_source, pg_sql};
 
 async fn backup(api: &Api, target: &str, dest: &str, name: &str) -> (Value, Value) {
@@ -29,7 +26,6 @@ async fn a_schema_outside_the_include_list_makes_the_backup_incomplete() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");
-    std::fs::create_dir_all(&store).expect("store");
     let source = pg_source(work.path(), 50).await;
     // Every kind of object the comparison reads, so that a whole dump shows no false gap.
     pg_sql(
@@ -42,14 +38,8 @@ async fn a_schema_outside_the_include_list_makes_the_backup_incomplete() {
          CREATE TABLE \"Odd name\" (id int GENERATED ALWAYS AS IDENTITY); CREATE SCHEMA app; CREATE VIEW app.v AS SELECT 1 AS one",
     )
     .await;
-    let port = sentinel_testkit::free_port();
-    let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
-    let dest = api
-        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
-        .await;
+    let (sentinel, api) = product(tmp.path()).await;
+    let dest = disk(&api, &store).await;
     let with = |name: &str, extra: Value| {
         let mut body = pg_target(name, &source, "postgres");
         for (k, v) in extra.as_object().expect("object") {
@@ -92,7 +82,6 @@ async fn a_mariadb_table_outside_the_include_list_makes_the_backup_incomplete() 
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");
-    std::fs::create_dir_all(&store).expect("store");
     let db = format!("cmp_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     mariadb(
         work.path(),
@@ -105,14 +94,8 @@ async fn a_mariadb_table_outside_the_include_list_makes_the_backup_incomplete() 
         ),
     )
     .await;
-    let port = sentinel_testkit::free_port();
-    let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
-    let dest = api
-        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
-        .await;
+    let (sentinel, api) = product(tmp.path()).await;
+    let dest = disk(&api, &store).await;
     let target = |name: &str, extra: Value| {
         let mut body =
             json!({"name": name, "engine": "mariadb", "host": "127.0.0.1", "user": "root", "databases": [db]});

@@ -72,6 +72,21 @@ pub(crate) fn fields(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `sentinel up` in `tmp` on a free port, ready, with its API (the generated token).
+pub(crate) async fn product(tmp: &Path) -> (Proc, Api) {
+    let mut sentinel = up(tmp, sentinel_testkit::free_port());
+    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
+    let token = std::fs::read_to_string(tmp.join("data/api-token")).expect("token");
+    let api = Api { base: sentinel.url(""), token };
+    (sentinel, api)
+}
+
+/// A local-disk destination at `dir`, created through the API.
+pub(crate) async fn disk(api: &Api, dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("store");
+    api.create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": dir}})).await
+}
+
 pub(crate) fn up(tmp: &Path, port: u16) -> Proc {
     up_with(tmp, port, &[])
 }

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use sentinel_testkit::procs::{get_text, wait_ready};
+use sentinel_testkit::procs::get_text;
 use serde_json::json;
 
-use crate::jobs::{Api, pg_target, up};
+use crate::jobs::{disk, pg_target, product};
 use crate::pipeline::{drop_pg, pg_source};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,17 +17,10 @@ async fn a_plan_past_its_rpo_shows_the_breach_on_metrics() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");
-    std::fs::create_dir_all(&store).expect("store");
     let source = pg_source(work.path(), 100).await;
-    let port = sentinel_testkit::free_port();
-    let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let (sentinel, api) = product(tmp.path()).await;
     let target = api.create("/api/v1/backups/targets", pg_target("app", &source, "postgres")).await;
-    let dest = api
-        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
-        .await;
+    let dest = disk(&api, &store).await;
     let plan = |name: &str, rpo: u32, enabled: bool| json!({"name": name, "target_id": target, "destination_ids": [dest], "cron": "* * * * *", "rpo_minutes": rpo, "rto_minutes": 5, "enabled": enabled});
     // Disabled, so it never runs: its promise is broken a minute after it was made.
     let stopped = api.create("/api/v1/backups/plans", plan("stopped", 1, false)).await;

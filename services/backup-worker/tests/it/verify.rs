@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use sentinel_testkit::procs::{get_text, wait_ready};
+use sentinel_testkit::procs::get_text;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::jobs::{Api, fields, pg_target, up};
+use crate::jobs::{Api, disk, fields, pg_target, product};
 use crate::pipeline::{drop_pg, empty_pg, pg_source, pg_sql};
 
 /// Writes into `db` from one `psql` session until `stop`: every 10 ms five inserts and five updates,
@@ -86,19 +86,12 @@ async fn a_backup_taken_under_writes_verifies_and_a_tampered_one_names_its_table
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");
-    std::fs::create_dir_all(&store).expect("store");
     let source = pg_source(work.path(), 20_000).await;
     pg_sql(work.path(), &source, "CREATE SCHEMA audit; CREATE TABLE audit.\"Events\" (at timestamptz DEFAULT now(), x float8); INSERT INTO audit.\"Events\" (x) SELECT random() FROM generate_series(1, 500)").await;
     let other = empty_pg(work.path()).await;
-    let port = sentinel_testkit::free_port();
-    let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let (sentinel, api) = product(tmp.path()).await;
     let target = api.create("/api/v1/backups/targets", pg_target("app", &source, "postgres")).await;
-    let local = api
-        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
-        .await;
+    let local = disk(&api, &store).await;
     let plan_body = |extra: Value| {
         let mut body = json!({"name": "verified", "target_id": target, "destination_ids": [local], "compression": {"format": "none"}});
         for (k, v) in extra.as_object().expect("object") {
@@ -250,7 +243,6 @@ async fn a_sqlite_backup_verifies_against_its_copy_and_a_tampered_one_names_its_
     use sentinel_jobs::db::sqlite_files::query_texts;
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");
-    std::fs::create_dir_all(&store).expect("store");
     let app = tmp.path().join("app.db");
     query_texts(
         &app,
@@ -262,15 +254,9 @@ async fn a_sqlite_backup_verifies_against_its_copy_and_a_tampered_one_names_its_
     )
     .await
     .expect("source");
-    let port = sentinel_testkit::free_port();
-    let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let (sentinel, api) = product(tmp.path()).await;
     let target = api.create("/api/v1/backups/targets", json!({"name": "lite", "engine": "sqlite", "path": app})).await;
-    let local = api
-        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
-        .await;
+    let local = disk(&api, &store).await;
     let plan = api
         .create(
             "/api/v1/backups/plans",
@@ -310,7 +296,6 @@ async fn a_mariadb_backup_taken_under_writes_verifies_and_a_tampered_one_names_i
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tempfile::tempdir().expect("tempdir");
     let store = tmp.path().join("store");
-    std::fs::create_dir_all(&store).expect("store");
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
     let (source, other) = (format!("vfy_{suffix}"), format!("vfy_{suffix}_x"));
     mariadb(
@@ -323,20 +308,14 @@ async fn a_mariadb_backup_taken_under_writes_verifies_and_a_tampered_one_names_i
         ),
     )
     .await;
-    let port = sentinel_testkit::free_port();
-    let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let (sentinel, api) = product(tmp.path()).await;
     let target = api
         .create(
             "/api/v1/backups/targets",
             json!({"name": "maria", "engine": "mariadb", "host": "127.0.0.1", "user": "root", "databases": [source]}),
         )
         .await;
-    let local = api
-        .create("/api/v1/backups/destinations", json!({"name": "disk", "config": {"kind": "local", "path": store}}))
-        .await;
+    let local = disk(&api, &store).await;
     let plan = api
         .create(
             "/api/v1/backups/plans",
