@@ -4,11 +4,12 @@
 //! transaction and SQLite by an atomic file replace, so a failed restore leaves the target as it was.
 
 use async_trait::async_trait;
-use sentinel_archive::DecryptKey;
+use sentinel_archive::{DecodeReport, DecryptKey};
 use sentinel_jobs::db::backups::{JournalFinish, NewJournal};
 use sentinel_jobs::domain::LogStream;
 use sentinel_jobs::domain::backups::{GLOBALS, JournalKind, JournalStatus};
 use sentinel_jobs::{JobContext, JobError, JobHandler};
+use sentinel_storage::Destination;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -176,6 +177,58 @@ pub(crate) async fn resolve(
     Ok(Resolved { destination, key, sha256, decrypt, database, globals })
 }
 
+/// How a failed read of a stored artifact ends the job: a storage hiccup is retried.
+pub(crate) fn job_error(e: PipelineError) -> JobError {
+    match e {
+        PipelineError::Cancelled => JobError::Cancelled,
+        PipelineError::Storage(s) if s.is_transient() => JobError::Retryable(s.to_string()),
+        other => JobError::Permanent(other.to_string()),
+    }
+}
+
+/// Refuses `src` before anything is touched unless its stored objects (the artifact, and the
+/// globals when they are applied) match the checksums of their journal.
+pub(crate) async fn check_stored(ctx: &JobContext, src: &Resolved, storage: &Destination) -> Result<(), JobError> {
+    if let Some(expected) = &src.sha256 {
+        ctx.log(LogStream::System, format!("checking {} against its journal", storage.location(&src.key))).await?;
+        pipeline::verify_stored(storage, &src.key, expected).await.map_err(job_error)?;
+    }
+    if let Some((key, Some(expected))) = &src.globals {
+        pipeline::verify_stored(storage, key, expected).await.map_err(job_error)?;
+    }
+    Ok(())
+}
+
+/// Streams `src` into `conn`'s database through the restore tool: the globals first when asked
+/// (roles a new cluster lacks), then the artifact (applied with `psql` when it is the globals).
+pub(crate) async fn into_database(
+    ctx: &JobContext,
+    src: Resolved,
+    storage: &Destination,
+    conn: &engines::Connection,
+    work: &std::path::Path,
+) -> Result<(DecodeReport, String), JobError> {
+    let tools = setup::tools(ctx.spine());
+    let cancel = ctx.cancellation_token();
+    let tool_error = |e: engines::EngineError| JobError::Permanent(e.to_string());
+    if let Some((key, _)) = &src.globals {
+        ctx.log(LogStream::System, format!("applying the globals {}", storage.location(key))).await?;
+        let inv = engines::apply_globals(conn, &tools, work).map_err(tool_error)?;
+        let (_, notes) =
+            pipeline::restore(storage, key, src.decrypt.clone(), Sink::Tool(&inv), &cancel).await.map_err(job_error)?;
+        if !notes.is_empty() {
+            ctx.log(LogStream::Stderr, notes).await?;
+        }
+    }
+    let inv = if src.database.as_deref() == Some(GLOBALS) {
+        engines::apply_globals(conn, &tools, work)
+    } else {
+        engines::restore(conn, &tools, work)
+    }
+    .map_err(tool_error)?;
+    pipeline::restore(storage, &src.key, src.decrypt, Sink::Tool(&inv), &cancel).await.map_err(job_error)
+}
+
 #[async_trait]
 impl JobHandler for Restore {
     async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
@@ -204,19 +257,7 @@ impl JobHandler for Restore {
         let outcome = async {
             let src = resolve(ctx, org, &payload, target.engine).await?;
             let storage = setup::destination(spine, &src.destination).await?;
-            let failed = |e: PipelineError| match e {
-                PipelineError::Cancelled => JobError::Cancelled,
-                PipelineError::Storage(s) if s.is_transient() => JobError::Retryable(s.to_string()),
-                other => JobError::Permanent(other.to_string()),
-            };
-            if let Some(expected) = &src.sha256 {
-                ctx.log(LogStream::System, format!("checking {} against its journal", storage.location(&src.key)))
-                    .await?;
-                pipeline::verify_stored(&storage, &src.key, expected).await.map_err(failed)?;
-            }
-            if let Some((key, Some(expected))) = &src.globals {
-                pipeline::verify_stored(&storage, key, expected).await.map_err(failed)?;
-            }
+            check_stored(ctx, &src, &storage).await?;
             let database = payload
                 .database
                 .clone()
@@ -228,6 +269,7 @@ impl JobHandler for Restore {
             let cancel = ctx.cancellation_token();
             ctx.log(LogStream::System, format!("restoring {} into {:?}", storage.location(&src.key), target.name))
                 .await?;
+            let location = storage.location(&src.key);
             let (report, messages) = if target.engine.is_file() {
                 let path = std::path::PathBuf::from(&conn.database);
                 let staged = engines::sqlite::staging_path(&path);
@@ -235,34 +277,16 @@ impl JobHandler for Restore {
                 if r.is_err() {
                     let _ = std::fs::remove_file(&staged);
                 }
-                let r = r.map_err(failed)?;
+                let r = r.map_err(job_error)?;
                 engines::sqlite::replace(&staged, &path).await.map_err(|e| JobError::Permanent(e.to_string()))?;
                 r
             } else {
-                let tools = setup::tools(spine);
-                let tool_error = |e: engines::EngineError| JobError::Permanent(e.to_string());
-                if let Some((key, _)) = &src.globals {
-                    ctx.log(LogStream::System, format!("applying the globals {}", storage.location(key))).await?;
-                    let inv = engines::apply_globals(&conn, &tools, work.path()).map_err(tool_error)?;
-                    let (_, notes) = pipeline::restore(&storage, key, src.decrypt.clone(), Sink::Tool(&inv), &cancel)
-                        .await
-                        .map_err(failed)?;
-                    if !notes.is_empty() {
-                        ctx.log(LogStream::Stderr, notes).await?;
-                    }
-                }
-                let inv = if src.database.as_deref() == Some(GLOBALS) {
-                    engines::apply_globals(&conn, &tools, work.path())
-                } else {
-                    engines::restore(&conn, &tools, work.path())
-                }
-                .map_err(tool_error)?;
-                pipeline::restore(&storage, &src.key, src.decrypt, Sink::Tool(&inv), &cancel).await.map_err(failed)?
+                into_database(ctx, src, &storage, &conn, work.path()).await?
             };
             if !messages.is_empty() {
                 ctx.log(LogStream::Stderr, messages).await?;
             }
-            Ok::<_, JobError>((report, storage.location(&src.key), database))
+            Ok::<_, JobError>((report, location, database))
         }
         .await;
         match outcome {

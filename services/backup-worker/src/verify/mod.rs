@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::pipeline::{self, PipelineError, Sink};
-use crate::restore::{RestorePayload, RestoreSource, resolve};
+use crate::pipeline::{self, Sink};
+use crate::restore::{RestorePayload, RestoreSource, check_stored, into_database, job_error, resolve};
 use crate::{engines, setup};
 
 /// The payload of `backup.verify`: a backup's entry, or a plan (its newest successful backup).
@@ -54,14 +54,6 @@ impl From<JobError> for Stop {
 impl From<sentinel_jobs::db::DbError> for Stop {
     fn from(e: sentinel_jobs::db::DbError) -> Self {
         Stop::Unverifiable(e.into())
-    }
-}
-
-fn failed(e: PipelineError) -> JobError {
-    match e {
-        PipelineError::Cancelled => JobError::Cancelled,
-        PipelineError::Storage(s) if s.is_transient() => JobError::Retryable(s.to_string()),
-        other => JobError::Permanent(other.to_string()),
     }
 }
 
@@ -317,18 +309,15 @@ async fn verify(ctx: &JobContext, org: Uuid, entry: &JournalRecord) -> Result<f6
         .into());
     }
     let work = setup::work_dir(spine, ctx.job().id.as_uuid())?;
+    let admin = setup::connection(spine, &server, server.databases.first().map_or("postgres", String::as_str)).await?;
+    let tools = setup::tools(spine);
     let mut rto = 0.0;
-    let databases: Vec<&String> = entry.table_stats.keys().collect();
-    for (index, database) in databases.into_iter().enumerate() {
-        let expected = &entry.table_stats[database];
+    for (index, (database, expected)) in entry.table_stats.iter().enumerate() {
         let scratch = scratch_name(ctx.job().id.as_uuid(), index);
-        let admin =
-            setup::connection(spine, &server, server.databases.first().map_or("postgres", String::as_str)).await?;
         let mut scratch_conn = admin.clone();
         scratch_conn.database = scratch.clone();
         scratch_conn.include.clear();
         scratch_conn.exclude.clear();
-        let tools = setup::tools(spine);
         let (drop_sql, create_sql) = scratch_sql(server.engine, &scratch);
         admin_sql(&admin, &tools, work.path(), &drop_sql).await?;
         admin_sql(&admin, &tools, work.path(), &create_sql).await?;
@@ -390,12 +379,10 @@ async fn verify_file(ctx: &JobContext, org: Uuid, entry: &JournalRecord, source:
         let src = resolve(ctx, org, &request, source.engine).await?;
         let storage = setup::destination(spine, &src.destination).await?;
         let started = Instant::now();
-        if let Some(sha) = &src.sha256 {
-            pipeline::verify_stored(&storage, &src.key, sha).await.map_err(failed)?;
-        }
+        check_stored(ctx, &src, &storage).await?;
         let _ = std::fs::remove_file(&scratch);
         let cancel = ctx.cancellation_token();
-        pipeline::restore(&storage, &src.key, src.decrypt, Sink::File(&scratch), &cancel).await.map_err(failed)?;
+        pipeline::restore(&storage, &src.key, src.decrypt, Sink::File(&scratch), &cancel).await.map_err(job_error)?;
         engines::sqlite::check(&scratch).await.map_err(|e| Stop::Mismatch(e.to_string()))?;
         let seconds = started.elapsed().as_secs_f64();
         let found = sentinel_jobs::db::sqlite_files::table_stats(&scratch).await.map_err(JobError::Permanent)?;
@@ -440,24 +427,15 @@ async fn restore_and_compare(
     };
     let src = resolve(ctx, org, &request, server.engine).await?;
     let storage = setup::destination(spine, &src.destination).await?;
-    let cancel = ctx.cancellation_token();
     let tools = setup::tools(spine);
-    let tool_error = |e: engines::EngineError| JobError::Permanent(e.to_string());
     let started = Instant::now();
-    if let Some(expected) = &src.sha256 {
-        pipeline::verify_stored(&storage, &src.key, expected).await.map_err(failed)?;
-    }
-    if let Some((key, _)) = &src.globals {
-        let inv = engines::apply_globals(scratch, &tools, work).map_err(tool_error)?;
-        pipeline::restore(&storage, key, src.decrypt.clone(), Sink::Tool(&inv), &cancel).await.map_err(failed)?;
-    }
+    check_stored(ctx, &src, &storage).await?;
     ctx.log(
         LogStream::System,
         format!("restoring {} into the scratch database {}", storage.location(&src.key), scratch.database),
     )
     .await?;
-    let inv = engines::restore(scratch, &tools, work).map_err(tool_error)?;
-    pipeline::restore(&storage, &src.key, src.decrypt, Sink::Tool(&inv), &cancel).await.map_err(failed)?;
+    into_database(ctx, src, &storage, scratch, work).await?;
     let seconds = started.elapsed().as_secs_f64();
     let mut session = snapshot::Session::open(scratch, &tools, work).await.map_err(JobError::Permanent)?;
     let found = session.table_stats(&[], &[]).await.map_err(JobError::Permanent);
