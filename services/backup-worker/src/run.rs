@@ -309,11 +309,11 @@ impl Attempt<'_> {
         for (label, database, dump) in items {
             let mut conn = setup::connection(spine, &target, &database).await?;
             // The live catalog (completeness) and the tables' statistics (verification) are read in
-            // the very snapshot pg_dump reads.
-            let held = matches!(target.engine, Engine::Mysql | Engine::Mariadb);
+            // the very snapshot the dump reads; a SQL dump (MySQL/MariaDB) is read for its objects.
+            let sql_dump = matches!(target.engine, Engine::Mysql | Engine::Mariadb);
+            let with_stats = plan.objectives.records_statistics();
             let mut session = None;
             if matches!(dump, Dump::Database { .. }) {
-                let with_stats = plan.objectives.records_statistics();
                 let opened = verify::session_for(&mut conn, with_stats, &tools, work.path()).await;
                 match opened {
                     Ok(s) => session = s,
@@ -346,11 +346,10 @@ impl Attempt<'_> {
             let stored = match dump {
                 Dump::Database { .. } => {
                     let (tap, contents) = tokio::sync::mpsc::channel(4);
-                    let with_stats = plan.objectives.records_statistics();
                     // MySQL/MariaDB dumps are always read for completeness; PostgreSQL ones in a snapshot.
-                    let tap = (session.is_some() || held).then_some(tap);
+                    let tap = (session.is_some() || sql_dump).then_some(tap);
                     let checks = async {
-                        if held {
+                        if sql_dump {
                             let s = session.as_mut();
                             return Some(verify::checks_mysql(s, &conn, &tools, work.path(), contents).await);
                         }
