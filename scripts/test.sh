@@ -98,8 +98,9 @@ fi
 "$promtool_bin" check config prometheus.yml >/dev/null
 "$promtool_bin" test rules prometheus.rules.test.yml
 
-# The backup codec's interop tests check its output with the stock age, zstd, gzip, zip and tar tools.
-for tool in age zstd zip gzip tar; do
+# The backup codec's interop tests check its output with the stock age, zstd, gzip, zip and tar tools;
+# the monitoring tests replay the seed's curl examples with curl.
+for tool in age zstd zip gzip tar curl; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "test.sh: installing $tool"
     apt_install --no-install-recommends "$tool"

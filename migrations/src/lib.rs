@@ -12,6 +12,7 @@ mod m0007_provisioning;
 mod m0008_backups;
 mod m0009_backup_objectives;
 mod m0010_backup_verification;
+mod m0011_monitoring_targets;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_backups::Migration),
             Box::new(m0009_backup_objectives::Migration),
             Box::new(m0010_backup_verification::Migration),
+            Box::new(m0011_monitoring_targets::Migration),
         ]
     }
 }

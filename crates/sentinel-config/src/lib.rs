@@ -37,6 +37,7 @@ pub struct Settings {
     pub secrets: SecretsSettings,
     pub provision: ProvisionSettings,
     pub backup: BackupSettings,
+    pub monitor: MonitorSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -64,6 +65,24 @@ impl BackupSettings {
     pub fn part_size(&self) -> usize {
         (self.part_size_mib.clamp(5, 512) as usize) << 20
     }
+}
+
+/// The monitor worker: how many HTTP checks run at once (in all, and per host), how long raw
+/// results are kept before only their rollups remain, and which DNS server resolves target names.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSettings {
+    /// Checks in flight at once in one worker.
+    pub max_concurrent_checks: usize,
+    /// Checks in flight at once against one host, so one slow site cannot hold every slot.
+    pub per_host_concurrency: usize,
+    /// Raw results older than this are deleted once rolled up into hourly rows.
+    pub raw_result_hours: u64,
+    /// At most this many bytes of a response body are read (for assertions).
+    pub max_body_kib: usize,
+    /// A DNS server (`ip:port`, UDP then TCP) that resolves target names instead of the system's
+    /// resolver (`/etc/hosts`, `/etc/resolv.conf`).
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// The provisioning runner: which ansible-playbook runs, which playbooks are allowed, and limits.
@@ -231,6 +250,8 @@ pub struct SchedulerSettings {
     pub reservation_expiry_interval_secs: u64,
     /// How often the backup janitor sweeps the destinations (see `backup.janitor_grace_minutes`).
     pub backup_janitor_interval_secs: u64,
+    /// How often raw HTTP check results are rolled up into hourly and daily rows and trimmed.
+    pub monitor_rollup_interval_secs: u64,
     /// A due job still queued after this long means no worker consumes its queue: the scheduler's
     /// `/ready` then warns about that queue.
     pub unconsumed_warning_secs: u64,
@@ -315,6 +336,7 @@ http_check_dispatch_interval_secs = 5
 retention_interval_secs = 300
 reservation_expiry_interval_secs = 15
 backup_janitor_interval_secs = 3600
+monitor_rollup_interval_secs = 300
 unconsumed_warning_secs = 60
 
 [auth]
@@ -334,6 +356,12 @@ python_interpreter = "auto_silent"
 [backup]
 part_size_mib = 8
 janitor_grace_minutes = 60
+
+[monitor]
+max_concurrent_checks = 4096
+per_host_concurrency = 16
+raw_result_hours = 48
+max_body_kib = 1024
 
 [telemetry]
 log_format = "auto"

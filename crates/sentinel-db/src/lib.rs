@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod entity;
 pub mod inventory;
 mod jobs;
+pub mod monitoring;
 pub mod provisioning;
 mod schedules;
 mod secrets;
@@ -209,6 +210,10 @@ impl Database {
 
     pub fn backups(&self) -> backups::BackupStore {
         backups::BackupStore::new(self.conn.clone())
+    }
+
+    pub fn monitoring(&self) -> monitoring::MonitoringStore {
+        monitoring::MonitoringStore::new(self.conn.clone())
     }
 
     pub fn schedules(&self) -> ScheduleStore {

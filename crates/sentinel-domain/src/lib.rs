@@ -8,6 +8,7 @@ mod event;
 mod ids;
 pub mod inventory;
 mod job;
+pub mod monitoring;
 pub mod provisioning;
 mod retry;
 pub mod schedule;

@@ -95,6 +95,18 @@ fn validate_no_parameters(payload: &Value) -> Result<(), Vec<FieldError>> {
     }
 }
 
+fn validate_target_check(payload: &Value) -> Result<(), Vec<FieldError>> {
+    match payload.get("target_id").and_then(Value::as_str).map(uuid::Uuid::parse_str) {
+        Some(Ok(_)) if payload.as_object().is_some_and(|o| o.len() == 1) => Ok(()),
+        _ => Err(vec![FieldError::new("payload.target_id", "the id (UUID) of the target to check, and nothing else")]),
+    }
+}
+
+fn target_check_schema() -> Value {
+    json!({ "type": "object", "required": ["target_id"], "additionalProperties": false,
+            "properties": { "target_id": { "type": "string", "format": "uuid" } } })
+}
+
 fn validate_run_payload(payload: &Value) -> Result<(), Vec<FieldError>> {
     match payload.get("run_id").and_then(Value::as_str).map(uuid::Uuid::parse_str) {
         Some(Ok(_)) if payload.as_object().is_some_and(|o| o.len() == 1) => Ok(()),
@@ -252,6 +264,11 @@ impl Catalog {
                 builtin::MONITOR_QUEUE,
                 "Runs the HTTP checks that are due, each target on its own interval.",
             ),
+            (
+                sentinel_domain::monitoring::ROLLUP_KIND,
+                builtin::MONITOR_QUEUE,
+                "Rolls HTTP check results up into hourly and daily rows and trims raw results past monitor.raw_result_hours.",
+            ),
         ] {
             let (kind, queue) = parse(name, queue);
             c.register(KindSpec {
@@ -270,6 +287,15 @@ impl Catalog {
             description: "Runs one provisioning run (created by POST /api/v1/provisioning/runs).",
             validate: validate_run_payload,
             payload_schema: run_payload_schema,
+            internal: true,
+        });
+        let (kind, queue) = parse(sentinel_domain::monitoring::CHECK_TARGET_KIND, builtin::MONITOR_QUEUE);
+        c.register(KindSpec {
+            kind,
+            queue,
+            description: "Checks one HTTP target now (POST /api/v1/monitoring/targets/{id}/check) and records the result.",
+            validate: validate_target_check,
+            payload_schema: target_check_schema,
             internal: true,
         });
         for (name, description, validate, payload_schema) in backup_kinds() {

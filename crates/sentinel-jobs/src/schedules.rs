@@ -186,7 +186,7 @@ impl Spine {
 pub const BUILTIN_OWNER_PREFIX: &str = "builtin:";
 
 /// The built-in periodic work: (owner, name, job kind, interval in seconds).
-pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &'static str, u64); 6] {
+pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &'static str, u64); 7] {
     let s = &settings.scheduler;
     [
         (
@@ -219,6 +219,12 @@ pub fn builtin_schedules(settings: &Settings) -> [(&'static str, &'static str, &
             "Remove what killed backups left on destinations",
             sentinel_domain::backups::JANITOR_KIND,
             s.backup_janitor_interval_secs,
+        ),
+        (
+            "builtin:monitor-rollup",
+            "Roll up HTTP check results and trim raw ones",
+            sentinel_domain::monitoring::ROLLUP_KIND,
+            s.monitor_rollup_interval_secs,
         ),
     ]
 }

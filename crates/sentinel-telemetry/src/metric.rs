@@ -48,3 +48,11 @@ pub const BACKUP_NEWEST_GOOD_AGE: &str = "sentinel_backup_newest_good_age_second
 pub const BACKUP_RPO_BREACHED: &str = "sentinel_backup_rpo_breached";
 /// How long the restore of the plan's newest verified backup took, in seconds: the measured RTO.
 pub const BACKUP_MEASURED_RTO: &str = "sentinel_backup_measured_rto_seconds";
+/// Start of an HTTP check minus its deadline (the schedule accuracy of monitoring).
+pub const CHECK_START_LATENESS: &str = "sentinel_check_start_lateness_seconds";
+/// HTTP checks run, by `status` and `error_class`.
+pub const CHECKS: &str = "sentinel_checks_total";
+/// How long an HTTP check took (its response time, or until it failed).
+pub const CHECK_DURATION: &str = "sentinel_check_duration_seconds";
+/// HTTP checks running now in this process.
+pub const CHECKS_IN_FLIGHT: &str = "sentinel_checks_in_flight";

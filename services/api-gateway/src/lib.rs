@@ -94,6 +94,8 @@ impl Application {
                         .configure(routes::backup_journal::configure)
                         .configure(routes::backup_restores::configure)
                         .configure(routes::backup_uploads::configure)
+                        .configure(routes::monitor_targets::configure)
+                        .configure(routes::monitor_results::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

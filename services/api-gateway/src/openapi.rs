@@ -10,8 +10,9 @@ use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
     access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
-    backup_uploads, configs, dead_letters, jobs, jobs_batch, playbooks, previews, provision_run_create, provision_runs,
-    reservations, schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
+    backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_results, monitor_targets, playbooks, previews,
+    provision_run_create, provision_runs, reservations, schedules, server_history, server_import, servers, ssh_keys,
+    streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -43,6 +44,8 @@ use crate::routes::{
         backup_plans::create, backup_plans::list, backup_plans::get_plan, backup_plans::replace,
         backup_plan_actions::delete, backup_plan_actions::run, backup_plan_actions::prune,
         backup_journal::list, backup_journal::get_entry, backup_journal::verify, backup_restores::create, backup_uploads::upload,
+        monitor_targets::create, monitor_targets::list, monitor_targets::get_target, monitor_targets::replace,
+        monitor_targets::delete, monitor_targets::check_now, monitor_results::results,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

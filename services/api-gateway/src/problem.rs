@@ -24,10 +24,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<crate::routes::server_import::RowErrorView>>)]
     pub rows: Option<Box<Vec<crate::routes::server_import::RowErrorView>>>,
-    /// Id of the existing resource a 409 conflicts with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub conflicting_id: Option<Box<str>>,
+    /// The existing resource a 409 conflicts with.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<Box<ConflictIds>>,
     #[serde(skip)]
     #[schema(ignore)]
     pub retry_after: Option<u32>,
@@ -35,6 +34,16 @@ pub struct Problem {
     #[serde(skip)]
     #[schema(ignore)]
     pub database_down: bool,
+}
+
+/// The id a 409 conflicts with.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConflictIds {
+    /// Id of the existing resource.
+    pub conflicting_id: String,
+    /// The same id under the name the monitoring seed's clients read (`POST /api/v1/http-targets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_id: Option<String>,
 }
 
 fn problem_type_uri<S: serde::Serializer>(slug: &&'static str, s: S) -> Result<S::Ok, S::Error> {
@@ -50,7 +59,7 @@ impl Problem {
             detail,
             errors: Vec::new(),
             rows: None,
-            conflicting_id: None,
+            conflict: None,
             retry_after: None,
             database_down: false,
         }
@@ -122,7 +131,7 @@ impl Problem {
     }
     pub fn conflict_with(detail: impl Into<String>, id: impl ToString) -> Self {
         let mut p = Self::conflict(detail);
-        p.conflicting_id = Some(id.to_string().into());
+        p.conflict = Some(Box::new(ConflictIds { conflicting_id: id.to_string(), existing_id: None }));
         p
     }
     /// Opaque to the client; the cause is logged with its whole chain.

@@ -1,22 +1,34 @@
-//! The monitor worker: runs the monitoring sweeps fired by the built-in schedules (metric evaluation,
-//! heartbeat check, HTTP check dispatch) plus the built-in kinds on the default queue.
+//! The monitor worker: runs the monitoring sweeps fired by the built-in schedules — HTTP check
+//! dispatch (each target on its own absolute deadlines), the rollup of results, metric evaluation
+//! and heartbeats — the manual check of one target, and the built-in kinds on the default queue.
+
+mod cert;
+mod dispatch;
+mod probe;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::Utc;
+use sentinel_jobs::db::monitoring::ClaimedCheck;
+use sentinel_jobs::domain::monitoring::{CHECK_TARGET_KIND, ROLLUP_KIND, targets::MAX_TIMEOUT_SECS};
 use sentinel_jobs::domain::{JobKind, QueueName, builtin};
 use sentinel_jobs::{JobContext, JobError, JobHandler, Spine, Worker, WorkerOptions, builtin_handlers};
 use sentinel_telemetry::Shutdown;
 use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub use dispatch::Dispatcher;
+pub use probe::{Probe, Prober};
 
 /// This service's name (consumer names, logs, traces, metrics).
 pub const SERVICE: &str = "monitor-worker";
 /// The queue monitor jobs travel on.
 pub const QUEUE: &str = builtin::MONITOR_QUEUE;
 
-/// One monitoring sweep. Each sweep works over the rules, machines or targets that are due; the
-/// monitoring capability registers them, so until it lands a sweep finds nothing due and says so.
+/// A sweep whose capability has not landed yet: it finds nothing due and says so.
 struct Sweep {
     what: &'static str,
 }
@@ -28,16 +40,107 @@ impl JobHandler for Sweep {
     }
 }
 
-/// The handlers this worker runs.
-pub fn handlers(spine: &Spine) -> HashMap<JobKind, Arc<dyn JobHandler>> {
-    let mut map = builtin_handlers(spine.settings().worker.fault_injection);
-    for (kind, what) in [
-        (builtin::MONITOR_EVALUATE_METRICS, "metric rules"),
-        (builtin::MONITOR_CHECK_HEARTBEATS, "heartbeats"),
-        (builtin::MONITOR_DISPATCH_HTTP_CHECKS, "http checks"),
-    ] {
+fn db_error(e: sentinel_jobs::db::DbError) -> JobError {
+    JobError::retryable(e)
+}
+
+/// `monitor.dispatch_http_checks`: claims what is due before the sweep after next and schedules it.
+struct DispatchChecks {
+    dispatcher: Arc<Dispatcher>,
+    every: Duration,
+}
+
+#[async_trait]
+impl JobHandler for DispatchChecks {
+    async fn run(&self, _ctx: &JobContext) -> Result<Value, JobError> {
+        // Two sweep intervals ahead (a late sweep still finds its deadlines claimed), leases
+        // outliving a deadline by two intervals more: a killed worker's deadlines run again then.
+        let horizon = self.every * 2 + Duration::from_secs(1);
+        let scheduled =
+            self.dispatcher.dispatch(horizon, self.every * 2 + Duration::from_secs(5)).await.map_err(db_error)?;
+        Ok(json!({ "sweep": "http checks", "scheduled": scheduled }))
+    }
+}
+
+/// `monitor.check_target`: checks one target now and records the result (outside its schedule).
+struct CheckTarget {
+    dispatcher: Arc<Dispatcher>,
+}
+
+#[derive(serde::Deserialize)]
+struct CheckPayload {
+    target_id: Uuid,
+}
+
+#[async_trait]
+impl JobHandler for CheckTarget {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let p: CheckPayload = ctx.payload()?;
+        let org = ctx.job().org_id.ok_or_else(|| JobError::permanent("the check names no organization"))?;
+        let store = ctx.spine().db().monitoring();
+        let target = store
+            .target(org, p.target_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| JobError::permanent(format!("monitor target {} not found", p.target_id)))?;
+        let started = Utc::now();
+        let probe = self.dispatcher.prober().probe(&target.spec).await;
+        let check = ClaimedCheck { target_id: target.id, org_id: org, spec: target.spec, due_at: started };
+        let result = dispatch::result_of(&check, started, probe, true);
+        store.record_results(std::slice::from_ref(&result)).await.map_err(db_error)?;
+        Ok(json!({
+            "target_id": result.target_id,
+            "checked_at": result.started_at,
+            "status": result.status.as_str(),
+            "status_code": result.status_code,
+            "response_ms": result.response_ms,
+            "error_class": result.error_class.map(|c| c.as_str()),
+            "message": result.message,
+            "cert_expires_at": result.cert_expires_at,
+        }))
+    }
+}
+
+/// `monitor.rollup_results`: folds settled hours into rollups and trims raw results.
+struct RollUp {
+    raw_window: chrono::Duration,
+}
+
+#[async_trait]
+impl JobHandler for RollUp {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        // A deadline's result can arrive up to the longest timeout after it, plus the writer's delay.
+        let settle = chrono::Duration::seconds(i64::from(MAX_TIMEOUT_SECS) + 60);
+        let report =
+            ctx.spine().db().monitoring().roll_up(Utc::now(), settle, self.raw_window).await.map_err(db_error)?;
+        Ok(json!({
+            "hours": report.hours, "days": report.days,
+            "raw_deleted": report.raw_deleted, "rollups_deleted": report.rollups_deleted,
+        }))
+    }
+}
+
+/// The handlers this worker runs, around its dispatcher.
+pub fn handlers(spine: &Spine, dispatcher: &Arc<Dispatcher>) -> HashMap<JobKind, Arc<dyn JobHandler>> {
+    let settings = spine.settings();
+    let mut map = builtin_handlers(settings.worker.fault_injection);
+    for (kind, what) in
+        [(builtin::MONITOR_EVALUATE_METRICS, "metric rules"), (builtin::MONITOR_CHECK_HEARTBEATS, "heartbeats")]
+    {
         if let Ok(kind) = JobKind::parse(kind) {
             map.insert(kind, Arc::new(Sweep { what }));
+        }
+    }
+    let every = Duration::from_secs(settings.scheduler.http_check_dispatch_interval_secs.max(1));
+    let raw_window = chrono::Duration::hours(i64::try_from(settings.monitor.raw_result_hours.max(2)).unwrap_or(48));
+    let own: [(&str, Arc<dyn JobHandler>); 3] = [
+        (builtin::MONITOR_DISPATCH_HTTP_CHECKS, Arc::new(DispatchChecks { dispatcher: dispatcher.clone(), every })),
+        (CHECK_TARGET_KIND, Arc::new(CheckTarget { dispatcher: dispatcher.clone() })),
+        (ROLLUP_KIND, Arc::new(RollUp { raw_window })),
+    ];
+    for (kind, handler) in own {
+        if let Ok(kind) = JobKind::parse(kind) {
+            map.insert(kind, handler);
         }
     }
     map
@@ -50,7 +153,16 @@ pub fn queues() -> Vec<QueueName> {
 
 /// Runs the worker on `spine` until `shutdown` fires.
 pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
+    let m = &spine.settings().monitor;
+    let prober = Arc::new(Prober::new(m.dns_server, m.max_body_kib.max(1) * 1024));
+    let dispatcher = Dispatcher::start(
+        spine.db().monitoring(),
+        prober,
+        m.max_concurrent_checks,
+        m.per_host_concurrency,
+        shutdown.clone(),
+    );
     let options = WorkerOptions::from_spine(&spine, SERVICE, queues());
-    Worker::new(spine.clone(), handlers(&spine), options).run(shutdown).await;
+    Worker::new(spine.clone(), handlers(&spine, &dispatcher), options).run(shutdown).await;
     Ok(())
 }

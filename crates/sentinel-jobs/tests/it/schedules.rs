@@ -224,7 +224,8 @@ async fn builtin_schedules_follow_configuration(mode: Mode) {
     assert!(by_kind(builtin::SYSTEM_RETENTION).enabled);
     assert_eq!(by_kind(builtin::INVENTORY_EXPIRE_RESERVATIONS).interval_secs, Some(15));
     assert_eq!(by_kind(sentinel_jobs::domain::backups::JANITOR_KIND).interval_secs, Some(3600));
-    assert_eq!(env.spine.db().schedules().list_system().await.expect("list").len(), 6);
+    assert_eq!(by_kind(sentinel_jobs::domain::monitoring::ROLLUP_KIND).interval_secs, Some(300));
+    assert_eq!(env.spine.db().schedules().list_system().await.expect("list").len(), 7);
     env.stop().await;
 }
 

@@ -13,6 +13,8 @@ pub mod configs;
 pub mod dead_letters;
 pub mod jobs;
 pub mod jobs_batch;
+pub mod monitor_results;
+pub mod monitor_targets;
 pub mod playbooks;
 pub mod previews;
 pub mod provision_run_create;

@@ -59,7 +59,7 @@ impl EventHub {
         Self { sender }
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Arc<JobEvent>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<JobEvent>> {
         self.sender.subscribe()
     }
 }

@@ -71,7 +71,17 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{bplan}");
+    let (status, mtarget) = app
+        .call(
+            Method::POST,
+            "/api/v1/monitoring/targets",
+            Some(admin),
+            Some(json!({"name": "fixture", "url": "http://127.0.0.1:9/fixture", "is_active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mtarget}");
     HashMap::from([
+        ("mtarget", mtarget["id"].as_str().expect("monitor target id").to_owned()),
         ("btarget", btarget["id"].as_str().expect("target id").to_owned()),
         ("bdest", bdest["id"].as_str().expect("destination id").to_owned()),
         ("bplan", bplan["id"].as_str().expect("plan id").to_owned()),
@@ -151,6 +161,7 @@ async fn another_organization_cannot_see_or_touch_anything() {
             "{bdest}",
             "{bplan}",
             "{bentry}",
+            "{mtarget}",
         ]
         .iter()
         .any(|p| path.contains(p))

@@ -10,10 +10,9 @@ use backup_worker::engines::{self, Connection, Tools};
 use sentinel_jobs::db::sqlite_files;
 use sentinel_jobs::domain::backups::Engine;
 use sentinel_testkit::emulators::{self, AZURITE_ACCOUNT, AZURITE_KEY};
-use sentinel_testkit::procs::wait_ready;
 use serde_json::{Value, json};
 
-use crate::jobs::{Api, up};
+use crate::jobs::{Journal, up};
 
 const SQLITE_FINGERPRINT: &str = "SELECT (SELECT count(*) FROM items) || ' ' || (SELECT group_concat(id || ':' || name || ':' || hex(body), ',') FROM (SELECT * FROM items ORDER BY id)) || ' ' || (SELECT count(*) FROM cheap)";
 
@@ -40,9 +39,7 @@ async fn sqlite_and_mariadb_round_trip_through_azure_and_gcs() {
     let work = tempfile::tempdir().expect("tempdir");
     let port = sentinel_testkit::free_port();
     let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let api = sentinel_testkit::product::ready(&mut sentinel, tmp.path()).await;
 
     let azurite = emulators::azurite().await;
     let container = azurite.create_container().await;

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::jobs::{Api, disk, pg_target, product};
+use crate::jobs::{Api, Journal, disk, pg_target, product};
 use crate::pipeline::{drop_pg, pg_source, pg_sql};
 
 async fn backup(api: &Api, target: &str, dest: &str, name: &str) -> (Value, Value) {

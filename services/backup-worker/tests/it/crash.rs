@@ -8,7 +8,7 @@ use sentinel_testkit::emulators;
 use sentinel_testkit::procs::wait_ready;
 use serde_json::{Value, json};
 
-use crate::jobs::{Api, moto_destination, pg_target, up, up_with};
+use crate::jobs::{Journal, moto_destination, pg_target, up, up_with};
 use crate::pipeline::{drop_pg, empty_pg, pg_sql};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,9 +32,7 @@ async fn a_worker_killed_mid_backup_is_retried_and_leaves_no_orphan_upload() {
         port,
         &[("SENTINEL_WORKER__FAULT_INJECTION", "true"), ("SENTINEL_FAILPOINT", "backup-mid-upload")],
     );
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let api = sentinel_testkit::product::ready(&mut sentinel, tmp.path()).await;
     let target = api.create("/api/v1/backups/targets", pg_target("big", &source, "postgres")).await;
     let (body, s3) = moto_destination(moto, &bucket, "crash");
     let dest = api.create("/api/v1/backups/destinations", body).await;

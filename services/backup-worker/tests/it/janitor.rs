@@ -11,7 +11,7 @@ use sentinel_testkit::procs::wait_ready;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::jobs::{Api, moto_destination, pg_target, up_with};
+use crate::jobs::{Journal, moto_destination, pg_target, up_with};
 use crate::pipeline::{drop_pg, pg_source};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,9 +25,7 @@ async fn the_janitor_removes_what_dead_attempts_left_and_nothing_else() {
     let port = sentinel_testkit::free_port();
     // First without the janitor, so the leftovers are seen in place before any sweep.
     let mut sentinel = up_with(tmp.path(), port, &[("SENTINEL_SCHEDULER__BACKUP_JANITOR_INTERVAL_SECS", "0")]);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let api = sentinel_testkit::product::ready(&mut sentinel, tmp.path()).await;
     let target = api.create("/api/v1/backups/targets", pg_target("app", &source, "postgres")).await;
     let (body, s3) = moto_destination(moto, &bucket, "janitor");
     let dest = api.create("/api/v1/backups/destinations", body.clone()).await;

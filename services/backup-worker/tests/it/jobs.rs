@@ -5,60 +5,22 @@
 //! corrupted copy is refused before the target is touched; retention prunes by start time; bad
 //! input is a 4xx or a failed job naming the cause; deleting a plan asks what becomes of its backups.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use sentinel_testkit::procs::{Proc, client, get_json, wait_ready};
+use sentinel_testkit::procs::{Proc, client};
 use serde_json::{Value, json};
 
 use crate::pipeline::{PG_FINGERPRINT, drop_pg, empty_pg, pg_source, pg_sql, pg_sql_at};
 
-pub(crate) struct Api {
-    pub base: String,
-    pub token: String,
+pub(crate) use sentinel_testkit::product::Api;
+
+/// The backup journal's page for `query`, as the API lists it.
+pub(crate) trait Journal {
+    async fn journal(&self, query: &str) -> Vec<Value>;
 }
 
-impl Api {
-    pub(crate) async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = client().request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        get_json(&format!("{}{path}", self.base), Some(&self.token)).await
-    }
-    /// Creates something and returns its id (201 expected).
-    pub(crate) async fn create(&self, path: &str, body: Value) -> String {
-        let (status, created) = self.post(path, body.clone()).await;
-        assert_eq!(status, 201, "{path} {body} → {created}");
-        created["id"].as_str().expect("id").to_owned()
-    }
-    /// POSTs something that answers with a job (202), and waits until the job ends.
-    pub(crate) async fn job(&self, path: &str, body: Value) -> Value {
-        let (status, job) = self.post(path, body.clone()).await;
-        assert_eq!(status, 202, "{path} {body} → {job}");
-        self.wait(job["id"].as_str().expect("job id")).await
-    }
-    pub(crate) async fn wait(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let (_, job) = self.get(&format!("/api/v1/jobs/{id}")).await;
-            if ["succeeded", "failed", "cancelled", "dead"].contains(&job["state"].as_str().unwrap_or("")) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not end: {job}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    pub(crate) async fn journal(&self, query: &str) -> Vec<Value> {
+impl Journal for Api {
+    async fn journal(&self, query: &str) -> Vec<Value> {
         let (status, page) = self.get(&format!("/api/v1/backups/journal?{query}")).await;
         assert_eq!(status, 200, "{page}");
         page["items"].as_array().expect("items").clone()
@@ -75,9 +37,7 @@ pub(crate) fn fields(problem: &Value) -> Vec<String> {
 /// `sentinel up` in `tmp` on a free port, ready, with its API (the generated token).
 pub(crate) async fn product(tmp: &Path) -> (Proc, Api) {
     let mut sentinel = up(tmp, sentinel_testkit::free_port());
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let api = sentinel_testkit::product::ready(&mut sentinel, tmp).await;
     (sentinel, api)
 }
 
@@ -93,15 +53,13 @@ pub(crate) fn up(tmp: &Path, port: u16) -> Proc {
 
 /// `sentinel up` with 5 MiB upload parts and `extra` in its environment.
 pub(crate) fn up_with(tmp: &Path, port: u16, extra: &[(&str, &str)]) -> Proc {
-    let env: HashMap<String, String> =
+    let env: Vec<(&str, &str)> =
         [("SENTINEL_WORKER__SHUTDOWN_GRACE_MS", "300"), ("SENTINEL_BACKUP__PART_SIZE_MIB", "5")]
             .iter()
             .chain(extra)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .copied()
             .collect();
-    let listen = format!("127.0.0.1:{port}");
-    let dir = tmp.join("data");
-    Proc::spawn("sentinel", &["up", "--data-dir", dir.to_str().expect("utf-8"), "--listen", &listen], &env, port, tmp)
+    sentinel_testkit::product::up(tmp, port, &env)
 }
 
 /// A destination on the S3 emulator under `prefix`: the API's body for it, and the same place
@@ -150,9 +108,7 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     let untouched = empty_pg(work.path()).await;
     let port = sentinel_testkit::free_port();
     let mut sentinel = up(tmp.path(), port);
-    wait_ready(&mut sentinel, "/ready", Duration::from_secs(30)).await;
-    let token = std::fs::read_to_string(tmp.path().join("data/api-token")).expect("token");
-    let api = Api { base: sentinel.url(""), token };
+    let api = sentinel_testkit::product::ready(&mut sentinel, tmp.path()).await;
 
     // Targets: the password is sealed and never shown; a test connects and reports versions.
     let (status, target) = api.post("/api/v1/backups/targets", pg_target("app", &source, "postgres")).await;

@@ -1,0 +1,253 @@
+//! The monitoring store: HTTP targets (their specification, deadline, lease and latest state), the
+//! raw result of each deadline, and the rollups uptime and percentiles are read from.
+
+mod dispatch;
+mod rollups;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Set,
+};
+use sentinel_domain::monitoring::{CheckStatus, ErrorClass, TargetSpec, first_due, targets::normalize_url};
+use uuid::Uuid;
+
+pub use dispatch::{CheckResult, ClaimedCheck, RecordOutcome};
+pub use rollups::{RollupReport, Uptime, UptimeWindow};
+
+use crate::entity::{monitor_check_results, monitor_targets};
+use crate::{DbError, unique};
+
+/// A target's latest observed state.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TargetState {
+    pub last_status: Option<CheckStatus>,
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub last_error_class: Option<ErrorClass>,
+    pub last_status_code: Option<u16>,
+    pub last_response_ms: Option<f64>,
+    pub last_message: Option<String>,
+    pub cert_expires_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+}
+
+/// An HTTP target as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetRecord {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub spec: TargetSpec,
+    pub next_due_at: DateTime<Utc>,
+    pub state: TargetState,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn corrupt(id: Uuid, what: &str, e: impl std::fmt::Display) -> DbError {
+    DbError::Corrupt(format!("monitor target {id}: {what}: {e}"))
+}
+
+impl TryFrom<monitor_targets::Model> for TargetRecord {
+    type Error = DbError;
+    fn try_from(m: monitor_targets::Model) -> Result<Self, DbError> {
+        let id = m.id;
+        let spec: TargetSpec = serde_json::from_value(m.spec).map_err(|e| corrupt(id, "spec", e))?;
+        Ok(Self {
+            id,
+            org_id: m.org_id,
+            spec,
+            next_due_at: m.next_due_at,
+            state: TargetState {
+                last_status: m
+                    .last_status
+                    .map(|s| CheckStatus::parse(&s))
+                    .transpose()
+                    .map_err(|e| corrupt(id, "status", e))?,
+                last_checked_at: m.last_checked_at,
+                last_error_class: m
+                    .last_error_class
+                    .map(|s| ErrorClass::parse(&s))
+                    .transpose()
+                    .map_err(|e| corrupt(id, "error class", e))?,
+                last_status_code: m.last_status_code.and_then(|c| u16::try_from(c).ok()),
+                last_response_ms: m.last_response_ms,
+                last_message: m.last_message,
+                cert_expires_at: m.cert_expires_at,
+                consecutive_failures: u32::try_from(m.consecutive_failures).unwrap_or(0),
+                consecutive_successes: u32::try_from(m.consecutive_successes).unwrap_or(0),
+            },
+            created_by: m.created_by,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+}
+
+/// Which targets a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct TargetFilter {
+    pub active: Option<bool>,
+    pub status: Option<CheckStatus>,
+    pub server_id: Option<Uuid>,
+    /// A case-sensitive substring of the name or URL.
+    pub search: Option<String>,
+}
+
+fn spec_json(spec: &TargetSpec) -> Result<serde_json::Value, DbError> {
+    serde_json::to_value(spec).map_err(|e| DbError::Corrupt(format!("cannot encode a target: {e}")))
+}
+
+fn url_key(spec: &TargetSpec) -> String {
+    normalize_url(&spec.url).unwrap_or_else(|| spec.url.trim().to_owned())
+}
+
+#[derive(Clone, Debug)]
+pub struct MonitoringStore {
+    conn: DatabaseConnection,
+}
+
+impl MonitoringStore {
+    pub fn new(conn: DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Stores a target, its first deadline spread inside its interval. `Duplicate` when the
+    /// organization already has its URL (see [`MonitoringStore::target_by_url`]).
+    pub async fn create_target(&self, org: Uuid, spec: TargetSpec, actor: &str) -> Result<TargetRecord, DbError> {
+        let now = Utc::now().trunc_subsecs(6);
+        let id = Uuid::now_v7();
+        let model = monitor_targets::ActiveModel {
+            id: Set(id),
+            org_id: Set(org),
+            name: Set(spec.name.clone()),
+            url: Set(spec.url.trim().to_owned()),
+            url_key: Set(url_key(&spec)),
+            spec: Set(spec_json(&spec)?),
+            is_active: Set(spec.is_active),
+            check_interval_seconds: Set(i32::try_from(spec.check_interval_seconds).unwrap_or(i32::MAX)),
+            server_id: Set(spec.server_id),
+            next_due_at: Set(first_due(now, spec.check_interval_seconds, id.as_u128())),
+            claimed_until: Set(None),
+            claimed_by: Set(None),
+            last_status: Set(None),
+            last_checked_at: Set(None),
+            last_error_class: Set(None),
+            last_status_code: Set(None),
+            last_response_ms: Set(None),
+            last_message: Set(None),
+            cert_expires_at: Set(None),
+            consecutive_failures: Set(0),
+            consecutive_successes: Set(0),
+            created_by: Set(Some(actor.to_owned())),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.conn)
+        .await
+        .map_err(unique)?;
+        model.try_into()
+    }
+
+    /// Replaces a target's specification. A new interval (or a target switched on) gets a new
+    /// first deadline; otherwise the schedule keeps its phase. `Duplicate` when the new URL is taken.
+    pub async fn update_target(&self, old: &TargetRecord, spec: TargetSpec) -> Result<TargetRecord, DbError> {
+        let now = Utc::now().trunc_subsecs(6);
+        let reschedule =
+            spec.check_interval_seconds != old.spec.check_interval_seconds || (spec.is_active && !old.spec.is_active);
+        let mut update = monitor_targets::Entity::update_many()
+            .col_expr(monitor_targets::Column::Name, Expr::value(spec.name.clone()))
+            .col_expr(monitor_targets::Column::Url, Expr::value(spec.url.trim().to_owned()))
+            .col_expr(monitor_targets::Column::UrlKey, Expr::value(url_key(&spec)))
+            .col_expr(monitor_targets::Column::Spec, Expr::value(spec_json(&spec)?))
+            .col_expr(monitor_targets::Column::IsActive, Expr::value(spec.is_active))
+            .col_expr(
+                monitor_targets::Column::CheckIntervalSeconds,
+                Expr::value(i32::try_from(spec.check_interval_seconds).unwrap_or(i32::MAX)),
+            )
+            .col_expr(monitor_targets::Column::ServerId, Expr::value(spec.server_id))
+            .col_expr(monitor_targets::Column::UpdatedAt, Expr::value(now));
+        if reschedule {
+            let due = first_due(now, spec.check_interval_seconds, old.id.as_u128());
+            update = update.col_expr(monitor_targets::Column::NextDueAt, Expr::value(due));
+        }
+        update.filter(monitor_targets::Column::Id.eq(old.id)).exec(&self.conn).await.map_err(unique)?;
+        self.target(old.org_id, old.id).await?.ok_or_else(|| DbError::NotFound(format!("monitor target {}", old.id)))
+    }
+
+    pub async fn target(&self, org: Uuid, id: Uuid) -> Result<Option<TargetRecord>, DbError> {
+        monitor_targets::Entity::find_by_id(id)
+            .filter(monitor_targets::Column::OrgId.eq(org))
+            .one(&self.conn)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    /// The organization's target for `url` (normalized as duplicates are), if any.
+    pub async fn target_by_url(&self, org: Uuid, url: &str) -> Result<Option<TargetRecord>, DbError> {
+        let key = normalize_url(url).unwrap_or_else(|| url.trim().to_owned());
+        monitor_targets::Entity::find()
+            .filter(monitor_targets::Column::OrgId.eq(org))
+            .filter(monitor_targets::Column::UrlKey.eq(key))
+            .one(&self.conn)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    /// A page of the organization's targets in id (creation) order after `after`.
+    pub async fn targets(
+        &self,
+        org: Uuid,
+        filter: &TargetFilter,
+        after: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<TargetRecord>, DbError> {
+        use monitor_targets::Column as C;
+        let mut q = monitor_targets::Entity::find().filter(C::OrgId.eq(org));
+        if let Some(active) = filter.active {
+            q = q.filter(C::IsActive.eq(active));
+        }
+        if let Some(status) = filter.status {
+            q = q.filter(C::LastStatus.eq(status.as_str()));
+        }
+        if let Some(server) = filter.server_id {
+            q = q.filter(C::ServerId.eq(server));
+        }
+        if let Some(s) = &filter.search {
+            q = q.filter(Condition::any().add(C::Name.contains(s)).add(C::Url.contains(s)));
+        }
+        if let Some(cursor) = after {
+            q = q.filter(C::Id.gt(cursor));
+        }
+        q.order_by_asc(C::Id).limit(limit).all(&self.conn).await?.into_iter().map(TryInto::try_into).collect()
+    }
+
+    /// Deletes a target with its results and rollups.
+    pub async fn delete_target(&self, target: &TargetRecord) -> Result<(), DbError> {
+        monitor_targets::Entity::delete_by_id(target.id).exec(&self.conn).await?;
+        Ok(())
+    }
+
+    /// A page of one target's raw results, newest deadline first, before the cursor `before`.
+    pub async fn results(
+        &self,
+        target: Uuid,
+        before: Option<DateTime<Utc>>,
+        since: Option<DateTime<Utc>>,
+        limit: u64,
+    ) -> Result<Vec<CheckResult>, DbError> {
+        use monitor_check_results::Column as C;
+        let mut q = monitor_check_results::Entity::find().filter(C::TargetId.eq(target));
+        if let Some(b) = before {
+            q = q.filter(C::DueAt.lt(b));
+        }
+        if let Some(s) = since {
+            q = q.filter(C::DueAt.gte(s));
+        }
+        q.order_by_desc(C::DueAt).limit(limit).all(&self.conn).await?.into_iter().map(TryInto::try_into).collect()
+    }
+}

@@ -1,0 +1,6 @@
+//! The monitor worker's tests, one binary: the store on both engines, and HTTP targets checked
+//! through `sentinel up` against real servers on loopback.
+
+mod servers;
+mod store;
+mod targets;
