@@ -22,6 +22,9 @@ fi
 
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# The fuzzer creates monitored targets with any URL: checks may reach loopback only, and names are
+# sent to a loopback port where no DNS server listens (so no lookup leaves the machine).
+SENTINEL_MONITOR__ALLOW_NETWORKS=127.0.0.0/8,::1/128 SENTINEL_MONITOR__DNS_SERVER=127.0.0.1:9 \
 SENTINEL_TELEMETRY__LOG_LEVEL=warn "$bin" up --data-dir "$data/data" --listen "127.0.0.1:$port" >"$data/sentinel.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT

@@ -13,6 +13,8 @@ mod m0008_backups;
 mod m0009_backup_objectives;
 mod m0010_backup_verification;
 mod m0011_monitoring_targets;
+mod m0012_monitoring_alerts;
+mod m0013_monitoring_metrics;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -34,6 +36,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_backup_objectives::Migration),
             Box::new(m0010_backup_verification::Migration),
             Box::new(m0011_monitoring_targets::Migration),
+            Box::new(m0012_monitoring_alerts::Migration),
+            Box::new(m0013_monitoring_metrics::Migration),
         ]
     }
 }

@@ -83,6 +83,10 @@ pub struct MonitorSettings {
     /// A DNS server (`ip:port`, UDP then TCP) that resolves target names instead of the system's
     /// resolver (`/etc/hosts`, `/etc/resolv.conf`).
     pub dns_server: Option<SocketAddr>,
+    /// The networks checks may reach (CIDRs, comma-separated); empty: any. Names are checked after
+    /// they resolve, redirects too — a guard against checks aimed at internal services.
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub allow_networks: Vec<String>,
 }
 
 /// The provisioning runner: which ansible-playbook runs, which playbooks are allowed, and limits.

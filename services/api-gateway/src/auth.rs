@@ -64,6 +64,15 @@ impl Principal {
         Ok(())
     }
 
+    /// Admits the callers that may push metrics and heartbeats: ingest-only keys, and full callers
+    /// of at least the operator role.
+    pub fn require_ingest(&self) -> Result<(), Problem> {
+        if self.scope == KeyScope::Ingest {
+            return Ok(());
+        }
+        self.require(Role::Operator)
+    }
+
     fn from_user(user: &User) -> Self {
         Self {
             org_id: user.org_id,

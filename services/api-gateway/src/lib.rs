@@ -96,6 +96,9 @@ impl Application {
                         .configure(routes::backup_uploads::configure)
                         .configure(routes::monitor_targets::configure)
                         .configure(routes::monitor_results::configure)
+                        .configure(routes::monitor_settings::configure)
+                        .configure(routes::monitor_incidents::configure)
+                        .configure(routes::monitor_machines::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

@@ -10,9 +10,9 @@ use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
     access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
-    backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_results, monitor_targets, playbooks, previews,
-    provision_run_create, provision_runs, reservations, schedules, server_history, server_import, servers, ssh_keys,
-    streams, tasks,
+    backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_incidents, monitor_ingest, monitor_machines,
+    monitor_results, monitor_settings, monitor_targets, playbooks, previews, provision_run_create, provision_runs,
+    reservations, schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -46,6 +46,10 @@ use crate::routes::{
         backup_journal::list, backup_journal::get_entry, backup_journal::verify, backup_restores::create, backup_uploads::upload,
         monitor_targets::create, monitor_targets::list, monitor_targets::get_target, monitor_targets::replace,
         monitor_targets::delete, monitor_targets::check_now, monitor_results::results,
+        monitor_settings::get_settings, monitor_settings::replace, monitor_incidents::alerts, monitor_incidents::incidents,
+        monitor_incidents::get_incident, monitor_incidents::acknowledge, monitor_incidents::resolve, monitor_incidents::add_note,
+        monitor_ingest::ingest, monitor_machines::list_machines, monitor_machines::get_machine, monitor_machines::machine_metrics,
+        monitor_machines::list_metrics, monitor_machines::series, monitor_machines::patch_metric,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

@@ -16,7 +16,8 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub detail: Option<Box<str>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<FieldErrorDoc>)]
     pub errors: Vec<FieldError>,
@@ -24,26 +25,22 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<crate::routes::server_import::RowErrorView>>)]
     pub rows: Option<Box<Vec<crate::routes::server_import::RowErrorView>>>,
-    /// The existing resource a 409 conflicts with.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    pub conflict: Option<Box<ConflictIds>>,
+    /// Id of the existing resource a 409 conflicts with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub conflicting_id: Option<Box<str>>,
+    /// The same id under the name the monitoring seed's clients read (`POST /api/v1/http-targets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub existing_id: Option<Box<str>>,
     #[serde(skip)]
     #[schema(ignore)]
-    pub retry_after: Option<u32>,
+    /// Seconds for `Retry-After`; 0 for none (a plain integer keeps the problem small).
+    pub retry_after: u32,
     /// Caused by an unreachable database (the gateway then refuses requests until it answers).
     #[serde(skip)]
     #[schema(ignore)]
     pub database_down: bool,
-}
-
-/// The id a 409 conflicts with.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ConflictIds {
-    /// Id of the existing resource.
-    pub conflicting_id: String,
-    /// The same id under the name the monitoring seed's clients read (`POST /api/v1/http-targets`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub existing_id: Option<String>,
 }
 
 fn problem_type_uri<S: serde::Serializer>(slug: &&'static str, s: S) -> Result<S::Ok, S::Error> {
@@ -56,11 +53,12 @@ impl Problem {
             kind,
             title,
             status: status.as_u16(),
-            detail,
+            detail: detail.map(String::into_boxed_str),
             errors: Vec::new(),
             rows: None,
-            conflict: None,
-            retry_after: None,
+            conflicting_id: None,
+            existing_id: None,
+            retry_after: 0,
             database_down: false,
         }
     }
@@ -85,7 +83,7 @@ impl Problem {
             "Too many requests",
             Some(format!("retry in {} s", retry_after.as_secs().max(1))),
         );
-        p.retry_after = Some(retry_after.as_secs().clamp(1, 3600) as u32);
+        p.retry_after = retry_after.as_secs().clamp(1, 3600) as u32;
         p
     }
     pub fn not_found(what: &str) -> Self {
@@ -131,7 +129,7 @@ impl Problem {
     }
     pub fn conflict_with(detail: impl Into<String>, id: impl ToString) -> Self {
         let mut p = Self::conflict(detail);
-        p.conflict = Some(Box::new(ConflictIds { conflicting_id: id.to_string(), existing_id: None }));
+        p.conflicting_id = Some(id.to_string().into());
         p
     }
     /// Opaque to the client; the cause is logged with its whole chain.
@@ -149,7 +147,7 @@ impl Problem {
     /// The database is unreachable: retry shortly (nothing was written).
     pub fn database_unavailable() -> Self {
         let mut p = Self::unavailable("the database is unreachable; nothing was changed, retry shortly");
-        p.retry_after = Some(crate::db_guard::RETRY_AFTER_SECS);
+        p.retry_after = crate::db_guard::RETRY_AFTER_SECS;
         p.database_down = true;
         p
     }
@@ -175,7 +173,7 @@ impl ResponseError for Problem {
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
         res.content_type("application/problem+json");
-        if let Some(secs) = self.retry_after {
+        if let secs @ 1.. = self.retry_after {
             res.insert_header(("Retry-After", secs.to_string()));
         }
         if self.status == 401 {

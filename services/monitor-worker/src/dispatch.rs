@@ -169,17 +169,23 @@ async fn write_results(store: MonitoringStore, mut rx: mpsc::UnboundedReceiver<C
         let mut pause = Duration::from_millis(100);
         loop {
             match store.record_results(&batch).await {
-                Ok(outcomes) => {
-                    let dropped = outcomes.iter().filter(|o| !o.recorded).count();
+                Ok(recorded) => {
+                    let dropped = recorded.outcomes.iter().filter(|o| !o.recorded).count();
                     if dropped > 0 {
                         tracing::info!(dropped, "results for deadlines already recorded were dropped");
                     }
                     break;
                 }
-                Err(e) => {
+                Err(e) if e.is_unavailable() => {
                     tracing::warn!(error = %e, count = batch.len(), "cannot record check results; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    // Not an outage: the same batch would fail again. Its deadlines stay due and
+                    // are claimed again when their leases end.
+                    tracing::error!(error = %e, count = batch.len(), "check results could not be recorded; dropped");
+                    break;
                 }
             }
         }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 pub use dispatch::Dispatcher;
-pub use probe::{Probe, Prober};
+pub use probe::{Network, Probe, Prober};
 
 /// This service's name (consumer names, logs, traces, metrics).
 pub const SERVICE: &str = "monitor-worker";
@@ -116,6 +116,7 @@ impl JobHandler for RollUp {
         Ok(json!({
             "hours": report.hours, "days": report.days,
             "raw_deleted": report.raw_deleted, "rollups_deleted": report.rollups_deleted,
+            "samples_deleted": report.samples_deleted,
         }))
     }
 }
@@ -154,7 +155,13 @@ pub fn queues() -> Vec<QueueName> {
 /// Runs the worker on `spine` until `shutdown` fires.
 pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
     let m = &spine.settings().monitor;
-    let prober = Arc::new(Prober::new(m.dns_server, m.max_body_kib.max(1) * 1024));
+    let allowed = m
+        .allow_networks
+        .iter()
+        .map(|n| probe::Network::parse(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: `monitor.allow_networks` {e}"))?;
+    let prober = Arc::new(Prober::new(m.dns_server, m.max_body_kib.max(1) * 1024, allowed));
     let dispatcher = Dispatcher::start(
         spine.db().monitoring(),
         prober,

@@ -4,7 +4,7 @@
 //! handshake (even when the handshake then fails on it).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,14 +34,80 @@ pub struct Probe {
 #[error("{0}")]
 struct DnsFailure(String);
 
-/// Resolves target names with the system resolver, or with the configured DNS server.
+/// An address outside `monitor.allow_networks`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// A network checks may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    /// `10.0.0.0/8`, `::1/128`, or a bare address.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?} is not a network (write 10.0.0.0/8)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: bad prefix length"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => (u128::from(u32::from(v4)), 32),
+                None => (u128::from(v6), 128),
+            },
+        };
+        let ((net, width), (host, host_width)) = (bits(self.addr), bits(ip));
+        if width != host_width {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        shift >= 128 || (net >> shift) == (host >> shift)
+    }
+}
+
+/// Which addresses checks may reach (empty: any).
+#[derive(Debug, Clone, Default)]
+struct Allowed(Arc<Vec<Network>>);
+
+impl Allowed {
+    fn permits(&self, ip: IpAddr) -> bool {
+        self.0.is_empty() || self.0.iter().any(|n| n.contains(ip))
+    }
+
+    /// Refuses a URL whose host is an address outside the allowed networks (names are checked
+    /// when they resolve).
+    fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let host = url.host_str().unwrap_or_default();
+        let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else { return Ok(()) };
+        if self.permits(ip) { Ok(()) } else { Err(format!("{ip} is outside monitor.allow_networks")) }
+    }
+}
+
+/// Resolves target names with the system resolver, or with the configured DNS server, keeping only
+/// the allowed addresses.
 struct TargetResolver {
     server: Option<hickory_resolver::TokioResolver>,
+    allowed: Allowed,
 }
 
 impl reqwest::dns::Resolve for TargetResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let server = self.server.clone();
+        let allowed = self.allowed.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let addrs: Vec<SocketAddr> = match server {
@@ -59,6 +125,10 @@ impl reqwest::dns::Resolve for TargetResolver {
             };
             if addrs.is_empty() {
                 return Err(Box::new(DnsFailure(format!("{host} has no address"))) as Box<_>);
+            }
+            let addrs: Vec<SocketAddr> = addrs.into_iter().filter(|a| allowed.permits(a.ip())).collect();
+            if addrs.is_empty() {
+                return Err(Box::new(Refused(format!("{host} resolves only outside monitor.allow_networks"))) as Box<_>);
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -120,10 +190,14 @@ pub struct Prober {
     clients: Mutex<HashMap<(Option<String>, bool), reqwest::Client>>,
     expiries: Arc<Mutex<HashMap<String, DateTime<Utc>>>>,
     max_body: usize,
+    allowed: Allowed,
 }
 
 impl Prober {
-    pub fn new(dns_server: Option<SocketAddr>, max_body: usize) -> Self {
+    /// A prober resolving through `dns_server` (the system's resolver if none), reaching only
+    /// `allowed` networks (any if empty).
+    pub fn new(dns_server: Option<SocketAddr>, max_body: usize, allowed: Vec<Network>) -> Self {
+        let allowed = Allowed(Arc::new(allowed));
         let system_roots = rustls_native_certs::load_native_certs().certs;
         let server = dns_server.map(|addr| {
             use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
@@ -136,10 +210,11 @@ impl Prober {
         });
         Self {
             system_roots,
-            resolver: Arc::new(TargetResolver { server }),
+            resolver: Arc::new(TargetResolver { server, allowed: allowed.clone() }),
             clients: Mutex::new(HashMap::new()),
             expiries: Arc::new(Mutex::new(HashMap::new())),
             max_body,
+            allowed,
         }
     }
 
@@ -168,8 +243,17 @@ impl Prober {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let allowed = self.allowed.clone();
         let redirect = if spec.follow_redirects {
-            reqwest::redirect::Policy::limited(10)
+            reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 10 {
+                    attempt.error("more than 10 redirects")
+                } else if let Err(e) = allowed.check_url(attempt.url()) {
+                    attempt.error(e)
+                } else {
+                    attempt.follow()
+                }
+            })
         } else {
             reqwest::redirect::Policy::none()
         };
@@ -250,7 +334,9 @@ impl Prober {
         spec: &TargetSpec,
     ) -> Result<(u16, Option<String>), (ErrorClass, String)> {
         let method = reqwest::Method::from_bytes(spec.method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut req = client.request(method, spec.url.trim());
+        let url = reqwest::Url::parse(spec.url.trim()).map_err(|e| (ErrorClass::Other, format!("bad URL: {e}")))?;
+        self.allowed.check_url(&url).map_err(|e| (ErrorClass::Connect, e))?;
+        let mut req = client.request(method, url);
         for (k, v) in &spec.headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -289,6 +375,8 @@ fn classify(e: &reqwest::Error) -> (ErrorClass, String) {
         for candidate in std::iter::once(s).chain(inner) {
             if candidate.downcast_ref::<DnsFailure>().is_some() {
                 class = class.or(Some(ErrorClass::Dns));
+            } else if candidate.downcast_ref::<Refused>().is_some() {
+                class = class.or(Some(ErrorClass::Connect));
             } else if candidate.downcast_ref::<rustls::Error>().is_some() {
                 class = class.or(Some(ErrorClass::Tls));
             }
@@ -311,4 +399,26 @@ fn classify(e: &reqwest::Error) -> (ErrorClass, String) {
         ErrorClass::Other
     });
     (class, chain.join(": "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_contain_what_they_should() {
+        let lo = Network::parse("127.0.0.0/8").expect("v4");
+        assert!(lo.contains("127.1.2.3".parse().expect("ip")));
+        assert!(!lo.contains("10.0.0.1".parse().expect("ip")));
+        assert!(lo.contains("::ffff:127.0.0.1".parse().expect("mapped")));
+        let one = Network::parse("::1").expect("v6");
+        assert!(one.contains("::1".parse().expect("ip")) && !one.contains("::2".parse().expect("ip")));
+        assert!(Network::parse("0.0.0.0/0").expect("all").contains("8.8.8.8".parse().expect("ip")));
+        assert!(Network::parse("10.0.0.0/33").is_err() && Network::parse("example.com").is_err());
+        let allowed = Allowed(Arc::new(vec![lo]));
+        assert!(allowed.check_url(&reqwest::Url::parse("http://127.0.0.1:9/").expect("url")).is_ok());
+        assert!(allowed.check_url(&reqwest::Url::parse("http://[::2]/").expect("url")).is_err());
+        assert!(allowed.check_url(&reqwest::Url::parse("http://10.1.1.1/").expect("url")).is_err());
+        assert!(allowed.check_url(&reqwest::Url::parse("http://name.example/").expect("url")).is_ok());
+    }
 }

@@ -12,11 +12,13 @@ use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Statement,
     TransactionTrait,
 };
+use sentinel_domain::monitoring::alerts::{AlertState, push_result};
 use sentinel_domain::monitoring::{CheckStatus, ErrorClass, TargetSpec, next_due};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::MonitoringStore;
+use super::transitions::{self, AlertChange, TargetAfter};
 use crate::DbError;
 use crate::entity::{monitor_check_results, monitor_targets};
 
@@ -67,6 +69,13 @@ impl TryFrom<monitor_check_results::Model> for CheckResult {
     }
 }
 
+/// What recording a batch did: each result's outcome, and the alert changes the results caused.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Recorded {
+    pub outcomes: Vec<RecordOutcome>,
+    pub changes: Vec<AlertChange>,
+}
+
 /// What recording one result did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordOutcome {
@@ -83,6 +92,7 @@ const RECORD_RESULTS_PG: &str = "INSERT INTO monitor_check_results \
      FROM json_to_recordset($1::json) AS v(target_id uuid, due_at timestamptz, org_id uuid, started_at timestamptz, \
      response_ms double precision, status text, status_code integer, error_class text, message text, \
      cert_expires_at timestamptz, manual boolean) \
+     WHERE EXISTS (SELECT 1 FROM monitor_targets t WHERE t.id = v.target_id) \
      ON CONFLICT (target_id, due_at) DO NOTHING RETURNING target_id, due_at";
 
 // `next_due_at` moves only if it still is the deadline this result answers (an operator may have
@@ -95,11 +105,14 @@ const UPDATE_TARGETS_PG: &str = "UPDATE monitor_targets AS t SET \
      last_status_code = v.status_code, last_response_ms = v.response_ms, last_message = v.message, \
      cert_expires_at = COALESCE(v.cert_expires_at, t.cert_expires_at), \
      consecutive_failures = CASE WHEN v.status = 'down' THEN t.consecutive_failures + 1 ELSE 0 END, \
-     consecutive_successes = CASE WHEN v.status = 'up' THEN t.consecutive_successes + 1 ELSE 0 END \
+     consecutive_successes = CASE WHEN v.status = 'up' THEN t.consecutive_successes + 1 ELSE 0 END, \
+     recent_results = ((t.recent_results << 1) | CASE WHEN v.status = 'down' THEN 1 ELSE 0 END) & 9223372036854775807 \
      FROM json_to_recordset($1::json) AS v(target_id uuid, due_at timestamptz, next_due timestamptz, manual boolean, \
      status text, started_at timestamptz, error_class text, status_code integer, response_ms double precision, \
      message text, cert_expires_at timestamptz) \
-     WHERE t.id = v.target_id";
+     WHERE t.id = v.target_id \
+     RETURNING t.id, t.org_id, t.name, t.consecutive_failures, t.consecutive_successes, t.recent_results, \
+     t.alert_state, t.open_alert_id";
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -189,7 +202,7 @@ impl MonitoringStore {
     /// Records results in one transaction: each deadline's result once (a second result for one
     /// deadline is dropped and reported `recorded: false`), each target moved to its next deadline
     /// after `due_at` (scheduled checks only) with its state and consecutive counts updated.
-    pub async fn record_results(&self, results: &[CheckResult]) -> Result<Vec<RecordOutcome>, DbError> {
+    pub async fn record_results(&self, results: &[CheckResult]) -> Result<Recorded, DbError> {
         let now = Utc::now();
         // Stored times have microseconds: compare what was sent with what comes back at that precision.
         let results: Vec<CheckResult> = results
@@ -201,26 +214,31 @@ impl MonitoringStore {
             })
             .collect();
         let txn = self.conn.begin().await?;
-        let mut outcomes = Vec::with_capacity(results.len());
+        let mut recorded = Recorded::default();
         // One result per target per round, so each round's update sees every earlier one.
         let mut rest: Vec<&CheckResult> = results.iter().collect();
         while !rest.is_empty() {
             let mut seen = HashSet::new();
             let (round, later): (Vec<&CheckResult>, Vec<&CheckResult>) =
                 rest.into_iter().partition(|r| seen.insert(r.target_id));
-            outcomes.extend(record_round(&txn, &round, now).await?);
+            let (outcomes, afters) = record_round(&txn, &round, now).await?;
+            recorded.outcomes.extend(outcomes);
+            recorded.changes.extend(transitions::apply(&txn, afters, now).await?);
             rest = later;
         }
         txn.commit().await?;
-        Ok(outcomes)
+        Ok(recorded)
     }
 }
 
-async fn record_round(
+/// One round's outcomes, and each recorded target's alerting inputs after it.
+type Round<'a> = (Vec<RecordOutcome>, Vec<(TargetAfter, &'a CheckResult)>);
+
+async fn record_round<'a>(
     txn: &DatabaseTransaction,
-    round: &[&CheckResult],
+    round: &[&'a CheckResult],
     now: DateTime<Utc>,
-) -> Result<Vec<RecordOutcome>, DbError> {
+) -> Result<Round<'a>, DbError> {
     if txn.get_database_backend() == DbBackend::Postgres {
         let data: Vec<_> = round
             .iter()
@@ -243,6 +261,7 @@ async fn record_round(
             inserted.insert((row.try_get_by_index::<Uuid>(0)?, row.try_get_by_index::<DateTime<Utc>>(1)?));
         }
         let fresh: Vec<&&CheckResult> = round.iter().filter(|r| inserted.contains(&(r.target_id, r.due_at))).collect();
+        let mut afters = Vec::new();
         if !fresh.is_empty() {
             let intervals = target_intervals(txn, fresh.iter().map(|r| r.target_id)).await?;
             let data: Vec<_> = fresh
@@ -264,23 +283,48 @@ async fn record_round(
                 UPDATE_TARGETS_PG,
                 [serde_json::Value::Array(data).to_string().into()],
             );
-            txn.execute_raw(stmt).await?;
+            let by_target: std::collections::HashMap<Uuid, &CheckResult> =
+                fresh.iter().map(|r| (r.target_id, **r)).collect();
+            for row in txn.query_all_raw(stmt).await? {
+                let after = TargetAfter {
+                    id: row.try_get_by_index(0)?,
+                    org_id: row.try_get_by_index(1)?,
+                    name: row.try_get_by_index(2)?,
+                    failures: u32::try_from(row.try_get_by_index::<i32>(3)?).unwrap_or(0),
+                    successes: u32::try_from(row.try_get_by_index::<i32>(4)?).unwrap_or(0),
+                    recent: row.try_get_by_index(5)?,
+                    alert_state: alert_state(&row.try_get_by_index::<String>(6)?)?,
+                    open_alert_id: row.try_get_by_index(7)?,
+                };
+                if let Some(r) = by_target.get(&after.id) {
+                    afters.push((after, *r));
+                }
+            }
         }
-        return Ok(round
+        let outcomes = round
             .iter()
             .map(|r| RecordOutcome {
                 target_id: r.target_id,
                 due_at: r.due_at,
                 recorded: inserted.contains(&(r.target_id, r.due_at)),
             })
-            .collect());
+            .collect();
+        return Ok((outcomes, afters));
     }
     let mut outcomes = Vec::with_capacity(round.len());
+    let mut afters = Vec::new();
     for r in round {
-        let recorded = record_one_portable(txn, r, now).await?;
-        outcomes.push(RecordOutcome { target_id: r.target_id, due_at: r.due_at, recorded });
+        let after = record_one_portable(txn, r, now).await?;
+        outcomes.push(RecordOutcome { target_id: r.target_id, due_at: r.due_at, recorded: after.is_some() });
+        if let Some(after) = after {
+            afters.push((after, *r));
+        }
     }
-    Ok(outcomes)
+    Ok((outcomes, afters))
+}
+
+fn alert_state(s: &str) -> Result<AlertState, DbError> {
+    AlertState::parse(s).map_err(|e| DbError::Corrupt(format!("monitor target alert state: {e}")))
 }
 
 async fn target_intervals(
@@ -299,10 +343,17 @@ async fn target_intervals(
     Ok(rows.into_iter().map(|(id, s)| (id, u32::try_from(s).unwrap_or(60))).collect())
 }
 
-/// One result on SQLite (the embedded store: one writer, statements in-process).
-async fn record_one_portable(txn: &DatabaseTransaction, r: &CheckResult, now: DateTime<Utc>) -> Result<bool, DbError> {
+/// One result on SQLite (the embedded store: one writer, statements in-process): `None` when its
+/// deadline already had one.
+async fn record_one_portable(
+    txn: &DatabaseTransaction,
+    r: &CheckResult,
+    now: DateTime<Utc>,
+) -> Result<Option<TargetAfter>, DbError> {
     use monitor_targets::Column as C;
     use sea_orm::ActiveValue::Set;
+    // A target deleted while its check ran: nothing to record.
+    let Some(target) = monitor_targets::Entity::find_by_id(r.target_id).one(txn).await? else { return Ok(None) };
     let row = monitor_check_results::ActiveModel {
         target_id: Set(r.target_id),
         due_at: Set(r.due_at),
@@ -328,9 +379,19 @@ async fn record_one_portable(txn: &DatabaseTransaction, r: &CheckResult, now: Da
         .exec_without_returning(txn)
         .await?;
     if inserted == 0 {
-        return Ok(false);
+        return Ok(None);
     }
-    let Some(target) = monitor_targets::Entity::find_by_id(r.target_id).one(txn).await? else { return Ok(true) };
+    let down = r.status == CheckStatus::Down;
+    let after = TargetAfter {
+        id: target.id,
+        org_id: target.org_id,
+        name: target.name.clone(),
+        failures: if down { u32::try_from(target.consecutive_failures).unwrap_or(0) + 1 } else { 0 },
+        successes: if down { 0 } else { u32::try_from(target.consecutive_successes).unwrap_or(0) + 1 },
+        recent: push_result(target.recent_results, down),
+        alert_state: alert_state(&target.alert_state)?,
+        open_alert_id: target.open_alert_id,
+    };
     let mut update = monitor_targets::Entity::update_many()
         .col_expr(C::LastStatus, Expr::value(r.status.as_str()))
         .col_expr(C::LastCheckedAt, Expr::value(r.started_at))
@@ -338,14 +399,9 @@ async fn record_one_portable(txn: &DatabaseTransaction, r: &CheckResult, now: Da
         .col_expr(C::LastStatusCode, Expr::value(r.status_code.map(i32::from)))
         .col_expr(C::LastResponseMs, Expr::value(r.response_ms))
         .col_expr(C::LastMessage, Expr::value(r.message.clone()))
-        .col_expr(
-            C::ConsecutiveFailures,
-            Expr::value(if r.status == CheckStatus::Down { target.consecutive_failures + 1 } else { 0 }),
-        )
-        .col_expr(
-            C::ConsecutiveSuccesses,
-            Expr::value(if r.status == CheckStatus::Up { target.consecutive_successes + 1 } else { 0 }),
-        );
+        .col_expr(C::ConsecutiveFailures, Expr::value(i32::try_from(after.failures).unwrap_or(i32::MAX)))
+        .col_expr(C::ConsecutiveSuccesses, Expr::value(i32::try_from(after.successes).unwrap_or(i32::MAX)))
+        .col_expr(C::RecentResults, Expr::value(after.recent));
     if r.cert_expires_at.is_some() {
         update = update.col_expr(C::CertExpiresAt, Expr::value(r.cert_expires_at));
     }
@@ -357,5 +413,5 @@ async fn record_one_portable(txn: &DatabaseTransaction, r: &CheckResult, now: Da
             .col_expr(C::ClaimedBy, Expr::value(Option::<String>::None));
     }
     update.filter(C::Id.eq(r.target_id)).exec(txn).await?;
-    Ok(true)
+    Ok(Some(after))
 }

@@ -2,7 +2,10 @@
 //! raw result of each deadline, and the rollups uptime and percentiles are read from.
 
 mod dispatch;
+mod incidents;
+mod ingest;
 mod rollups;
+mod transitions;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
@@ -10,17 +13,21 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set,
 };
+use sentinel_domain::monitoring::alerts::AlertState;
 use sentinel_domain::monitoring::{CheckStatus, ErrorClass, TargetSpec, first_due, targets::normalize_url};
 use uuid::Uuid;
 
-pub use dispatch::{CheckResult, ClaimedCheck, RecordOutcome};
+pub use dispatch::{CheckResult, ClaimedCheck, RecordOutcome, Recorded};
+pub use incidents::{AlertFilter, AlertRecord, IncidentEvent, IncidentFilter, IncidentRecord};
+pub use ingest::{IngestOutcome, MachineRecord, MetricRecord, SamplePoint};
 pub use rollups::{RollupReport, Uptime, UptimeWindow};
+pub use transitions::AlertChange;
 
 use crate::entity::{monitor_check_results, monitor_targets};
 use crate::{DbError, unique};
 
 /// A target's latest observed state.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetState {
     pub last_status: Option<CheckStatus>,
     pub last_checked_at: Option<DateTime<Utc>>,
@@ -31,6 +38,9 @@ pub struct TargetState {
     pub cert_expires_at: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     pub consecutive_successes: u32,
+    /// ok, firing or flapping.
+    pub alert_state: AlertState,
+    pub open_alert_id: Option<Uuid>,
 }
 
 /// An HTTP target as stored.
@@ -78,6 +88,8 @@ impl TryFrom<monitor_targets::Model> for TargetRecord {
                 cert_expires_at: m.cert_expires_at,
                 consecutive_failures: u32::try_from(m.consecutive_failures).unwrap_or(0),
                 consecutive_successes: u32::try_from(m.consecutive_successes).unwrap_or(0),
+                alert_state: AlertState::parse(&m.alert_state).map_err(|e| corrupt(id, "alert state", e))?,
+                open_alert_id: m.open_alert_id,
             },
             created_by: m.created_by,
             created_at: m.created_at,
@@ -141,6 +153,9 @@ impl MonitoringStore {
             cert_expires_at: Set(None),
             consecutive_failures: Set(0),
             consecutive_successes: Set(0),
+            alert_state: Set(AlertState::Ok.as_str().to_owned()),
+            recent_results: Set(0),
+            open_alert_id: Set(None),
             created_by: Set(Some(actor.to_owned())),
             created_at: Set(now),
             updated_at: Set(now),

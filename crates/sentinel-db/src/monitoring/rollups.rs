@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::MonitoringStore;
 use crate::DbError;
-use crate::entity::{monitor_check_results, monitor_rollups, monitor_sweeps};
+use crate::entity::{monitor_check_results, monitor_ingests, monitor_rollups, monitor_samples, monitor_sweeps};
 
 const HOURLY: &str = "hour";
 const DAILY: &str = "day";
@@ -31,6 +31,8 @@ pub struct RollupReport {
     pub days: usize,
     pub raw_deleted: u64,
     pub rollups_deleted: u64,
+    /// Metric samples past the raw window, and ingest keys past a day.
+    pub samples_deleted: u64,
 }
 
 /// A window uptime is reported over.
@@ -281,6 +283,16 @@ impl MonitoringStore {
                 .exec(&self.conn)
                 .await?
                 .rows_affected;
+        report.samples_deleted = monitor_samples::Entity::delete_many()
+            .filter(monitor_samples::Column::At.lt(now - raw_window))
+            .exec(&self.conn)
+            .await?
+            .rows_affected;
+        // A replay is recognised for a day: agents retry within minutes.
+        monitor_ingests::Entity::delete_many()
+            .filter(monitor_ingests::Column::ReceivedAt.lt(now - Duration::days(1)))
+            .exec(&self.conn)
+            .await?;
         Ok(report)
     }
 

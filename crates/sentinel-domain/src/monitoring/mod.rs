@@ -2,6 +2,8 @@
 //! down, and why: the error classes), the schedule arithmetic that keeps checks on absolute deadlines
 //! spread over their interval, and the response-time histogram the rollups merge. No I/O.
 
+pub mod alerts;
+pub mod metrics;
 pub mod targets;
 
 use std::fmt;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::backups::FieldProblem;
 
 /// The shortest check interval (seconds).
-pub const MIN_INTERVAL_SECS: u32 = 5;
+pub const MIN_INTERVAL_SECS: u32 = 1;
 /// The longest check interval (one day).
 pub const MAX_INTERVAL_SECS: u32 = 86_400;
 /// The longest timeout (seconds); a timeout is also never longer than the target's interval.

@@ -205,6 +205,17 @@ pub fn schedule_name_or_null() -> Object {
 }
 
 /// `local@domain.tld` without whitespace, at most 254 characters.
+/// An alert address, or null: an email without whitespace or control characters.
+pub fn notification_email() -> Object {
+    const CTRL: &str = r"\u0000-\u001F\u007F-\u009F";
+    or_null(
+        string()
+            .max_length(Some(254))
+            .pattern(Some(format!("^[^@{WS}{CTRL}]+@[^@{WS}{CTRL}]*\\.[^@{WS}{CTRL}]*$")))
+            .build(),
+    )
+}
+
 pub fn email() -> Object {
     string().max_length(Some(254)).pattern(Some(format!("^[^@{WS}]+@[^@{WS}]*\\.[^@{WS}]*$"))).build()
 }
@@ -319,6 +330,29 @@ pub fn integral_numbers(value: &mut Value) {
         Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
         _ => {}
     }
+}
+
+/// Monitoring filters: a target's latest status, an alert's state, an incident's state, a severity.
+pub fn check_status() -> Object {
+    one_of(["up", "down"])
+}
+
+pub fn alert_state() -> Object {
+    one_of(["firing", "resolved"])
+}
+
+pub fn incident_state() -> Object {
+    one_of(["open", "acknowledged", "resolved"])
+}
+
+pub fn severity() -> Object {
+    one_of(["warning", "critical"])
+}
+
+/// A JSON body read through [`integral_numbers`]; a shape error is a 422 naming `body`.
+pub fn read_body<T: serde::de::DeserializeOwned>(mut value: serde_json::Value) -> Result<T, crate::Problem> {
+    integral_numbers(&mut value);
+    serde_json::from_value(value).map_err(|e| crate::Problem::invalid_field("body", e.to_string()))
 }
 
 #[cfg(test)]

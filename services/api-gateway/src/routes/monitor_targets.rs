@@ -260,9 +260,7 @@ async fn url_taken(spine: &Spine, principal: &Principal, url: &str) -> Problem {
         Ok(Some(existing)) => {
             let mut p =
                 Problem::conflict_with(format!("target {:?} already checks this URL", existing.spec.name), existing.id);
-            if let Some(ids) = p.conflict.as_mut() {
-                ids.existing_id = Some(existing.id.to_string());
-            }
+            p.existing_id = Some(existing.id.to_string().into());
             p
         }
         Ok(None) => Problem::conflict("a target already checks this URL"),
@@ -295,10 +293,10 @@ async fn target_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<Ta
 pub(crate) async fn create(
     principal: Principal,
     spine: web::Data<Spine>,
-    body: web::Json<TargetBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
-    let spec = spec_of(&spine, &principal, body.into_inner()).await?;
+    let spec = spec_of(&spine, &principal, doc::read_body(body.into_inner())?).await?;
     let url = spec.url.clone();
     match spine.db().monitoring().create_target(principal.org_id, spec, &principal.label()).await {
         Ok(saved) => Ok(HttpResponse::Created()
@@ -322,6 +320,7 @@ pub(crate) struct ListQuery {
     /// Only active (true) or paused (false) targets.
     is_active: Option<bool>,
     /// `up` or `down` (the latest check).
+    #[param(schema_with = doc::check_status)]
     status: Option<String>,
     server_id: Option<Uuid>,
     /// A substring of the name or URL.
@@ -400,11 +399,11 @@ pub(crate) async fn replace(
     principal: Principal,
     spine: web::Data<Spine>,
     path: web::Path<String>,
-    body: web::Json<TargetBody>,
+    body: web::Json<Value>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let old = target_of(&spine, &principal, &path).await?;
-    let spec = spec_of(&spine, &principal, body.into_inner()).await?;
+    let spec = spec_of(&spine, &principal, doc::read_body(body.into_inner())?).await?;
     let url = spec.url.clone();
     match spine.db().monitoring().update_target(&old, spec).await {
         Ok(saved) => Ok(HttpResponse::Ok().json(view(saved))),

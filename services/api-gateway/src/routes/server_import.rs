@@ -196,11 +196,14 @@ pub(crate) async fn import(
         tokio::task::spawn_blocking(move || import::parse_csv(&csv)).await.map_err(|e| Problem::internal(&e))?;
     if parsed.error_count > 0 && (!partial || parsed.refused) {
         let mut p = Problem::invalid(Vec::new());
-        p.detail = Some(format!(
-            "{} row(s) have errors ({} error(s)); nothing was imported. Fix them, or import with ?mode=partial",
-            parsed.bad_rows.max(1),
-            parsed.error_count
-        ));
+        p.detail = Some(
+            format!(
+                "{} row(s) have errors ({} error(s)); nothing was imported. Fix them, or import with ?mode=partial",
+                parsed.bad_rows.max(1),
+                parsed.error_count
+            )
+            .into(),
+        );
         p.rows = Some(Box::new(row_views(parsed.errors)));
         return Err(p);
     }

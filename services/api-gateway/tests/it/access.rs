@@ -86,6 +86,9 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
         ("bdest", bdest["id"].as_str().expect("destination id").to_owned()),
         ("bplan", bplan["id"].as_str().expect("plan id").to_owned()),
         ("bentry", uuid::Uuid::now_v7().to_string()),
+        ("incident", uuid::Uuid::now_v7().to_string()),
+        ("metric", uuid::Uuid::now_v7().to_string()),
+        ("machine", uuid::Uuid::now_v7().to_string()),
         ("run", run["id"].as_str().expect("run id").to_owned()),
         ("config", config["id"].as_str().expect("config id").to_owned()),
         ("sshkey", sshkey["id"].as_str().expect("ssh key id").to_owned()),
@@ -162,6 +165,9 @@ async fn another_organization_cannot_see_or_touch_anything() {
             "{bplan}",
             "{bentry}",
             "{mtarget}",
+            "{incident}",
+            "{metric}",
+            "{machine}",
         ]
         .iter()
         .any(|p| path.contains(p))

@@ -11,13 +11,17 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
-/// Requests served, by path.
+/// Requests served, by path; and the switch `/switch` answers by (503 when down, else 200).
 #[derive(Clone, Default)]
-pub struct Hits(Arc<Mutex<HashMap<String, u64>>>);
+pub struct Hits(Arc<Mutex<HashMap<String, u64>>>, Arc<std::sync::atomic::AtomicBool>);
 
 impl Hits {
     pub fn of(&self, path: &str) -> u64 {
         self.0.lock().expect("hits").get(path).copied().unwrap_or(0)
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.1.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -38,6 +42,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, hits: Hits) {
     let (status, extra, body) = match path.as_str() {
         "/ok" => ("200 OK", "", r#"{"status": "ok", "db": {"latency_ms": 3}}"#.to_owned()),
         "/fail" => ("500 Internal Server Error", "", "broken".to_owned()),
+        "/switch" if hits.1.load(std::sync::atomic::Ordering::SeqCst) => {
+            ("503 Service Unavailable", "", "down".to_owned())
+        }
+        "/switch" => ("200 OK", "", "up".to_owned()),
         "/redirect" => ("302 Found", "Location: /ok\r\n", String::new()),
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(300)).await;

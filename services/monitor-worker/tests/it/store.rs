@@ -10,7 +10,7 @@ use sentinel_jobs::domain::monitoring::{CheckStatus, ErrorClass, TargetSpec};
 use serde_json::json;
 use uuid::Uuid;
 
-async fn stores() -> Vec<(sentinel_testkit::TestDb, Database, Uuid)> {
+pub(crate) async fn stores() -> Vec<(sentinel_testkit::TestDb, Database, Uuid)> {
     let mut out = Vec::new();
     for db in
         [sentinel_testkit::TestDb::postgres().await.expect("pg"), sentinel_testkit::TestDb::sqlite().expect("sqlite")]
@@ -23,12 +23,12 @@ async fn stores() -> Vec<(sentinel_testkit::TestDb, Database, Uuid)> {
     out
 }
 
-fn spec(url: &str, interval: u32) -> TargetSpec {
+pub(crate) fn spec(url: &str, interval: u32) -> TargetSpec {
     serde_json::from_value(json!({"name": url, "url": url, "check_interval_seconds": interval, "timeout_seconds": 2}))
         .expect("spec")
 }
 
-fn result(target: Uuid, org: Uuid, due: DateTime<Utc>, up: bool, ms: f64) -> CheckResult {
+pub(crate) fn result(target: Uuid, org: Uuid, due: DateTime<Utc>, up: bool, ms: f64) -> CheckResult {
     CheckResult {
         target_id: target,
         org_id: org,
@@ -59,9 +59,9 @@ async fn deadlines_are_claimed_once_and_recorded_once() {
         assert!(store.claim_due("two", horizon, Duration::seconds(1), 100).await.expect("claim").is_empty());
         // The same deadline reported twice (a re-run after a crash) is counted once.
         let r = result(t.id, org, due, false, 12.0);
-        let outcomes = store.record_results(&[r.clone(), r.clone()]).await.expect("record");
+        let outcomes = store.record_results(&[r.clone(), r.clone()]).await.expect("record").outcomes;
         assert_eq!(outcomes.iter().filter(|o| o.recorded).count(), 1, "{outcomes:?}");
-        assert!(!store.record_results(&[r]).await.expect("again")[0].recorded);
+        assert!(!store.record_results(&[r]).await.expect("again").outcomes[0].recorded);
         let after = store.target(org, t.id).await.expect("get").expect("target");
         assert_eq!(after.state.consecutive_failures, 1, "counted once");
         assert_eq!(after.state.last_status, Some(CheckStatus::Down));

@@ -1,0 +1,235 @@
+//! Alerts and incidents from check results, inside the transaction that records the results: each
+//! target's new counts and recent results go through `alerts::evaluate` with its organization's
+//! settings, and a transition opens, marks flapping, settles or resolves the target's alert and its
+//! incident, each with a timeline entry. A result recorded once is evaluated once.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, Set};
+use sentinel_domain::monitoring::alerts::{AlertState, ClientSettings, IncidentState, Severity, Transition, evaluate};
+use uuid::Uuid;
+
+use super::CheckResult;
+use super::incidents::{add_event, settings_in};
+use crate::DbError;
+use crate::entity::{monitor_alerts, monitor_incidents, monitor_targets};
+
+/// A target's alerting inputs right after a result was recorded.
+#[derive(Debug, Clone)]
+pub(super) struct TargetAfter {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub failures: u32,
+    pub successes: u32,
+    pub recent: i64,
+    pub alert_state: AlertState,
+    pub open_alert_id: Option<Uuid>,
+}
+
+/// A change of a target's alert (what the live stream and notifications tell).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertChange {
+    pub org_id: Uuid,
+    pub target_id: Uuid,
+    pub transition: Transition,
+    pub alert_id: Uuid,
+    pub incident_id: Uuid,
+}
+
+const HTTP_DOWN: &str = "http_down";
+const HTTP_FLAPPING: &str = "http_flapping";
+
+fn describe(r: &CheckResult) -> String {
+    match (r.error_class, &r.message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => "up".to_owned(),
+    }
+}
+
+/// Applies the transitions the results cause; returns them.
+pub(super) async fn apply(
+    txn: &DatabaseTransaction,
+    afters: Vec<(TargetAfter, &CheckResult)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<AlertChange>, DbError> {
+    let mut settings: HashMap<Uuid, ClientSettings> = HashMap::new();
+    let mut changes = Vec::new();
+    for (t, result) in afters {
+        let s = match settings.entry(t.org_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(settings_in(txn, t.org_id).await?),
+        };
+        let Some(transition) = evaluate(t.alert_state, t.failures, t.successes, t.recent, s) else { continue };
+        let (alert_id, incident_id) = match (transition, t.open_alert_id) {
+            (Transition::Open, _) | (Transition::StartFlapping, None) => {
+                let flapping = transition == Transition::StartFlapping;
+                open_alert(txn, &t, result, flapping, s.alert_grouping_enabled, now).await?
+            }
+            (_, None) => continue,
+            (Transition::StartFlapping | Transition::SettleDown, Some(alert)) => {
+                let flapping = transition == Transition::StartFlapping;
+                set_flapping(txn, alert, flapping, result, now).await?
+            }
+            (Transition::Resolve, Some(alert)) => resolve_alert(txn, alert, None, now).await?,
+        };
+        let open = transition.next_state() != AlertState::Ok;
+        monitor_targets::Entity::update_many()
+            .col_expr(monitor_targets::Column::AlertState, Expr::value(transition.next_state().as_str()))
+            .col_expr(monitor_targets::Column::OpenAlertId, Expr::value(open.then_some(alert_id)))
+            .filter(monitor_targets::Column::Id.eq(t.id))
+            .exec(txn)
+            .await?;
+        changes.push(AlertChange { org_id: t.org_id, target_id: t.id, transition, alert_id, incident_id });
+    }
+    Ok(changes)
+}
+
+async fn open_alert(
+    txn: &DatabaseTransaction,
+    t: &TargetAfter,
+    result: &CheckResult,
+    flapping: bool,
+    grouping: bool,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, Uuid), DbError> {
+    let alert_id = Uuid::now_v7();
+    let severity = if flapping { Severity::Warning } else { Severity::Critical };
+    let group_key = if grouping { format!("target:{}", t.id) } else { format!("alert:{alert_id}") };
+    let existing = monitor_incidents::Entity::find()
+        .filter(monitor_incidents::Column::OrgId.eq(t.org_id))
+        .filter(monitor_incidents::Column::GroupKey.eq(group_key.clone()))
+        .filter(monitor_incidents::Column::State.ne(IncidentState::Resolved.as_str()))
+        .one(txn)
+        .await?;
+    let what = if flapping { "is flapping" } else { "is down" };
+    let incident_id = match existing {
+        Some(i) => {
+            add_event(txn, i.id, now, "alert_added", None, Some(format!("{} {what}", t.name))).await?;
+            i.id
+        }
+        None => {
+            let id = Uuid::now_v7();
+            monitor_incidents::ActiveModel {
+                id: Set(id),
+                org_id: Set(t.org_id),
+                group_key: Set(group_key),
+                title: Set(format!("{} {what}", t.name)),
+                severity: Set(severity.as_str().to_owned()),
+                state: Set(IncidentState::Open.as_str().to_owned()),
+                flapping: Set(flapping),
+                opened_at: Set(now),
+                acknowledged_at: Set(None),
+                acknowledged_by: Set(None),
+                resolved_at: Set(None),
+                resolved_by: Set(None),
+                updated_at: Set(now),
+            }
+            .insert(txn)
+            .await?;
+            add_event(txn, id, now, "opened", None, Some(format!("{} {what}: {}", t.name, describe(result)))).await?;
+            id
+        }
+    };
+    monitor_alerts::ActiveModel {
+        id: Set(alert_id),
+        org_id: Set(t.org_id),
+        incident_id: Set(incident_id),
+        source_kind: Set("target".to_owned()),
+        source_id: Set(t.id),
+        rule: Set((if flapping { HTTP_FLAPPING } else { HTTP_DOWN }).to_owned()),
+        severity: Set(severity.as_str().to_owned()),
+        state: Set("firing".to_owned()),
+        flapping: Set(flapping),
+        message: Set(Some(describe(result))),
+        opened_at: Set(now),
+        resolved_at: Set(None),
+    }
+    .insert(txn)
+    .await?;
+    Ok((alert_id, incident_id))
+}
+
+async fn set_flapping(
+    txn: &DatabaseTransaction,
+    alert_id: Uuid,
+    flapping: bool,
+    result: &CheckResult,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, Uuid), DbError> {
+    let alert = monitor_alerts::Entity::find_by_id(alert_id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("monitor alert {alert_id}")))?;
+    monitor_alerts::Entity::update_many()
+        .col_expr(monitor_alerts::Column::Flapping, Expr::value(flapping))
+        .col_expr(monitor_alerts::Column::Message, Expr::value(describe(result)))
+        .filter(monitor_alerts::Column::Id.eq(alert_id))
+        .exec(txn)
+        .await?;
+    monitor_incidents::Entity::update_many()
+        .col_expr(monitor_incidents::Column::Flapping, Expr::value(flapping))
+        .col_expr(monitor_incidents::Column::UpdatedAt, Expr::value(now))
+        .filter(monitor_incidents::Column::Id.eq(alert.incident_id))
+        .exec(txn)
+        .await?;
+    let (kind, text) = if flapping {
+        ("flapping", "keeps changing between up and down: one flapping alert until it is stable")
+    } else {
+        ("settled", "stable again, and down")
+    };
+    add_event(txn, alert.incident_id, now, kind, None, Some(text.to_owned())).await?;
+    Ok((alert_id, alert.incident_id))
+}
+
+/// Resolves an alert, and its incident once no alert of it fires (by `actor`, or by itself).
+pub(super) async fn resolve_alert(
+    txn: &DatabaseTransaction,
+    alert_id: Uuid,
+    actor: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, Uuid), DbError> {
+    let alert = monitor_alerts::Entity::find_by_id(alert_id)
+        .one(txn)
+        .await?
+        .ok_or_else(|| DbError::NotFound(format!("monitor alert {alert_id}")))?;
+    monitor_alerts::Entity::update_many()
+        .col_expr(monitor_alerts::Column::State, Expr::value("resolved"))
+        .col_expr(monitor_alerts::Column::ResolvedAt, Expr::value(now))
+        .filter(monitor_alerts::Column::Id.eq(alert_id))
+        .filter(monitor_alerts::Column::State.eq("firing"))
+        .exec(txn)
+        .await?;
+    add_event(
+        txn,
+        alert.incident_id,
+        now,
+        "alert_resolved",
+        actor.map(str::to_owned),
+        Some(format!("{} recovered", alert.rule)),
+    )
+    .await?;
+    let still_firing = monitor_alerts::Entity::find()
+        .filter(monitor_alerts::Column::IncidentId.eq(alert.incident_id))
+        .filter(monitor_alerts::Column::State.eq("firing"))
+        .one(txn)
+        .await?;
+    if still_firing.is_none() {
+        let done = monitor_incidents::Entity::update_many()
+            .col_expr(monitor_incidents::Column::State, Expr::value(IncidentState::Resolved.as_str()))
+            .col_expr(monitor_incidents::Column::ResolvedAt, Expr::value(now))
+            .col_expr(monitor_incidents::Column::ResolvedBy, Expr::value(actor.map(str::to_owned)))
+            .col_expr(monitor_incidents::Column::UpdatedAt, Expr::value(now))
+            .filter(monitor_incidents::Column::Id.eq(alert.incident_id))
+            .filter(monitor_incidents::Column::State.ne(IncidentState::Resolved.as_str()))
+            .exec(txn)
+            .await?;
+        if done.rows_affected > 0 && actor.is_none() {
+            add_event(txn, alert.incident_id, now, "resolved", None, Some("every alert recovered".to_owned())).await?;
+        }
+    }
+    Ok((alert_id, alert.incident_id))
+}
