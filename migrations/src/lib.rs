@@ -15,6 +15,7 @@ mod m0010_backup_verification;
 mod m0011_monitoring_targets;
 mod m0012_monitoring_alerts;
 mod m0013_monitoring_metrics;
+mod m0014_monitoring_dashboard;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_monitoring_targets::Migration),
             Box::new(m0012_monitoring_alerts::Migration),
             Box::new(m0013_monitoring_metrics::Migration),
+            Box::new(m0014_monitoring_dashboard::Migration),
         ]
     }
 }

@@ -99,6 +99,8 @@ impl Application {
                         .configure(routes::monitor_settings::configure)
                         .configure(routes::monitor_incidents::configure)
                         .configure(routes::monitor_machines::configure)
+                        .configure(routes::monitor_dashboard::configure)
+                        .configure(routes::monitor_stream::configure)
                         .configure(routes::streams::configure),
                 )
                 .service(

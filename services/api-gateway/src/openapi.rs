@@ -10,9 +10,10 @@ use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
     access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
-    backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_incidents, monitor_ingest, monitor_machines,
-    monitor_results, monitor_settings, monitor_targets, playbooks, previews, provision_run_create, provision_runs,
-    reservations, schedules, server_history, server_import, servers, ssh_keys, streams, tasks,
+    backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_dashboard, monitor_incidents, monitor_ingest,
+    monitor_machines, monitor_results, monitor_settings, monitor_stream, monitor_targets, playbooks, previews,
+    provision_run_create, provision_runs, reservations, schedules, server_history, server_import, servers, ssh_keys,
+    streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -49,7 +50,8 @@ use crate::routes::{
         monitor_settings::get_settings, monitor_settings::replace, monitor_incidents::alerts, monitor_incidents::incidents,
         monitor_incidents::get_incident, monitor_incidents::acknowledge, monitor_incidents::resolve, monitor_incidents::add_note,
         monitor_ingest::ingest, monitor_machines::list_machines, monitor_machines::get_machine, monitor_machines::machine_metrics,
-        monitor_machines::list_metrics, monitor_machines::series, monitor_machines::patch_metric,
+        monitor_machines::list_metrics, monitor_machines::series, monitor_machines::patch_metric, monitor_dashboard::dashboard,
+        monitor_stream::stream,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

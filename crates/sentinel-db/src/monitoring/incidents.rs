@@ -58,6 +58,17 @@ pub struct IncidentEvent {
     pub text: Option<String>,
 }
 
+/// One entry of the organization's monitoring stream: a timeline entry with its incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEntry {
+    pub event: IncidentEvent,
+    pub incident_id: Uuid,
+    pub title: String,
+    pub state: String,
+    pub severity: String,
+    pub flapping: bool,
+}
+
 /// Which alerts or incidents a list shows.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
@@ -148,6 +159,32 @@ pub(super) async fn add_event(
     }
     .insert(conn)
     .await?;
+    Ok(())
+}
+
+/// Resolves every firing alert of `source` (a target paused or deleted), each with a note saying why.
+pub(super) async fn resolve_source_alerts(
+    txn: &DatabaseTransaction,
+    source: Uuid,
+    actor: &str,
+    why: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    let firing = monitor_alerts::Entity::find()
+        .filter(monitor_alerts::Column::SourceId.eq(source))
+        .filter(monitor_alerts::Column::State.eq("firing"))
+        .all(txn)
+        .await?;
+    for alert in firing {
+        add_event(txn, alert.incident_id, now, "note", Some(actor.to_owned()), Some(why.to_owned())).await?;
+        super::transitions::resolve_alert(txn, alert.id, Some(actor), now).await?;
+    }
+    monitor_targets::Entity::update_many()
+        .col_expr(monitor_targets::Column::AlertState, Expr::value(AlertState::Ok.as_str()))
+        .col_expr(monitor_targets::Column::OpenAlertId, Expr::value(Option::<Uuid>::None))
+        .filter(monitor_targets::Column::Id.eq(source))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
@@ -332,6 +369,57 @@ impl MonitoringStore {
         add_event(&txn, incident.id, now, next.as_str(), Some(actor.to_owned()), note).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// The organization's timeline entries after `after` (an entry id), oldest first: every
+    /// transition of its alerts and incidents, resumable by id.
+    pub async fn stream_after(&self, org: Uuid, after: i64, limit: u64) -> Result<Vec<StreamEntry>, DbError> {
+        use monitor_incident_events::Column as E;
+        use monitor_incidents::Column as I;
+        use sea_orm::sea_query::{ExprTrait, Query};
+        let mut q = Query::select();
+        q.columns([
+            (monitor_incident_events::Entity, E::Id),
+            (monitor_incident_events::Entity, E::IncidentId),
+            (monitor_incident_events::Entity, E::At),
+            (monitor_incident_events::Entity, E::Kind),
+            (monitor_incident_events::Entity, E::Actor),
+            (monitor_incident_events::Entity, E::Text),
+        ])
+        .columns([
+            (monitor_incidents::Entity, I::Title),
+            (monitor_incidents::Entity, I::State),
+            (monitor_incidents::Entity, I::Severity),
+            (monitor_incidents::Entity, I::Flapping),
+        ])
+        .from(monitor_incident_events::Entity)
+        .inner_join(
+            monitor_incidents::Entity,
+            Expr::col((monitor_incidents::Entity, I::Id)).equals((monitor_incident_events::Entity, E::IncidentId)),
+        )
+        .and_where(Expr::col((monitor_incidents::Entity, I::OrgId)).eq(org))
+        .and_where(Expr::col((monitor_incident_events::Entity, E::Id)).gt(after))
+        .order_by((monitor_incident_events::Entity, E::Id), sea_orm::Order::Asc)
+        .limit(limit);
+        let rows = self.conn.query_all(&q).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(StreamEntry {
+                    event: IncidentEvent {
+                        id: r.try_get("", "id")?,
+                        at: r.try_get("", "at")?,
+                        kind: r.try_get("", "kind")?,
+                        actor: r.try_get("", "actor")?,
+                        text: r.try_get("", "text")?,
+                    },
+                    incident_id: r.try_get("", "incident_id")?,
+                    title: r.try_get("", "title")?,
+                    state: r.try_get("", "state")?,
+                    severity: r.try_get("", "severity")?,
+                    flapping: r.try_get("", "flapping")?,
+                })
+            })
+            .collect()
     }
 
     /// Adds a note to an incident's timeline.

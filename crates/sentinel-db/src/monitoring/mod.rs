@@ -1,6 +1,7 @@
 //! The monitoring store: HTTP targets (their specification, deadline, lease and latest state), the
 //! raw result of each deadline, and the rollups uptime and percentiles are read from.
 
+mod dashboard;
 mod dispatch;
 mod incidents;
 mod ingest;
@@ -11,14 +12,15 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Set,
+    Set, TransactionTrait,
 };
 use sentinel_domain::monitoring::alerts::AlertState;
 use sentinel_domain::monitoring::{CheckStatus, ErrorClass, TargetSpec, first_due, targets::normalize_url};
 use uuid::Uuid;
 
+pub use dashboard::DashboardCounts;
 pub use dispatch::{CheckResult, ClaimedCheck, RecordOutcome, Recorded};
-pub use incidents::{AlertFilter, AlertRecord, IncidentEvent, IncidentFilter, IncidentRecord};
+pub use incidents::{AlertFilter, AlertRecord, IncidentEvent, IncidentFilter, IncidentRecord, StreamEntry};
 pub use ingest::{IngestOutcome, MachineRecord, MetricRecord, SamplePoint};
 pub use rollups::{RollupReport, Uptime, UptimeWindow};
 pub use transitions::AlertChange;
@@ -168,8 +170,18 @@ impl MonitoringStore {
 
     /// Replaces a target's specification. A new interval (or a target switched on) gets a new
     /// first deadline; otherwise the schedule keeps its phase. `Duplicate` when the new URL is taken.
-    pub async fn update_target(&self, old: &TargetRecord, spec: TargetSpec) -> Result<TargetRecord, DbError> {
+    /// Pausing a target resolves its firing alerts (by `actor`): a paused target raises nothing.
+    pub async fn update_target(
+        &self,
+        old: &TargetRecord,
+        spec: TargetSpec,
+        actor: &str,
+    ) -> Result<TargetRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
+        let txn = self.conn.begin().await?;
+        if old.spec.is_active && !spec.is_active {
+            incidents::resolve_source_alerts(&txn, old.id, actor, "target paused", now).await?;
+        }
         let reschedule =
             spec.check_interval_seconds != old.spec.check_interval_seconds || (spec.is_active && !old.spec.is_active);
         let mut update = monitor_targets::Entity::update_many()
@@ -188,7 +200,8 @@ impl MonitoringStore {
             let due = first_due(now, spec.check_interval_seconds, old.id.as_u128());
             update = update.col_expr(monitor_targets::Column::NextDueAt, Expr::value(due));
         }
-        update.filter(monitor_targets::Column::Id.eq(old.id)).exec(&self.conn).await.map_err(unique)?;
+        update.filter(monitor_targets::Column::Id.eq(old.id)).exec(&txn).await.map_err(unique)?;
+        txn.commit().await?;
         self.target(old.org_id, old.id).await?.ok_or_else(|| DbError::NotFound(format!("monitor target {}", old.id)))
     }
 
@@ -242,8 +255,12 @@ impl MonitoringStore {
     }
 
     /// Deletes a target with its results and rollups.
-    pub async fn delete_target(&self, target: &TargetRecord) -> Result<(), DbError> {
-        monitor_targets::Entity::delete_by_id(target.id).exec(&self.conn).await?;
+    /// Deletes a target with its results and rollups; its firing alerts resolve (by `actor`).
+    pub async fn delete_target(&self, target: &TargetRecord, actor: &str) -> Result<(), DbError> {
+        let txn = self.conn.begin().await?;
+        incidents::resolve_source_alerts(&txn, target.id, actor, "target deleted", Utc::now().trunc_subsecs(6)).await?;
+        monitor_targets::Entity::delete_by_id(target.id).exec(&txn).await?;
+        txn.commit().await?;
         Ok(())
     }
 

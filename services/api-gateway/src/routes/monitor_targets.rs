@@ -405,7 +405,7 @@ pub(crate) async fn replace(
     let old = target_of(&spine, &principal, &path).await?;
     let spec = spec_of(&spine, &principal, doc::read_body(body.into_inner())?).await?;
     let url = spec.url.clone();
-    match spine.db().monitoring().update_target(&old, spec).await {
+    match spine.db().monitoring().update_target(&old, spec, &principal.label()).await {
         Ok(saved) => Ok(HttpResponse::Ok().json(view(saved))),
         Err(sentinel_jobs::db::DbError::Duplicate) => Err(url_taken(&spine, &principal, &url).await),
         Err(e) => Err(e.into()),
@@ -416,7 +416,7 @@ pub(crate) async fn replace(
     delete,
     path = "/api/v1/monitoring/targets/{id}",
     tag = "monitoring",
-    summary = "Delete an HTTP target with its results and rollups",
+    summary = "Delete an HTTP target with its results and rollups (its firing alerts resolve)",
     params(("id" = uuid::Uuid, Path, description = "Target id (UUID)")),
     responses((status = 204, description = "Deleted"), doc::Guarded, doc::NotFound)
 )]
@@ -427,7 +427,7 @@ pub(crate) async fn delete(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let target = target_of(&spine, &principal, &path).await?;
-    spine.db().monitoring().delete_target(&target).await?;
+    spine.db().monitoring().delete_target(&target, &principal.label()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -72,7 +72,8 @@ pub(crate) struct StreamQuery {
     after: Option<i64>,
 }
 
-fn resume_point(req: &HttpRequest, q: &StreamQuery) -> Result<i64, Problem> {
+/// Where a stream resumes: `Last-Event-ID`, else `?after=`, else the beginning.
+pub(crate) fn resume_point(req: &HttpRequest, q: &StreamQuery) -> Result<i64, Problem> {
     match req.headers().get("last-event-id").and_then(|v| v.to_str().ok()) {
         Some(raw) => raw
             .trim()

@@ -351,6 +351,8 @@ pub fn routes() -> Vec<(Method, &'static str, Option<Value>, Role)> {
         (Method::PATCH, "/api/v1/monitoring/metrics/{metric}", Some(json!({"paused": true})), Role::Operator),
         (Method::GET, "/api/v1/monitoring/metrics/{metric}/series", None, Role::Viewer),
         (Method::GET, "/api/v1/monitoring/machines", None, Role::Viewer),
+        (Method::GET, "/api/v1/monitoring/dashboard", None, Role::Viewer),
+        (Method::GET, "/api/v1/monitoring/events/stream", None, Role::Viewer),
         (Method::GET, "/api/v1/monitoring/machines/{machine}", None, Role::Viewer),
         (Method::GET, "/api/v1/monitoring/machines/{machine}/metrics", None, Role::Viewer),
         (Method::GET, "/api/v1/monitoring/incidents", None, Role::Viewer),

@@ -119,6 +119,25 @@ async fn hysteresis_flapping_and_the_incident_lifecycle() {
         assert!(!recorded.outcomes[0].recorded && recorded.changes.is_empty());
         let target = store.target(org, t.id).await.expect("get").expect("target");
         assert_eq!(target.state.consecutive_failures, 3, "the replay counted nothing");
+
+        // Pausing a target resolves what it had firing, saying why and who; so does deleting one.
+        let mut paused = target.spec.clone();
+        paused.is_active = false;
+        let after = store.update_target(&target, paused, "user:carol").await.expect("pause");
+        assert_eq!(after.state.alert_state, AlertState::Ok);
+        let newest = store.incidents(org, &IncidentFilter::default(), None, 1).await.expect("newest").remove(0);
+        assert_eq!((newest.state, newest.resolved_by.as_deref()), (IncidentState::Resolved, Some("user:carol")));
+        let (_, timeline) = store.incident_details(newest.id, 100).await.expect("details");
+        assert!(
+            timeline.iter().any(|e| e.kind == "note" && e.text.as_deref() == Some("target paused")),
+            "{timeline:?}"
+        );
+        let other = store.create_target(org, spec("http://127.0.0.1:9/other", 60), "test").await.expect("target");
+        let mut feed = Feed { store: &store, target: other.id, org, due: other.next_due_at };
+        assert_eq!(feed.send(&[false, false]).await, [Transition::Open]);
+        store.delete_target(&other, "user:dave").await.expect("delete");
+        let open = IncidentFilter { state: Some(IncidentState::Open), ..Default::default() };
+        assert!(store.incidents(org, &open, None, 10).await.expect("open").is_empty(), "nothing left open");
     }
 }
 
@@ -145,6 +164,18 @@ async fn an_incident_opens_is_acknowledged_and_resolves_by_itself() {
     let (status, saved) = api.send(reqwest::Method::PUT, "/api/v1/monitoring/settings", Some(settings.clone())).await;
     assert_eq!((status, &saved), (200, &settings));
 
+    // The organization's monitoring stream, opened before anything happens.
+    let open_stream = |after: Option<String>| {
+        let mut req = sentinel_testkit::procs::stream_client()
+            .get(format!("{}/api/v1/monitoring/events/stream", api.base))
+            .bearer_auth(&api.token);
+        if let Some(id) = after {
+            req = req.header("Last-Event-ID", id);
+        }
+        async move { sentinel_testkit::SseReader::new(req.send().await.expect("stream")) }
+    };
+    let mut live = open_stream(None).await;
+
     switch.set_down(true);
     let id = api
         .create(
@@ -164,10 +195,23 @@ async fn an_incident_opens_is_acknowledged_and_resolves_by_itself() {
     assert_eq!(open["title"], "shop is down", "{open}");
     assert_eq!(open["severity"], "critical");
     let incident = open["id"].as_str().expect("id").to_owned();
+    let opened = live.next(std::time::Duration::from_secs(10)).await.expect("the opening, live");
+    assert_eq!(
+        (opened.event.as_deref(), opened.data["incident_id"].as_str()),
+        (Some("opened"), Some(incident.as_str()))
+    );
+    assert_eq!(opened.data["title"], "shop is down");
     let (status, acked) =
         api.post(&format!("/api/v1/monitoring/incidents/{incident}/acknowledge"), json!({"note": "on it"})).await;
     assert_eq!((status, acked["state"].as_str()), (200, Some("acknowledged")), "{acked}");
     assert!(acked["acknowledged_by"].as_str().is_some_and(|a| !a.is_empty()));
+    let acked_event = live.next(std::time::Duration::from_secs(10)).await.expect("the acknowledgement, live");
+    assert_eq!(acked_event.event.as_deref(), Some("acknowledged"));
+    assert_eq!(acked_event.data["state"], "acknowledged");
+    // Resumed after the opening: the acknowledgement comes next, the opening is not repeated.
+    let mut resumed = open_stream(opened.id.clone()).await;
+    let next = resumed.next(std::time::Duration::from_secs(10)).await.expect("resumed");
+    assert_eq!((next.event.as_deref(), next.id.clone()), (Some("acknowledged"), acked_event.id.clone()));
     let (status, again) = api.post(&format!("/api/v1/monitoring/incidents/{incident}/acknowledge"), json!({})).await;
     assert_eq!(status, 409, "{again}");
     let (status, noted) =

@@ -3,6 +3,7 @@
 
 mod alerts;
 mod crash;
+mod dashboard;
 mod ingest;
 mod servers;
 mod store;
