@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod metrics;
 pub mod targets;
+pub mod thresholds;
 
 use std::fmt;
 
