@@ -168,37 +168,37 @@ impl MonitoringStore {
                 created_at: Set(now),
             })
             .collect();
+        // One upsert per chunk: new instances are created, known ones take the value unless they
+        // hold a newer one (`excluded` is the row offered, on PostgreSQL and SQLite alike).
         for chunk in rows.chunks(200) {
             monitor_metrics::Entity::insert_many(chunk.to_vec())
-                .on_conflict(OnConflict::columns([M::MachineId, M::Name]).do_nothing().to_owned())
+                .on_conflict(
+                    OnConflict::columns([M::MachineId, M::Name])
+                        .update_columns([M::LastValueNum, M::LastValueText, M::LastAt])
+                        .action_and_where(Expr::cust(
+                            "monitor_metrics.last_at IS NULL OR monitor_metrics.last_at < excluded.last_at",
+                        ))
+                        .to_owned(),
+                )
                 .exec_without_returning(&txn)
                 .await?;
         }
         let names: Vec<String> = batch.samples.iter().map(|s| s.name.clone()).collect();
         let mut ids = std::collections::HashMap::new();
         for chunk in names.chunks(500) {
-            let found: Vec<(Uuid, String, Option<DateTime<Utc>>)> = monitor_metrics::Entity::find()
+            let found: Vec<(Uuid, String)> = monitor_metrics::Entity::find()
                 .select_only()
-                .columns([M::Id, M::Name, M::LastAt])
+                .columns([M::Id, M::Name])
                 .filter(M::MachineId.eq(machine.id))
                 .filter(M::Name.is_in(chunk.iter().cloned()))
                 .into_tuple()
                 .all(&txn)
                 .await?;
-            ids.extend(found.into_iter().map(|(id, name, last)| (name, (id, last))));
+            ids.extend(found.into_iter().map(|(id, name)| (name, id)));
         }
         let mut samples = Vec::with_capacity(batch.samples.len());
         for s in &batch.samples {
-            let Some((id, last)) = ids.get(&s.name).copied() else { continue };
-            if last.is_none_or(|l| l < at) {
-                monitor_metrics::Entity::update_many()
-                    .col_expr(M::LastValueNum, Expr::value(s.value.number()))
-                    .col_expr(M::LastValueText, Expr::value(s.value.text().map(str::to_owned)))
-                    .col_expr(M::LastAt, Expr::value(at))
-                    .filter(M::Id.eq(id))
-                    .exec(&txn)
-                    .await?;
-            }
+            let Some(id) = ids.get(&s.name).copied() else { continue };
             samples.push(monitor_samples::ActiveModel {
                 metric_id: Set(id),
                 at: Set(at),

@@ -21,15 +21,28 @@ pub async fn accepted_job(
     payload: Value,
     retry: Option<RetryPolicy>,
 ) -> Result<HttpResponse, Problem> {
+    Ok(accepted(enqueue_for(spine, principal, kind, payload, retry).await?))
+}
+
+/// Enqueues `kind` for the caller's organization, requested by the caller.
+pub async fn enqueue_for(
+    spine: &Spine,
+    principal: &Principal,
+    kind: &str,
+    payload: Value,
+    retry: Option<RetryPolicy>,
+) -> Result<sentinel_jobs::db::JobRecord, Problem> {
     let kind = JobKind::parse(kind).map_err(|e| Problem::internal(&e))?;
     let mut req = EnqueueRequest::new(kind, payload);
     req.requested_by = Some(principal.label());
     req.org_id = Some(principal.org_id);
     req.retry = retry;
-    let job = spine.enqueue(req).await?.job;
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
-        .json(JobView::from(job)))
+    Ok(spine.enqueue(req).await?.job)
+}
+
+/// `202 Accepted` with the job, its `Location` the job.
+pub fn accepted(job: sentinel_jobs::db::JobRecord) -> HttpResponse {
+    HttpResponse::Accepted().insert_header(("Location", format!("/api/v1/jobs/{}", job.id))).json(JobView::from(job))
 }
 
 /// Backups are retried twice (a storage hiccup, a worker restart); each attempt has its own journal row.

@@ -10,13 +10,13 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sentinel_jobs::db::monitoring::{TargetFilter, TargetRecord, Uptime};
 use sentinel_jobs::domain::monitoring::{self as domain, Assertion, CheckStatus, HttpMethod, TargetSpec};
-use sentinel_jobs::domain::{JobEventKind, JobId, JobKind, Role};
-use sentinel_jobs::{EnqueueRequest, FieldError, Spine};
+use sentinel_jobs::domain::{JobEventKind, JobId, Role};
+use sentinel_jobs::{FieldError, Spine};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::backup_shared::{field_errors, path_id};
+use super::backup_shared::{accepted, enqueue_for, field_errors, path_id};
 use super::resource;
 use super::streams::EventHub;
 use crate::Problem;
@@ -481,12 +481,9 @@ pub(crate) async fn check_now(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let target = target_of(&spine, &principal, &path).await?;
-    let kind = JobKind::parse(domain::CHECK_TARGET_KIND).map_err(|e| Problem::internal(&e))?;
-    let mut req = EnqueueRequest::new(kind, json!({ "target_id": target.id }));
-    req.requested_by = Some(principal.label());
-    req.org_id = Some(principal.org_id);
-    req.retry = Some(sentinel_jobs::domain::RetryPolicy { max_attempts: 1, ..Default::default() });
-    let job = spine.enqueue(req).await?.job;
+    let once = sentinel_jobs::domain::RetryPolicy { max_attempts: 1, ..Default::default() };
+    let job = enqueue_for(&spine, &principal, domain::CHECK_TARGET_KIND, json!({ "target_id": target.id }), Some(once))
+        .await?;
     let patience = Duration::from_secs(u64::from(target.spec.timeout_seconds) + 10);
     match finished(&spine, &hub, job.id, patience).await {
         Some(done) if done.result.is_some() => Ok(HttpResponse::Ok().json(done.result)),
@@ -496,8 +493,6 @@ pub(crate) async fn check_now(
             done.state.as_str(),
             done.error.unwrap_or_default()
         ))),
-        None => Ok(HttpResponse::Accepted()
-            .insert_header(("Location", format!("/api/v1/jobs/{}", job.id)))
-            .json(crate::routes::jobs::JobView::from(job))),
+        None => Ok(accepted(job)),
     }
 }

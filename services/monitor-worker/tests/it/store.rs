@@ -159,3 +159,31 @@ async fn rollups_keep_uptime_exact_after_raw_results_are_trimmed() {
         assert!(!raw_left.is_empty());
     }
 }
+
+#[tokio::test]
+async fn ingest_keeps_the_newest_value_and_counts_a_replay_once() {
+    use sentinel_jobs::domain::monitoring::metrics::RawBatch;
+    for (_db, conn, org) in stores().await {
+        let store = conn.monitoring();
+        let batch = |at: &str, v: f64| {
+            serde_json::from_value::<RawBatch>(json!({"machine": {"hostname": "web-01"}, "sent_at": at,
+                "metrics": [{"name": "load", "type": "numeric", "value": v}]}))
+            .expect("shape")
+            .check(Utc::now())
+            .expect("valid")
+        };
+        let first = store.ingest(org, Some("a"), &batch("2026-01-01T00:02:00Z", 2.0)).await.expect("ingest");
+        assert!(!first.replayed);
+        assert!(store.ingest(org, Some("a"), &batch("2026-01-01T00:02:00Z", 2.0)).await.expect("replay").replayed);
+        // A late batch adds its sample but leaves the newer latest value.
+        store.ingest(org, Some("b"), &batch("2026-01-01T00:01:00Z", 1.0)).await.expect("late");
+        let metric = store.metrics(org, None, Some("load"), None, 10).await.expect("metrics").remove(0);
+        assert_eq!(metric.last_value, Some(json!(2.0)));
+        let from = "2026-01-01T00:00:00Z".parse().expect("time");
+        let points = store.series(&metric, from, from + Duration::hours(1), 100).await.expect("series");
+        assert_eq!(points.len(), 2, "{points:?}");
+        store.ingest(org, None, &batch("2026-01-01T00:03:00Z", 3.0)).await.expect("newer");
+        let metric = store.metrics(org, None, Some("load"), None, 10).await.expect("metrics").remove(0);
+        assert_eq!(metric.last_value, Some(json!(3.0)));
+    }
+}
