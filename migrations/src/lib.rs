@@ -16,6 +16,7 @@ mod m0011_monitoring_targets;
 mod m0012_monitoring_alerts;
 mod m0013_monitoring_metrics;
 mod m0014_monitoring_dashboard;
+mod m0015_monitoring_thresholds;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_monitoring_alerts::Migration),
             Box::new(m0013_monitoring_metrics::Migration),
             Box::new(m0014_monitoring_dashboard::Migration),
+            Box::new(m0015_monitoring_thresholds::Migration),
         ]
     }
 }

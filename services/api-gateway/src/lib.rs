@@ -99,6 +99,7 @@ impl Application {
                         .configure(routes::monitor_settings::configure)
                         .configure(routes::monitor_incidents::configure)
                         .configure(routes::monitor_machines::configure)
+                        .configure(routes::monitor_thresholds::configure)
                         .configure(routes::monitor_dashboard::configure)
                         .configure(routes::monitor_stream::configure)
                         .configure(routes::streams::configure),

@@ -11,9 +11,9 @@ use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
     access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
     backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_dashboard, monitor_incidents, monitor_ingest,
-    monitor_machines, monitor_results, monitor_settings, monitor_stream, monitor_targets, playbooks, previews,
-    provision_run_create, provision_runs, reservations, schedules, server_history, server_import, servers, ssh_keys,
-    streams, tasks,
+    monitor_machines, monitor_results, monitor_settings, monitor_stream, monitor_targets, monitor_thresholds,
+    playbooks, previews, provision_run_create, provision_runs, reservations, schedules, server_history, server_import,
+    servers, ssh_keys, streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -51,7 +51,8 @@ use crate::routes::{
         monitor_incidents::get_incident, monitor_incidents::acknowledge, monitor_incidents::resolve, monitor_incidents::add_note,
         monitor_ingest::ingest, monitor_machines::list_machines, monitor_machines::get_machine, monitor_machines::machine_metrics,
         monitor_machines::list_metrics, monitor_machines::series, monitor_machines::patch_metric, monitor_dashboard::dashboard,
-        monitor_stream::stream,
+        monitor_stream::stream, monitor_thresholds::list, monitor_thresholds::put, monitor_thresholds::remove,
+        monitor_thresholds::put_default,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),
@@ -140,7 +141,24 @@ impl Modify for CrossFieldRules {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.insert("TimeZone".to_owned(), Schema::Object(doc::timezones()).into());
         let trigger = || exactly_one(vec![present("cron", "string"), present("interval_secs", "integer")]);
-        let rules: [(&str, Vec<RefOr<Schema>>); 4] = [
+        let numeric_threshold = doc::schema_of(json!({
+            "type": "object",
+            "properties": { "kind": { "enum": ["numeric"] }, "expected": { "type": "null" } },
+            "anyOf": [
+                { "required": ["warning"], "properties": { "warning": { "type": "number" } } },
+                { "required": ["critical"], "properties": { "critical": { "type": "number" } } }
+            ]
+        }));
+        let expected_threshold = doc::schema_of(json!({
+            "type": "object",
+            "required": ["expected"],
+            "properties": {
+                "kind": { "enum": ["expected"] },
+                "expected": { "type": ["boolean", "string"] },
+                "comparison": { "type": "null" }, "warning": { "type": "null" }, "critical": { "type": "null" }
+            }
+        }));
+        let rules: [(&str, Vec<RefOr<Schema>>); 5] = [
             (
                 "EnqueueBody",
                 vec![
@@ -157,6 +175,7 @@ impl Modify for CrossFieldRules {
                 ],
             ),
             ("PreviewBody", vec![trigger()]),
+            ("ThresholdBody", vec![exactly_one(vec![numeric_threshold, expected_threshold])]),
         ];
         for (name, rules) in rules {
             let Some(base) = components.schemas.remove(name) else { continue };

@@ -28,15 +28,26 @@ pub const SERVICE: &str = "monitor-worker";
 /// The queue monitor jobs travel on.
 pub const QUEUE: &str = builtin::MONITOR_QUEUE;
 
-/// A sweep whose capability has not landed yet: it finds nothing due and says so.
-struct Sweep {
-    what: &'static str,
-}
+/// `monitor.evaluate_metrics` (60 s): series with a threshold that stopped arriving become `nodata`
+/// (levels themselves are evaluated as samples arrive).
+struct EvaluateMetrics;
 
 #[async_trait]
-impl JobHandler for Sweep {
-    async fn run(&self, _ctx: &JobContext) -> Result<Value, JobError> {
-        Ok(json!({ "sweep": self.what, "due": 0 }))
+impl JobHandler for EvaluateMetrics {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let report = ctx.spine().db().monitoring().sweep_metrics(Utc::now()).await.map_err(db_error)?;
+        Ok(json!({ "sweep": "metric rules", "changed": report.changed }))
+    }
+}
+
+/// `monitor.check_heartbeats` (120 s): machines silent past their threshold raise "machine silent".
+struct CheckHeartbeats;
+
+#[async_trait]
+impl JobHandler for CheckHeartbeats {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let report = ctx.spine().db().monitoring().sweep_machines(Utc::now()).await.map_err(db_error)?;
+        Ok(json!({ "sweep": "heartbeats", "machines_changed": report.changed }))
     }
 }
 
@@ -125,16 +136,11 @@ impl JobHandler for RollUp {
 pub fn handlers(spine: &Spine, dispatcher: &Arc<Dispatcher>) -> HashMap<JobKind, Arc<dyn JobHandler>> {
     let settings = spine.settings();
     let mut map = builtin_handlers(settings.worker.fault_injection);
-    for (kind, what) in
-        [(builtin::MONITOR_EVALUATE_METRICS, "metric rules"), (builtin::MONITOR_CHECK_HEARTBEATS, "heartbeats")]
-    {
-        if let Ok(kind) = JobKind::parse(kind) {
-            map.insert(kind, Arc::new(Sweep { what }));
-        }
-    }
     let every = Duration::from_secs(settings.scheduler.http_check_dispatch_interval_secs.max(1));
     let raw_window = chrono::Duration::hours(i64::try_from(settings.monitor.raw_result_hours.max(2)).unwrap_or(48));
-    let own: [(&str, Arc<dyn JobHandler>); 3] = [
+    let own: [(&str, Arc<dyn JobHandler>); 5] = [
+        (builtin::MONITOR_EVALUATE_METRICS, Arc::new(EvaluateMetrics)),
+        (builtin::MONITOR_CHECK_HEARTBEATS, Arc::new(CheckHeartbeats)),
         (builtin::MONITOR_DISPATCH_HTTP_CHECKS, Arc::new(DispatchChecks { dispatcher: dispatcher.clone(), every })),
         (CHECK_TARGET_KIND, Arc::new(CheckTarget { dispatcher: dispatcher.clone() })),
         (ROLLUP_KIND, Arc::new(RollUp { raw_window })),

@@ -12,6 +12,8 @@ pub struct Model {
     pub os: Option<String>,
     pub first_seen_at: DateTimeUtc,
     pub last_seen_at: DateTimeUtc,
+    /// The open "machine silent" alert, if any.
+    pub silent_alert_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

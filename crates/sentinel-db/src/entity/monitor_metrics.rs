@@ -19,6 +19,9 @@ pub struct Model {
     pub paused: bool,
     pub state: String,
     pub created_at: DateTimeUtc,
+    /// The threshold (`sentinel_domain::monitoring::thresholds::Threshold`), null = none.
+    pub threshold: Option<Json>,
+    pub open_alert_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,7 +13,10 @@ use uuid::Uuid;
 
 use super::MonitoringStore;
 use crate::DbError;
-use crate::entity::{monitor_alerts, monitor_incident_events, monitor_incidents, monitor_settings, monitor_targets};
+use crate::entity::{
+    monitor_alerts, monitor_incident_events, monitor_incidents, monitor_machines, monitor_metrics, monitor_settings,
+    monitor_targets,
+};
 
 /// An alert as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +191,40 @@ pub(super) async fn resolve_source_alerts(
     Ok(())
 }
 
+/// Forgets an alert resolved by hand on its source, so a source still failing opens a new one.
+async fn release_source(txn: &DatabaseTransaction, alert: &monitor_alerts::Model) -> Result<(), DbError> {
+    let none = Option::<Uuid>::None;
+    match alert.source_kind.as_str() {
+        "target" => {
+            monitor_targets::Entity::update_many()
+                .col_expr(monitor_targets::Column::AlertState, Expr::value(AlertState::Ok.as_str()))
+                .col_expr(monitor_targets::Column::OpenAlertId, Expr::value(none))
+                .filter(monitor_targets::Column::Id.eq(alert.source_id))
+                .filter(monitor_targets::Column::OpenAlertId.eq(alert.id))
+                .exec(txn)
+                .await?;
+        }
+        "metric" => {
+            monitor_metrics::Entity::update_many()
+                .col_expr(monitor_metrics::Column::OpenAlertId, Expr::value(none))
+                .filter(monitor_metrics::Column::Id.eq(alert.source_id))
+                .filter(monitor_metrics::Column::OpenAlertId.eq(alert.id))
+                .exec(txn)
+                .await?;
+        }
+        "machine" => {
+            monitor_machines::Entity::update_many()
+                .col_expr(monitor_machines::Column::SilentAlertId, Expr::value(none))
+                .filter(monitor_machines::Column::Id.eq(alert.source_id))
+                .filter(monitor_machines::Column::SilentAlertId.eq(alert.id))
+                .exec(txn)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn count(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
@@ -355,15 +392,7 @@ impl MonitoringStore {
                 .await?;
             for alert in firing {
                 super::transitions::resolve_alert(&txn, alert.id, Some(actor), now).await?;
-                if alert.source_kind == "target" {
-                    monitor_targets::Entity::update_many()
-                        .col_expr(monitor_targets::Column::AlertState, Expr::value(AlertState::Ok.as_str()))
-                        .col_expr(monitor_targets::Column::OpenAlertId, Expr::value(Option::<Uuid>::None))
-                        .filter(monitor_targets::Column::Id.eq(alert.source_id))
-                        .filter(monitor_targets::Column::OpenAlertId.eq(alert.id))
-                        .exec(&txn)
-                        .await?;
-                }
+                release_source(&txn, &alert).await?;
             }
         }
         add_event(&txn, incident.id, now, next.as_str(), Some(actor.to_owned()), note).await?;

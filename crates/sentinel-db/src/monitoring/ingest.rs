@@ -8,6 +8,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait};
 use sentinel_domain::monitoring::metrics::{Batch, MetricKind};
+use sentinel_domain::monitoring::thresholds::{MetricState, Threshold};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -45,7 +46,11 @@ pub struct MetricRecord {
     pub last_at: Option<DateTime<Utc>>,
     pub alerting_enabled: bool,
     pub paused: bool,
-    pub state: String,
+    /// ok, warning, critical or nodata.
+    pub state: MetricState,
+    pub threshold: Option<Threshold>,
+    /// The alert it has firing, if any.
+    pub open_alert_id: Option<Uuid>,
 }
 
 /// One sample of a series.
@@ -55,7 +60,7 @@ pub struct SamplePoint {
     pub value: Value,
 }
 
-fn value_of(kind: MetricKind, num: Option<f64>, text: Option<String>) -> Option<Value> {
+pub(super) fn value_of(kind: MetricKind, num: Option<f64>, text: Option<String>) -> Option<Value> {
     match kind {
         MetricKind::Numeric => num.map(|n| json!(n)),
         MetricKind::Boolean => text.map(|t| Value::Bool(t == "true")),
@@ -73,7 +78,15 @@ impl TryFrom<monitor_metrics::Model> for MetricRecord {
     type Error = DbError;
     fn try_from(m: monitor_metrics::Model) -> Result<Self, DbError> {
         let kind = MetricKind::parse(&m.kind).map_err(|e| DbError::Corrupt(format!("metric {}: {e}", m.id)))?;
+        let threshold = m
+            .threshold
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| DbError::Corrupt(format!("metric {}: threshold: {e}", m.id)))?;
         Ok(Self {
+            state: MetricState::parse(&m.state).map_err(|e| DbError::Corrupt(format!("metric {}: {e}", m.id)))?,
+            threshold,
+            open_alert_id: m.open_alert_id,
             last_value: value_of(kind, m.last_value_num, m.last_value_text),
             id: m.id,
             machine_id: m.machine_id,
@@ -83,7 +96,6 @@ impl TryFrom<monitor_metrics::Model> for MetricRecord {
             last_at: m.last_at,
             alerting_enabled: m.alerting_enabled,
             paused: m.paused,
-            state: m.state,
         })
     }
 }
@@ -125,6 +137,7 @@ impl MonitoringStore {
             os: Set(batch.os.clone()),
             first_seen_at: Set(now),
             last_seen_at: Set(now),
+            silent_alert_id: Set(None),
         })
         .on_conflict(
             OnConflict::columns([monitor_machines::Column::OrgId, monitor_machines::Column::Hostname])
@@ -146,6 +159,10 @@ impl MonitoringStore {
                 .exec(&txn)
                 .await?;
         }
+        // Heard from again: its "machine silent" alert resolves.
+        if let Some(alert) = machine.silent_alert_id {
+            super::thresholds::machine_heard(&txn, machine.id, alert, now).await?;
+        }
         // The instances, created on first sight, with their latest value (a late batch never
         // overwrites a newer one).
         use monitor_metrics::Column as M;
@@ -164,8 +181,10 @@ impl MonitoringStore {
                 last_at: Set(Some(at)),
                 alerting_enabled: Set(true),
                 paused: Set(false),
-                state: Set("ok".to_owned()),
+                state: Set(MetricState::Ok.as_str().to_owned()),
                 created_at: Set(now),
+                threshold: Set(None),
+                open_alert_id: Set(None),
             })
             .collect();
         // One upsert per chunk: new instances are created, known ones take the value unless they
@@ -217,6 +236,12 @@ impl MonitoringStore {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        // The new values against their thresholds (only instances that have one).
+        let with_threshold = Condition::all()
+            .add(M::MachineId.eq(machine.id))
+            .add(M::Threshold.is_not_null())
+            .add(Condition::any().add(M::State.ne(MetricState::Ok.as_str())).add(M::LastAt.eq(at)));
+        super::thresholds::reconcile_metrics(&txn, with_threshold, None, now).await?;
         let response = json!({ "machine_id": machine.id, "accepted": accepted, "received_at": now });
         if let Some(key) = ingest_id {
             monitor_ingests::Entity::update_many()
@@ -322,14 +347,17 @@ impl MonitoringStore {
             .collect())
     }
 
-    /// Switches a metric's alerting or pause.
+    /// Switches a metric's alerting or pause (by `actor`), and brings its alert in line: switched
+    /// off or paused resolves it, switched back on raises it again if the value is still bad.
     pub async fn set_metric_flags(
         &self,
         metric: Uuid,
         alerting: Option<bool>,
         paused: Option<bool>,
+        actor: &str,
     ) -> Result<(), DbError> {
         use monitor_metrics::Column as C;
+        let txn = self.conn.begin().await?;
         let mut update = monitor_metrics::Entity::update_many();
         if let Some(a) = alerting {
             update = update.col_expr(C::AlertingEnabled, Expr::value(a));
@@ -338,8 +366,11 @@ impl MonitoringStore {
             update = update.col_expr(C::Paused, Expr::value(p));
         }
         if alerting.is_some() || paused.is_some() {
-            update.filter(C::Id.eq(metric)).exec(&self.conn).await?;
+            update.filter(C::Id.eq(metric)).exec(&txn).await?;
         }
+        let now = Utc::now().trunc_subsecs(6);
+        super::thresholds::reconcile_metrics(&txn, Condition::all().add(C::Id.eq(metric)), Some(actor), now).await?;
+        txn.commit().await?;
         Ok(())
     }
 }

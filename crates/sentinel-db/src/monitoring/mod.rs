@@ -6,6 +6,7 @@ mod dispatch;
 mod incidents;
 mod ingest;
 mod rollups;
+mod thresholds;
 mod transitions;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -23,6 +24,7 @@ pub use dispatch::{CheckResult, ClaimedCheck, RecordOutcome, Recorded};
 pub use incidents::{AlertFilter, AlertRecord, IncidentEvent, IncidentFilter, IncidentRecord, StreamEntry};
 pub use ingest::{IngestOutcome, MachineRecord, MetricRecord, SamplePoint};
 pub use rollups::{RollupReport, Uptime, UptimeWindow};
+pub use thresholds::SweepReport;
 pub use transitions::AlertChange;
 
 use crate::entity::{monitor_check_results, monitor_targets};

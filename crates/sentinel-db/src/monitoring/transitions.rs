@@ -67,7 +67,19 @@ pub(super) async fn apply(
         let (alert_id, incident_id) = match (transition, t.open_alert_id) {
             (Transition::Open, _) | (Transition::StartFlapping, None) => {
                 let flapping = transition == Transition::StartFlapping;
-                open_alert(txn, &t, result, flapping, s.alert_grouping_enabled, now).await?
+                let alert = NewAlert {
+                    id: Uuid::now_v7(),
+                    org_id: t.org_id,
+                    source_kind: "target",
+                    source_id: t.id,
+                    group_key: s.alert_grouping_enabled.then(|| format!("target:{}", t.id)),
+                    title: format!("{} {}", t.name, if flapping { "is flapping" } else { "is down" }),
+                    rule: if flapping { HTTP_FLAPPING } else { HTTP_DOWN },
+                    severity: if flapping { Severity::Warning } else { Severity::Critical },
+                    flapping,
+                    message: describe(result),
+                };
+                open_alert(txn, alert, now).await?
             }
             (_, None) => continue,
             (Transition::StartFlapping | Transition::SettleDown, Some(alert)) => {
@@ -88,39 +100,58 @@ pub(super) async fn apply(
     Ok(changes)
 }
 
-async fn open_alert(
+/// An alert about to open: what it is about and where its incident groups.
+pub(super) struct NewAlert {
+    /// Chosen by the caller, so it can claim the source (compare-and-set) before the alert exists.
+    pub id: Uuid,
+    pub org_id: Uuid,
+    /// `target`, `metric` or `machine`.
+    pub source_kind: &'static str,
+    pub source_id: Uuid,
+    /// The incident it joins while that one is unresolved (`target:<id>`, `machine:<id>`); `None`
+    /// gives it an incident of its own.
+    pub group_key: Option<String>,
+    /// The incident's title if it opens one, and the timeline's text.
+    pub title: String,
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub flapping: bool,
+    pub message: String,
+}
+
+/// Opens an alert and the incident of its group (or adds it to the group's unresolved incident,
+/// raising that one's severity to the alert's); returns (alert, incident).
+pub(super) async fn open_alert(
     txn: &DatabaseTransaction,
-    t: &TargetAfter,
-    result: &CheckResult,
-    flapping: bool,
-    grouping: bool,
+    a: NewAlert,
     now: DateTime<Utc>,
 ) -> Result<(Uuid, Uuid), DbError> {
-    let alert_id = Uuid::now_v7();
-    let severity = if flapping { Severity::Warning } else { Severity::Critical };
-    let group_key = if grouping { format!("target:{}", t.id) } else { format!("alert:{alert_id}") };
+    let alert_id = a.id;
+    let group_key = a.group_key.unwrap_or_else(|| format!("alert:{alert_id}"));
     let existing = monitor_incidents::Entity::find()
-        .filter(monitor_incidents::Column::OrgId.eq(t.org_id))
+        .filter(monitor_incidents::Column::OrgId.eq(a.org_id))
         .filter(monitor_incidents::Column::GroupKey.eq(group_key.clone()))
         .filter(monitor_incidents::Column::State.ne(IncidentState::Resolved.as_str()))
         .one(txn)
         .await?;
-    let what = if flapping { "is flapping" } else { "is down" };
     let incident_id = match existing {
         Some(i) => {
-            add_event(txn, i.id, now, "alert_added", None, Some(format!("{} {what}", t.name))).await?;
+            add_event(txn, i.id, now, "alert_added", None, Some(a.title.clone())).await?;
+            if a.severity == Severity::Critical && i.severity != Severity::Critical.as_str() {
+                raise_severity(txn, i.id, now).await?;
+            }
             i.id
         }
         None => {
             let id = Uuid::now_v7();
             monitor_incidents::ActiveModel {
                 id: Set(id),
-                org_id: Set(t.org_id),
+                org_id: Set(a.org_id),
                 group_key: Set(group_key),
-                title: Set(format!("{} {what}", t.name)),
-                severity: Set(severity.as_str().to_owned()),
+                title: Set(a.title.clone()),
+                severity: Set(a.severity.as_str().to_owned()),
                 state: Set(IncidentState::Open.as_str().to_owned()),
-                flapping: Set(flapping),
+                flapping: Set(a.flapping),
                 opened_at: Set(now),
                 acknowledged_at: Set(None),
                 acknowledged_by: Set(None),
@@ -130,27 +161,42 @@ async fn open_alert(
             }
             .insert(txn)
             .await?;
-            add_event(txn, id, now, "opened", None, Some(format!("{} {what}: {}", t.name, describe(result)))).await?;
+            add_event(txn, id, now, "opened", None, Some(format!("{}: {}", a.title, a.message))).await?;
             id
         }
     };
     monitor_alerts::ActiveModel {
         id: Set(alert_id),
-        org_id: Set(t.org_id),
+        org_id: Set(a.org_id),
         incident_id: Set(incident_id),
-        source_kind: Set("target".to_owned()),
-        source_id: Set(t.id),
-        rule: Set((if flapping { HTTP_FLAPPING } else { HTTP_DOWN }).to_owned()),
-        severity: Set(severity.as_str().to_owned()),
+        source_kind: Set(a.source_kind.to_owned()),
+        source_id: Set(a.source_id),
+        rule: Set(a.rule.to_owned()),
+        severity: Set(a.severity.as_str().to_owned()),
         state: Set("firing".to_owned()),
-        flapping: Set(flapping),
-        message: Set(Some(describe(result))),
+        flapping: Set(a.flapping),
+        message: Set(Some(a.message)),
         opened_at: Set(now),
         resolved_at: Set(None),
     }
     .insert(txn)
     .await?;
     Ok((alert_id, incident_id))
+}
+
+/// Makes an unresolved incident critical (one of its alerts became critical).
+pub(super) async fn raise_severity(
+    txn: &DatabaseTransaction,
+    incident: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    monitor_incidents::Entity::update_many()
+        .col_expr(monitor_incidents::Column::Severity, Expr::value(Severity::Critical.as_str()))
+        .col_expr(monitor_incidents::Column::UpdatedAt, Expr::value(now))
+        .filter(monitor_incidents::Column::Id.eq(incident))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 async fn set_flapping(

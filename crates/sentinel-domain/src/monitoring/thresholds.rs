@@ -118,6 +118,89 @@ impl Threshold {
     }
 }
 
+/// Where a metric instance stands: its level against its threshold, or `nodata` once its series
+/// stopped arriving (never "resolved" by silence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricState {
+    Ok,
+    Warning,
+    Critical,
+    Nodata,
+}
+
+impl MetricState {
+    pub const ALL: [MetricState; 4] = [Self::Ok, Self::Warning, Self::Critical, Self::Nodata];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+            Self::Nodata => "nodata",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not one of ok, warning, critical, nodata"))
+    }
+}
+
+impl From<Level> for MetricState {
+    fn from(l: Level) -> Self {
+        match l {
+            Level::Ok => Self::Ok,
+            Level::Warning => Self::Warning,
+            Level::Critical => Self::Critical,
+        }
+    }
+}
+
+/// What a metric instance's alert should be, from its state and switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricAlert {
+    /// No alert: the level is fine, or the operator switched alerting off or paused the metric.
+    None,
+    /// A firing alert of this severity.
+    Firing { critical: bool, nodata: bool },
+}
+
+/// The state a metric is in now: `nodata` when its last sample is older than `nodata_after`,
+/// otherwise its latest value's level (`ok` without a threshold).
+pub fn observe(
+    threshold: Option<&Threshold>,
+    last_value: Option<&Value>,
+    last_at: Option<DateTime<Utc>>,
+    nodata_after: Duration,
+    now: DateTime<Utc>,
+) -> MetricState {
+    let Some(threshold) = threshold else { return MetricState::Ok };
+    if is_nodata(last_at, Duration::zero(), nodata_after, now) || (last_at.is_some() && last_value.is_none()) {
+        return MetricState::Nodata;
+    }
+    match last_value {
+        Some(v) => threshold.level(v).into(),
+        None => MetricState::Ok,
+    }
+}
+
+/// The alert a metric in `state` should have. A nodata series that was alerting stays critical or
+/// warning as it was (`previous`): silence never clears an alert.
+pub fn alert_for(state: MetricState, previous: MetricState, alerting: bool, paused: bool) -> MetricAlert {
+    if !alerting || paused {
+        return MetricAlert::None;
+    }
+    match state {
+        MetricState::Ok => MetricAlert::None,
+        MetricState::Warning => MetricAlert::Firing { critical: false, nodata: false },
+        MetricState::Critical => MetricAlert::Firing { critical: true, nodata: false },
+        MetricState::Nodata => MetricAlert::Firing { critical: previous == MetricState::Critical, nodata: true },
+    }
+}
+
 /// Whether a series whose newest sample is `last` has stopped arriving: no sample for three of its
 /// usual periods (at least `floor`). Such a series is `nodata`, never "resolved".
 pub fn is_nodata(last: Option<DateTime<Utc>>, period: Duration, floor: Duration, now: DateTime<Utc>) -> bool {
@@ -165,5 +248,28 @@ mod tests {
         assert!(is_nodata(Some(now - Duration::minutes(4)), minute, minute, now));
         assert!(!is_nodata(Some(now - Duration::minutes(4)), minute, Duration::minutes(10), now), "floor");
         assert!(!is_nodata(None, minute, minute, now), "never seen is not nodata");
+    }
+
+    #[test]
+    fn a_metric_is_observed_and_alerts_follow_its_switches() {
+        let now: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().expect("time");
+        let five = Duration::minutes(5);
+        let load = Threshold::Numeric { comparison: Comparison::Above, warning: Some(0.7), critical: Some(0.9) };
+        let fresh = Some(now - Duration::minutes(1));
+        assert_eq!(observe(Some(&load), Some(&json!(0.95)), fresh, five, now), MetricState::Critical);
+        assert_eq!(observe(Some(&load), Some(&json!(0.8)), fresh, five, now), MetricState::Warning);
+        assert_eq!(observe(None, Some(&json!(0.95)), fresh, five, now), MetricState::Ok, "no threshold");
+        let stale = Some(now - Duration::minutes(6));
+        assert_eq!(observe(Some(&load), Some(&json!(0.1)), stale, five, now), MetricState::Nodata);
+        assert_eq!(
+            alert_for(MetricState::Nodata, MetricState::Critical, true, false),
+            MetricAlert::Firing { critical: true, nodata: true },
+            "silence keeps a critical alert critical"
+        );
+        assert_eq!(alert_for(MetricState::Critical, MetricState::Ok, false, false), MetricAlert::None);
+        assert_eq!(alert_for(MetricState::Critical, MetricState::Ok, true, true), MetricAlert::None);
+        assert_eq!(alert_for(MetricState::Ok, MetricState::Critical, true, false), MetricAlert::None);
+        assert_eq!(MetricState::parse("nodata"), Ok(MetricState::Nodata));
+        assert!(MetricState::parse("resolved").is_err());
     }
 }

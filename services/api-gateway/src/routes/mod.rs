@@ -21,6 +21,7 @@ pub mod monitor_results;
 pub mod monitor_settings;
 pub mod monitor_stream;
 pub mod monitor_targets;
+pub mod monitor_thresholds;
 pub mod playbooks;
 pub mod previews;
 pub mod provision_run_create;

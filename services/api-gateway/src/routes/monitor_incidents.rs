@@ -139,7 +139,7 @@ pub(crate) struct AlertQuery {
     /// `warning` or `critical`.
     #[param(schema_with = doc::severity)]
     severity: Option<String>,
-    /// Only the alerts of this target.
+    /// Only the alerts of this source (a target, metric or machine id).
     source_id: Option<Uuid>,
 }
 

@@ -45,7 +45,15 @@ pub struct MetricView {
     pub last_at: Option<DateTime<Utc>>,
     pub alerting: bool,
     pub paused: bool,
+    /// `ok`, `warning`, `critical` (against its threshold) or `nodata` (a thresholded series that
+    /// sent nothing for `heartbeat_threshold_minutes`; never "resolved" by silence).
     pub state: String,
+    /// `{"kind": "numeric", "comparison": "above", "warning": 0.7, "critical": 0.9}` or
+    /// `{"kind": "expected", "expected": true}`; null without one.
+    #[schema(value_type = Option<Object>)]
+    pub threshold: Option<Value>,
+    /// The alert it has firing.
+    pub open_alert_id: Option<Uuid>,
 }
 
 impl From<MetricRecord> for MetricView {
@@ -60,7 +68,9 @@ impl From<MetricRecord> for MetricView {
             last_at: m.last_at,
             alerting: m.alerting_enabled,
             paused: m.paused,
-            state: m.state,
+            state: m.state.as_str().to_owned(),
+            threshold: m.threshold.and_then(|t| serde_json::to_value(t).ok()),
+            open_alert_id: m.open_alert_id,
         }
     }
 }
@@ -350,6 +360,6 @@ pub(crate) async fn patch_metric(
     if b.alerting.is_none() && b.paused.is_none() {
         return Err(Problem::invalid_field("body", "give `alerting`, `paused` or both"));
     }
-    spine.db().monitoring().set_metric_flags(metric.id, b.alerting, b.paused).await?;
+    spine.db().monitoring().set_metric_flags(metric.id, b.alerting, b.paused, &principal.label()).await?;
     Ok(HttpResponse::Ok().json(MetricView::from(metric_of(&spine, &principal, &path).await?)))
 }

@@ -190,4 +190,55 @@ async fn batches_are_ingested_once_and_machines_and_metrics_appear() {
     let (status, _) =
         api.send(reqwest::Method::PATCH, &format!("/api/v1/monitoring/metrics/{cpu}"), Some(json!({}))).await;
     assert_eq!(status, 422);
+
+    // Thresholds: each bad one a 422 naming its field, an unknown metric a 404.
+    let nginx =
+        metrics.iter().find(|m| m["name"] == "service_nginx_ok").expect("nginx")["id"].as_str().expect("id").to_owned();
+    let put_threshold = |metric: &str, body: Value| {
+        let path = format!("/api/v1/monitoring/thresholds/{metric}");
+        let api = &api;
+        async move { api.send(reqwest::Method::PUT, &path, Some(body)).await }
+    };
+    for (metric, body, field) in [
+        (&nginx, json!({"kind": "numeric", "warning": 1}), "kind"),
+        (&nginx, json!({"kind": "expected", "expected": "yes"}), "expected"),
+        (&nginx, json!({"kind": "expected", "expected": true, "warning": 1}), "warning"),
+        (&cpu, json!({"kind": "numeric", "warning": 0.9, "critical": 0.7}), "critical"),
+        (&cpu, json!({"kind": "numeric"}), "warning"),
+    ] {
+        let (status, problem) = put_threshold(metric, body.clone()).await;
+        assert_eq!(status, 422, "{body}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+    let (status, _) = put_threshold(&uuid::Uuid::new_v4().to_string(), json!({"kind": "numeric", "warning": 1})).await;
+    assert_eq!(status, 404);
+    // The seed's path sets it too; a value that breaks it, arriving next, opens an alert.
+    let (status, set) = api
+        .post(
+            &format!("/api/v1/monitoring/metrics/{nginx}/thresholds/default"),
+            json!({"kind": "expected", "expected": true}),
+        )
+        .await;
+    assert_eq!((status, &set["threshold"]), (200, &json!({"kind": "expected", "expected": true})), "{set}");
+    // Sent now: a sample a year old would be `nodata` rather than a level.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let broken = body.replace("2025-01-01T00:00:00Z", &now).replace("\"value\":true", "\"value\":false");
+    let (status, _, _) = curl(&["-X", "POST", &url, "-H", &key, "-H", "Content-Type: application/json", "-d", &broken]);
+    assert_eq!(status, 202);
+    let (_, alerts) = api.get("/api/v1/monitoring/alerts?state=firing").await;
+    let alerts = alerts["items"].as_array().expect("alerts").clone();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(
+        (alerts[0]["rule"].as_str(), alerts[0]["severity"].as_str()),
+        (Some("metric_threshold"), Some("critical"))
+    );
+    let (_, listed) = api.get("/api/v1/monitoring/thresholds").await;
+    let listed = listed["items"].as_array().expect("items").clone();
+    assert_eq!((listed.len(), listed[0]["state"].as_str()), (1, Some("critical")), "{listed:?}");
+    // Removed: its alert resolves; removing it again is a 404.
+    let path = format!("/api/v1/monitoring/thresholds/{nginx}");
+    assert_eq!(api.send(reqwest::Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(api.send(reqwest::Method::DELETE, &path, None).await.0, 404);
+    let (_, alerts) = api.get("/api/v1/monitoring/alerts?state=firing").await;
+    assert_eq!(alerts["items"].as_array().map(Vec::len), Some(0), "{alerts}");
 }

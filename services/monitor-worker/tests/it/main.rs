@@ -8,3 +8,4 @@ mod ingest;
 mod servers;
 mod store;
 mod targets;
+mod thresholds;
