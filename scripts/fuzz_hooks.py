@@ -8,6 +8,7 @@ one, or to the clock, and JSON Schema cannot state them (they are in the fields'
 - schedules: `end_at` is in the future; `jitter_ms` is shorter than the time between two ticks;
 - servers: each of `host_keys` is a real public key (its base64 blob names the key's algorithm), and
   `ssh_credential_id` names an SSH key of the organization;
+- heartbeat checks: `min_runtime_seconds` is at most `max_runtime_seconds`;
 - configs: inside `payload`, an object with a `secret` key is a secret value (`{"secret": "..."}` or
   `{"secret": true}`, which keeps a stored one) and `$secret` is reserved.
 
@@ -73,6 +74,9 @@ def filter_body(ctx, body):
     if not isinstance(body, dict):
         return True
     op = ctx.operation
+    if op.path.startswith("/api/v1/monitoring/heartbeats"):
+        low, high = _int(body.get("min_runtime_seconds")), _int(body.get("max_runtime_seconds"))
+        return low is None or high is None or low <= high
     if op.method.upper() == "POST" and op.path == "/api/v1/jobs":
         return _backoff_ok(body)
     if op.method.upper() == "POST" and op.path == "/api/v1/jobs/batch":

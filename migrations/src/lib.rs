@@ -17,6 +17,7 @@ mod m0012_monitoring_alerts;
 mod m0013_monitoring_metrics;
 mod m0014_monitoring_dashboard;
 mod m0015_monitoring_thresholds;
+mod m0016_monitoring_heartbeats;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_monitoring_metrics::Migration),
             Box::new(m0014_monitoring_dashboard::Migration),
             Box::new(m0015_monitoring_thresholds::Migration),
+            Box::new(m0016_monitoring_heartbeats::Migration),
         ]
     }
 }

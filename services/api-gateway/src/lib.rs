@@ -100,9 +100,16 @@ impl Application {
                         .configure(routes::monitor_incidents::configure)
                         .configure(routes::monitor_machines::configure)
                         .configure(routes::monitor_thresholds::configure)
+                        .configure(routes::monitor_heartbeats::configure)
                         .configure(routes::monitor_dashboard::configure)
                         .configure(routes::monitor_stream::configure)
                         .configure(routes::streams::configure),
+                )
+                // Public: scheduled jobs' pings, the token in the path being the credential.
+                .service(
+                    web::scope("/ping")
+                        .wrap(middleware::from_fn(db_guard::refuse_while_down))
+                        .configure(routes::pings::configure),
                 )
                 .service(
                     web::scope("/tasks")

@@ -10,10 +10,10 @@ use crate::doc;
 use crate::problem::{FieldErrorDoc, Problem};
 use crate::routes::{
     access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
-    backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_dashboard, monitor_incidents, monitor_ingest,
-    monitor_machines, monitor_results, monitor_settings, monitor_stream, monitor_targets, monitor_thresholds,
-    playbooks, previews, provision_run_create, provision_runs, reservations, schedules, server_history, server_import,
-    servers, ssh_keys, streams, tasks,
+    backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_dashboard, monitor_heartbeats, monitor_incidents,
+    monitor_ingest, monitor_machines, monitor_results, monitor_settings, monitor_stream, monitor_targets,
+    monitor_thresholds, pings, playbooks, previews, provision_run_create, provision_runs, reservations, schedules,
+    server_history, server_import, servers, ssh_keys, streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -53,6 +53,9 @@ use crate::routes::{
         monitor_machines::list_metrics, monitor_machines::series, monitor_machines::patch_metric, monitor_dashboard::dashboard,
         monitor_stream::stream, monitor_thresholds::list, monitor_thresholds::put, monitor_thresholds::remove,
         monitor_thresholds::put_default,
+        monitor_heartbeats::create, monitor_heartbeats::list, monitor_heartbeats::get_heartbeat, monitor_heartbeats::replace,
+        monitor_heartbeats::delete, monitor_heartbeats::new_token, monitor_heartbeats::pings,
+        pings::success, pings::start, pings::fail, pings::exit,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),
@@ -141,24 +144,33 @@ impl Modify for CrossFieldRules {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.insert("TimeZone".to_owned(), Schema::Object(doc::timezones()).into());
         let trigger = || exactly_one(vec![present("cron", "string"), present("interval_secs", "integer")]);
-        let numeric_threshold = doc::schema_of(json!({
-            "type": "object",
-            "properties": { "kind": { "enum": ["numeric"] }, "expected": { "type": "null" } },
-            "anyOf": [
-                { "required": ["warning"], "properties": { "warning": { "type": "number" } } },
-                { "required": ["critical"], "properties": { "critical": { "type": "number" } } }
-            ]
-        }));
-        let expected_threshold = doc::schema_of(json!({
-            "type": "object",
-            "required": ["expected"],
-            "properties": {
-                "kind": { "enum": ["expected"] },
-                "expected": { "type": ["boolean", "string"] },
-                "comparison": { "type": "null" }, "warning": { "type": "null" }, "critical": { "type": "null" }
+        let kind_is = |kind: &str| {
+            doc::schema_of(json!({ "type": "object", "properties": { "kind": { "type": "string", "enum": [kind] } } }))
+        };
+        let all_of = |items: Vec<RefOr<Schema>>| {
+            let mut b = AllOfBuilder::new();
+            for i in items {
+                b = b.item(i);
             }
-        }));
-        let rules: [(&str, Vec<RefOr<Schema>>); 5] = [
+            RefOr::T(Schema::AllOf(b.build()))
+        };
+        let numeric_threshold = all_of(vec![
+            kind_is("numeric"),
+            absent("expected"),
+            at_least_one(vec![present("warning", "number"), present("critical", "number")]),
+        ]);
+        let expected_threshold = all_of(vec![
+            kind_is("expected"),
+            at_least_one(vec![present("expected", "boolean"), present("expected", "string")]),
+            absent("comparison"),
+            absent("warning"),
+            absent("critical"),
+        ]);
+        let heartbeat_schedule = exactly_one(vec![
+            all_of(vec![present("period_seconds", "integer"), absent("cron"), absent("timezone")]),
+            all_of(vec![present("cron", "string"), absent("period_seconds")]),
+        ]);
+        let rules: [(&str, Vec<RefOr<Schema>>); 6] = [
             (
                 "EnqueueBody",
                 vec![
@@ -176,6 +188,7 @@ impl Modify for CrossFieldRules {
             ),
             ("PreviewBody", vec![trigger()]),
             ("ThresholdBody", vec![exactly_one(vec![numeric_threshold, expected_threshold])]),
+            ("HeartbeatBody", vec![heartbeat_schedule]),
         ];
         for (name, rules) in rules {
             let Some(base) = components.schemas.remove(name) else { continue };

@@ -40,14 +40,17 @@ impl JobHandler for EvaluateMetrics {
     }
 }
 
-/// `monitor.check_heartbeats` (120 s): machines silent past their threshold raise "machine silent".
+/// `monitor.check_heartbeats` (120 s): machines silent past their threshold raise "machine silent";
+/// heartbeat checks past a deadline are moved (also done by every HTTP dispatch sweep).
 struct CheckHeartbeats;
 
 #[async_trait]
 impl JobHandler for CheckHeartbeats {
     async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
-        let report = ctx.spine().db().monitoring().sweep_machines(Utc::now()).await.map_err(db_error)?;
-        Ok(json!({ "sweep": "heartbeats", "machines_changed": report.changed }))
+        let store = ctx.spine().db().monitoring();
+        let machines = store.sweep_machines(Utc::now()).await.map_err(db_error)?;
+        let checks = store.sweep_heartbeats(Utc::now()).await.map_err(db_error)?;
+        Ok(json!({ "sweep": "heartbeats", "machines_changed": machines.changed, "checks_changed": checks.changed }))
     }
 }
 
@@ -63,13 +66,16 @@ struct DispatchChecks {
 
 #[async_trait]
 impl JobHandler for DispatchChecks {
-    async fn run(&self, _ctx: &JobContext) -> Result<Value, JobError> {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
         // Two sweep intervals ahead (a late sweep still finds its deadlines claimed), leases
         // outliving a deadline by two intervals more: a killed worker's deadlines run again then.
         let horizon = self.every * 2 + Duration::from_secs(1);
         let scheduled =
             self.dispatcher.dispatch(horizon, self.every * 2 + Duration::from_secs(5)).await.map_err(db_error)?;
-        Ok(json!({ "sweep": "http checks", "scheduled": scheduled }))
+        // Heartbeat checks whose deadline passed ride on this frequent sweep (one index range), so
+        // a missed run is raised within seconds rather than at the 120 s sweep.
+        let heartbeats = ctx.spine().db().monitoring().sweep_heartbeats(Utc::now()).await.map_err(db_error)?;
+        Ok(json!({ "sweep": "http checks", "scheduled": scheduled, "heartbeats_changed": heartbeats.changed }))
     }
 }
 

@@ -12,6 +12,8 @@ pub mod job_events;
 pub mod jobs;
 pub mod monitor_alerts;
 pub mod monitor_check_results;
+pub mod monitor_heartbeat_pings;
+pub mod monitor_heartbeats;
 pub mod monitor_incident_events;
 pub mod monitor_incidents;
 pub mod monitor_ingests;

@@ -3,6 +3,7 @@
 
 mod dashboard;
 mod dispatch;
+mod heartbeats;
 mod incidents;
 mod ingest;
 mod rollups;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 pub use dashboard::DashboardCounts;
 pub use dispatch::{CheckResult, ClaimedCheck, RecordOutcome, Recorded};
+pub use heartbeats::{HeartbeatRecord, PINGS_KEPT, PingInput, PingReceipt, PingRecord};
 pub use incidents::{AlertFilter, AlertRecord, IncidentEvent, IncidentFilter, IncidentRecord, StreamEntry};
 pub use ingest::{IngestOutcome, MachineRecord, MetricRecord, SamplePoint};
 pub use rollups::{RollupReport, Uptime, UptimeWindow};

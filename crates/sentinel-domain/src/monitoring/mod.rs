@@ -3,6 +3,7 @@
 //! spread over their interval, and the response-time histogram the rollups merge. No I/O.
 
 pub mod alerts;
+pub mod heartbeats;
 pub mod metrics;
 pub mod targets;
 pub mod thresholds;

@@ -352,7 +352,7 @@ pub(crate) async fn list(
     let cursor = doc::uuid_cursor(q.cursor.as_deref())?;
     let status =
         q.status.as_deref().map(CheckStatus::parse).transpose().map_err(|e| Problem::invalid_field("status", e))?;
-    if q.q.as_ref().is_some_and(|s| s.len() > 200) {
+    if q.q.as_ref().is_some_and(|s| s.chars().count() > 200) {
         return Err(Problem::invalid_field("q", "at most 200 characters"));
     }
     let filter = TargetFilter { active: q.is_active, status, server_id: q.server_id, search: q.q.clone() };

@@ -62,8 +62,20 @@ pub struct ThresholdBody {
     /// `expected` only: the value the metric must have (true/false for a boolean metric, a string
     /// for a string metric).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = expected_value)]
     pub expected: Option<Value>,
+}
+
+/// `expected` is a boolean, a string or null.
+fn expected_value() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Boolean, Type::String, Type::Null]))
+        .description(Some(
+            "`expected` only: the value the metric must have (true/false for a boolean metric, a string for a \
+             string metric).",
+        ))
+        .build()
 }
 
 impl ThresholdBody {

@@ -80,7 +80,17 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{mtarget}");
+    let (status, heartbeat) = app
+        .call(
+            Method::POST,
+            "/api/v1/monitoring/heartbeats",
+            Some(admin),
+            Some(json!({"name": "fixture", "period_seconds": 60})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{heartbeat}");
     HashMap::from([
+        ("heartbeat", heartbeat["id"].as_str().expect("heartbeat id").to_owned()),
         ("mtarget", mtarget["id"].as_str().expect("monitor target id").to_owned()),
         ("btarget", btarget["id"].as_str().expect("target id").to_owned()),
         ("bdest", bdest["id"].as_str().expect("destination id").to_owned()),
@@ -117,6 +127,9 @@ async fn every_route_requires_authentication() {
     for path in ["/health", "/ready", "/metrics"] {
         assert_eq!(app.client.get(format!("{}{path}", app.base)).send().await.expect("get").status(), StatusCode::OK);
     }
+    // So are pings, whose token is the credential: an unknown one is a 404, not a 401.
+    let ping = format!("{}/ping/{}", app.base, "0".repeat(64));
+    assert_eq!(app.client.post(ping).send().await.expect("ping").status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -168,6 +181,7 @@ async fn another_organization_cannot_see_or_touch_anything() {
             "{incident}",
             "{metric}",
             "{machine}",
+            "{heartbeat}",
         ]
         .iter()
         .any(|p| path.contains(p))

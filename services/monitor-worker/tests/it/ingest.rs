@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-fn curl(args: &[&str]) -> (u16, Value, String) {
+pub(crate) fn curl(args: &[&str]) -> (u16, Value, String) {
     let out = Command::new("curl").args(["-s", "-D", "-", "-w", "\n%{http_code}"]).args(args).output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (rest, code) = text.rsplit_once('\n').expect("status line");

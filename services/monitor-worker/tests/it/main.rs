@@ -1,9 +1,12 @@
-//! The monitor worker's tests, one binary: the store on both engines, and HTTP targets checked
-//! through `sentinel up` against real servers on loopback.
+//! The monitor worker's tests, one binary: the store on both engines (targets, alerts, thresholds,
+//! heartbeat checks), and HTTP targets, ingest and pings through `sentinel up` against real servers
+//! on loopback.
 
 mod alerts;
 mod crash;
 mod dashboard;
+mod heartbeat_api;
+mod heartbeats;
 mod ingest;
 mod servers;
 mod store;
