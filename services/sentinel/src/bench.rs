@@ -21,6 +21,11 @@ pub enum BenchTarget {
     Jobs(crate::bench_jobs::JobsBench),
     /// Inventory: a provider CSV import and concurrent reservations.
     Inventory(crate::bench_inventory::InventoryBench),
+    /// HTTP monitoring: many targets checked on their deadlines against loopback receivers.
+    Monitor(crate::bench_monitor::MonitorBench),
+    /// The loopback receivers `sentinel bench monitor` starts in a child process.
+    #[command(hide = true)]
+    MonitorReceivers(crate::bench_monitor::Receivers),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -61,6 +66,8 @@ pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Schedules(args) => return crate::bench_schedules::run(args).await,
         BenchTarget::Jobs(args) => return crate::bench_jobs::run(args).await,
         BenchTarget::Inventory(args) => return crate::bench_inventory::run(args).await,
+        BenchTarget::Monitor(args) => return crate::bench_monitor::run(args).await,
+        BenchTarget::MonitorReceivers(args) => return crate::bench_monitor::receivers(args).await,
     };
     sentinel_telemetry::install_crypto_provider();
     let queue = QueueName::parse("bench")?;

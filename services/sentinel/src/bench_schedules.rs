@@ -188,7 +188,7 @@ async fn create_schedules(spine: &Spine, org: uuid::Uuid, args: &ScheduleBench) 
 }
 
 /// CPU seconds used by this process so far.
-fn process_cpu() -> f64 {
+pub(crate) fn process_cpu() -> f64 {
     // From /proc: getrusage would need `unsafe`, which the workspace forbids.
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
     // Fields after the command name (which may contain spaces) start after the last ')'.
@@ -204,7 +204,7 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 /// (busy, total) jiffies of the whole machine.
-fn machine_cpu() -> Option<(u64, u64)> {
+pub(crate) fn machine_cpu() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?;
     let values: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_inventory;
 mod bench_jobs;
+mod bench_monitor;
 mod bench_schedules;
 mod embedded;
 

@@ -298,6 +298,9 @@ impl MonitoringStore {
             || spec.timezone != old.spec.timezone
             || (spec.is_active && !old.spec.is_active);
         let txn = self.conn.begin().await?;
+        if !lock_check(&txn, old.id).await? {
+            return Err(DbError::NotFound(format!("heartbeat {}", old.id)));
+        }
         let model = monitor_heartbeats::Entity::find_by_id(old.id)
             .one(&txn)
             .await?
@@ -332,7 +335,11 @@ impl MonitoringStore {
     /// Deletes a check and its pings; its firing alert resolves (by `actor`).
     pub async fn delete_heartbeat(&self, rec: &HeartbeatRecord, actor: &str) -> Result<(), DbError> {
         let txn = self.conn.begin().await?;
-        if let Some(alert) = rec.open_alert_id {
+        if !lock_check(&txn, rec.id).await? {
+            return Ok(());
+        }
+        let open = monitor_heartbeats::Entity::find_by_id(rec.id).one(&txn).await?.and_then(|m| m.open_alert_id);
+        if let Some(alert) = open {
             resolve_alert(&txn, alert, Some(actor), Utc::now().trunc_subsecs(6)).await?;
         }
         monitor_heartbeats::Entity::delete_by_id(rec.id).exec(&txn).await?;
@@ -484,6 +491,9 @@ impl MonitoringStore {
         let mut report = SweepReport::default();
         for id in due {
             let txn = self.conn.begin().await?;
+            if !lock_check(&txn, id).await? {
+                continue;
+            }
             let Some(model) = monitor_heartbeats::Entity::find_by_id(id).one(&txn).await? else { continue };
             let version = model.version;
             let rec: HeartbeatRecord = model.try_into()?;
@@ -500,6 +510,19 @@ impl MonitoringStore {
         }
         Ok(report)
     }
+}
+
+/// Takes a check's write lock (a no-op update) before reading it: concurrent writers queue here,
+/// and on SQLite a transaction that writes first never fails on a snapshot another write made
+/// stale between its read and its write. False when the check is gone.
+async fn lock_check(txn: &DatabaseTransaction, id: Uuid) -> Result<bool, DbError> {
+    use monitor_heartbeats::Column as H;
+    let locked = monitor_heartbeats::Entity::update_many()
+        .col_expr(H::Version, Expr::col(H::Version))
+        .filter(H::Id.eq(id))
+        .exec(txn)
+        .await?;
+    Ok(locked.rows_affected > 0)
 }
 
 /// Keeps the newest `PINGS_KEPT` pings of a check.

@@ -346,3 +346,42 @@ impl MonitoringStore {
         Ok(out)
     }
 }
+
+impl MonitoringStore {
+    /// Every raw result (scheduled or manual) whose deadline is in `[from, to)`, by deadline; for
+    /// exports and the monitoring benchmark.
+    pub async fn results_due_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<super::CheckResult>, DbError> {
+        use monitor_check_results::Column as C;
+        monitor_check_results::Entity::find()
+            .filter(C::DueAt.gte(from))
+            .filter(C::DueAt.lt(to))
+            .order_by_asc(C::DueAt)
+            .all(&self.conn)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+
+    /// Bytes the raw results and the rollups take on disk, with their indexes (PostgreSQL; `None`
+    /// on SQLite, whose file is shared by every table).
+    pub async fn storage_bytes(&self) -> Result<Option<(i64, i64)>, DbError> {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        if self.conn.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let row = self
+            .conn
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT pg_total_relation_size('monitor_check_results')::bigint AS raw, \
+                 pg_total_relation_size('monitor_rollups')::bigint AS rollups",
+            ))
+            .await?;
+        Ok(row.map(|r| (r.try_get::<i64>("", "raw").unwrap_or(0), r.try_get::<i64>("", "rollups").unwrap_or(0))))
+    }
+}

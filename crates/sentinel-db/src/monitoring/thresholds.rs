@@ -249,6 +249,17 @@ impl MonitoringStore {
                 .add(M::LastAt.lt(now - limit))
                 .add(M::Threshold.is_not_null())
                 .add(M::State.ne(MetricState::Nodata.as_str()));
+            // Write first (a no-op on the candidates): their rows are locked before they are read,
+            // and a SQLite transaction that writes first cannot be refused a stale snapshot.
+            let candidates = monitor_metrics::Entity::update_many()
+                .col_expr(M::State, Expr::col(M::State))
+                .filter(stale.clone())
+                .exec(&txn)
+                .await?;
+            if candidates.rows_affected == 0 {
+                txn.rollback().await?;
+                continue;
+            }
             report.changed += reconcile_metrics(&txn, stale, None, now).await?;
             txn.commit().await?;
         }
@@ -272,6 +283,20 @@ impl MonitoringStore {
             let s = settings_in(&self.conn, org).await?;
             let cutoff = now - quiet_limit(&s);
             let txn = self.conn.begin().await?;
+            // Write first (a no-op on the machines about to change), as in `sweep_metrics`.
+            let changing = Condition::any()
+                .add(Condition::all().add(C::LastSeenAt.lt(cutoff)).add(C::SilentAlertId.is_null()))
+                .add(Condition::all().add(C::LastSeenAt.gte(cutoff)).add(C::SilentAlertId.is_not_null()));
+            let candidates = monitor_machines::Entity::update_many()
+                .col_expr(C::SilentAlertId, Expr::col(C::SilentAlertId))
+                .filter(C::OrgId.eq(org))
+                .filter(changing)
+                .exec(&txn)
+                .await?;
+            if candidates.rows_affected == 0 {
+                txn.rollback().await?;
+                continue;
+            }
             let silent = monitor_machines::Entity::find()
                 .filter(C::OrgId.eq(org))
                 .filter(C::LastSeenAt.lt(cutoff))
