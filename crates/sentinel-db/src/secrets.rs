@@ -12,6 +12,42 @@ use uuid::Uuid;
 use crate::DbError;
 use crate::entity::secrets;
 
+/// A secret sealed by the vault: its id, the key that sealed it and the sealed text.
+pub type SealedSecret = (Uuid, String, String);
+
+/// What an update does to a sealed secret.
+#[derive(Debug, Clone, Default)]
+pub enum SecretChange {
+    #[default]
+    Keep,
+    Set(SealedSecret),
+    Clear,
+}
+
+/// Replaces the secret `old` of `owner` as `change` says, returning the id to store.
+pub(crate) async fn apply_secret(
+    conn: &impl ConnectionTrait,
+    org: Uuid,
+    owner: &str,
+    old: Option<Uuid>,
+    change: SecretChange,
+) -> Result<Option<Uuid>, DbError> {
+    match change {
+        SecretChange::Keep => Ok(old),
+        SecretChange::Clear | SecretChange::Set(_) => {
+            if let Some(old) = old {
+                secrets::Entity::delete_by_id(old).exec(conn).await?;
+            }
+            if let SecretChange::Set((id, key_id, sealed)) = change {
+                SecretStore::insert_in(conn, id, Some(org), owner, &key_id, &sealed).await?;
+                Ok(Some(id))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
 /// One sealed secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecretRow {

@@ -72,6 +72,16 @@ impl Vault {
         self.open_row(&row)
     }
 
+    /// Opens a stored secret only if `owner` owns it (a reference copied into another resource's
+    /// row does not open).
+    pub async fn open_owned(&self, id: Uuid, owner: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let row = self.store.get(id).await?.ok_or(VaultError::Missing(id))?;
+        if row.owner != owner {
+            return Err(VaultError::Missing(id));
+        }
+        self.open_row(&row)
+    }
+
     fn open_row(&self, row: &SecretRow) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let sealed = Sealed { key_id: row.key_id.clone(), text: row.sealed.clone() };
         self.keyring.open(&sealed, &context(row.id)).map_err(|source| VaultError::Open { id: row.id, source })

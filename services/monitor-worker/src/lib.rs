@@ -101,7 +101,7 @@ impl JobHandler for CheckTarget {
             .map_err(db_error)?
             .ok_or_else(|| JobError::permanent(format!("monitor target {} not found", p.target_id)))?;
         let started = Utc::now();
-        let probe = self.dispatcher.prober().probe(&target.spec).await;
+        let probe = self.dispatcher.probe(target.id, &target.spec).await;
         let check = ClaimedCheck { target_id: target.id, org_id: org, spec: target.spec, due_at: started };
         let result = dispatch::result_of(&check, started, probe, true);
         store.record_results(std::slice::from_ref(&result)).await.map_err(db_error)?;
@@ -177,6 +177,7 @@ pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
     let dispatcher = Dispatcher::start(
         spine.db().monitoring(),
         prober,
+        spine.vault().ok().cloned(),
         m.max_concurrent_checks,
         m.per_host_concurrency,
         shutdown.clone(),

@@ -29,6 +29,20 @@ pub struct Probe {
     pub cert_expires_at: Option<DateTime<Utc>>,
 }
 
+impl Probe {
+    /// A check that could not be attempted, and why.
+    pub fn failed(class: ErrorClass, message: String) -> Self {
+        Self {
+            status: CheckStatus::Down,
+            status_code: None,
+            response_ms: 0.0,
+            error_class: Some(class),
+            message: Some(message),
+            cert_expires_at: None,
+        }
+    }
+}
+
 /// A name that did not resolve (found again in a request error's source chain).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

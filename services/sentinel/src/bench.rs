@@ -23,6 +23,8 @@ pub enum BenchTarget {
     Inventory(crate::bench_inventory::InventoryBench),
     /// HTTP monitoring: many targets checked on their deadlines against loopback receivers.
     Monitor(crate::bench_monitor::MonitorBench),
+    /// The monitoring API: metric ingest by concurrent agents, and the dashboard over a month of rollups.
+    MonitorApi(crate::bench_monitor_api::MonitorApiBench),
     /// The loopback receivers `sentinel bench monitor` starts in a child process.
     #[command(hide = true)]
     MonitorReceivers(crate::bench_monitor::Receivers),
@@ -67,6 +69,7 @@ pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Jobs(args) => return crate::bench_jobs::run(args).await,
         BenchTarget::Inventory(args) => return crate::bench_inventory::run(args).await,
         BenchTarget::Monitor(args) => return crate::bench_monitor::run(args).await,
+        BenchTarget::MonitorApi(args) => return crate::bench_monitor_api::run(args).await,
         BenchTarget::MonitorReceivers(args) => return crate::bench_monitor::receivers(args).await,
     };
     sentinel_telemetry::install_crypto_provider();

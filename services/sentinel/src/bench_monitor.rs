@@ -167,7 +167,7 @@ async fn create_targets(spine: &Spine, org: uuid::Uuid, args: &MonitorBench, por
                     "name": format!("bench-{i}"), "url": url,
                     "check_interval_seconds": interval, "timeout_seconds": timeout,
                 }))?;
-                store.create_target(org, spec, "bench").await?;
+                store.create_target(org, spec, "bench", Default::default()).await?;
             }
             Ok::<_, anyhow::Error>(())
         });
@@ -203,6 +203,7 @@ async fn measure(spine: &Spine, settings: &Settings, args: &MonitorBench) -> any
     let dispatcher = monitor_worker::Dispatcher::start(
         spine.db().monitoring(),
         prober,
+        None,
         m.max_concurrent_checks,
         m.per_host_concurrency,
         shutdown.clone(),

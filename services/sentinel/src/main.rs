@@ -5,6 +5,7 @@ mod bench;
 mod bench_inventory;
 mod bench_jobs;
 mod bench_monitor;
+mod bench_monitor_api;
 mod bench_schedules;
 mod embedded;
 

@@ -8,8 +8,8 @@ mod verification;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use sentinel_domain::backups::{DestinationConfig, Engine, TargetOptions};
 use serde_json::Value;
@@ -19,20 +19,11 @@ pub use journal::{JournalFilter, JournalFinish, JournalRecord, NewJournal};
 pub use plans::{PlanDraft, PlanRecord, plan_schedule_owner};
 pub use verification::VerificationOutcome;
 
-use crate::entity::{backup_destinations, backup_plans, backup_targets, secrets};
+use crate::entity::{backup_destinations, backup_plans, backup_targets};
 use crate::{DbError, SecretStore, unique};
 
-/// A secret sealed by the vault: its id, the key that sealed it and the sealed text.
-pub type SealedSecret = (Uuid, String, String);
-
-/// What an update does to a sealed secret.
-#[derive(Debug, Clone, Default)]
-pub enum SecretChange {
-    #[default]
-    Keep,
-    Set(SealedSecret),
-    Clear,
-}
+use crate::secrets::apply_secret;
+pub use crate::secrets::{SealedSecret, SecretChange};
 
 /// Who owns the secrets of a target, destination or plan (deleted with it).
 pub fn secret_owner(what: &str, id: Uuid) -> String {
@@ -147,30 +138,6 @@ where
 
 fn json<T: serde::Serialize>(value: &T) -> Result<Value, DbError> {
     serde_json::to_value(value).map_err(|e| DbError::Corrupt(format!("cannot encode: {e}")))
-}
-
-/// Replaces the secret `old` of `owner` as `change` says, returning the id to store.
-async fn apply_secret(
-    conn: &impl ConnectionTrait,
-    org: Uuid,
-    owner: &str,
-    old: Option<Uuid>,
-    change: SecretChange,
-) -> Result<Option<Uuid>, DbError> {
-    match change {
-        SecretChange::Keep => Ok(old),
-        SecretChange::Clear | SecretChange::Set(_) => {
-            if let Some(old) = old {
-                secrets::Entity::delete_by_id(old).exec(conn).await?;
-            }
-            if let SecretChange::Set((id, key_id, sealed)) = change {
-                SecretStore::insert_in(conn, id, Some(org), owner, &key_id, &sealed).await?;
-                Ok(Some(id))
-            } else {
-                Ok(None)
-            }
-        }
-    }
 }
 
 #[derive(Clone, Debug)]

@@ -30,7 +30,8 @@ pub use thresholds::SweepReport;
 pub use transitions::AlertChange;
 
 use crate::entity::{monitor_check_results, monitor_targets};
-use crate::{DbError, unique};
+use crate::secrets::{SecretChange, apply_secret};
+use crate::{DbError, SecretStore, unique};
 
 /// A target's latest observed state.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +119,11 @@ fn spec_json(spec: &TargetSpec) -> Result<serde_json::Value, DbError> {
     serde_json::to_value(spec).map_err(|e| DbError::Corrupt(format!("cannot encode a target: {e}")))
 }
 
+/// Who owns a target's sealed headers (deleted with it; checked when the worker opens them).
+pub fn target_secret_owner(id: Uuid) -> String {
+    format!("monitor_target:{id}")
+}
+
 fn url_key(spec: &TargetSpec) -> String {
     normalize_url(&spec.url).unwrap_or_else(|| spec.url.trim().to_owned())
 }
@@ -132,11 +138,20 @@ impl MonitoringStore {
         Self { conn }
     }
 
-    /// Stores a target, its first deadline spread inside its interval. `Duplicate` when the
+    /// Stores a target, its first deadline spread inside its interval, and the sealed secret its
+    /// `sealed_headers` name (`headers`: `Set`, or `Keep` for none). `Duplicate` when the
     /// organization already has its URL (see [`MonitoringStore::target_by_url`]).
-    pub async fn create_target(&self, org: Uuid, spec: TargetSpec, actor: &str) -> Result<TargetRecord, DbError> {
+    pub async fn create_target(
+        &self,
+        org: Uuid,
+        spec: TargetSpec,
+        actor: &str,
+        headers: SecretChange,
+    ) -> Result<TargetRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
         let id = Uuid::now_v7();
+        let txn = self.conn.begin().await?;
+        apply_secret(&txn, org, &target_secret_owner(id), None, headers).await?;
         let model = monitor_targets::ActiveModel {
             id: Set(id),
             org_id: Set(org),
@@ -166,9 +181,10 @@ impl MonitoringStore {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.conn)
+        .insert(&txn)
         .await
         .map_err(unique)?;
+        txn.commit().await?;
         model.try_into()
     }
 
@@ -180,9 +196,12 @@ impl MonitoringStore {
         old: &TargetRecord,
         spec: TargetSpec,
         actor: &str,
+        headers: SecretChange,
     ) -> Result<TargetRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
         let txn = self.conn.begin().await?;
+        let old_secret = old.spec.sealed_headers.as_ref().map(|h| h.secret_id);
+        apply_secret(&txn, old.org_id, &target_secret_owner(old.id), old_secret, headers).await?;
         if old.spec.is_active && !spec.is_active {
             incidents::resolve_source_alerts(&txn, old.id, actor, "target paused", now).await?;
         }
@@ -258,11 +277,11 @@ impl MonitoringStore {
         q.order_by_asc(C::Id).limit(limit).all(&self.conn).await?.into_iter().map(TryInto::try_into).collect()
     }
 
-    /// Deletes a target with its results and rollups.
     /// Deletes a target with its results and rollups; its firing alerts resolve (by `actor`).
     pub async fn delete_target(&self, target: &TargetRecord, actor: &str) -> Result<(), DbError> {
         let txn = self.conn.begin().await?;
         incidents::resolve_source_alerts(&txn, target.id, actor, "target deleted", Utc::now().trunc_subsecs(6)).await?;
+        SecretStore::delete_owned_in(&txn, &target_secret_owner(target.id)).await?;
         monitor_targets::Entity::delete_by_id(target.id).exec(&txn).await?;
         txn.commit().await?;
         Ok(())

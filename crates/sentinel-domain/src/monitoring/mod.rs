@@ -121,13 +121,16 @@ pub fn first_due(now: DateTime<Utc>, interval_secs: u32, seed: u128) -> DateTime
     Utc.timestamp_millis_opt(due).single().unwrap_or(now)
 }
 
-/// The deadline after `due`: `due + k × interval` for the smallest k ≥ 1 that is still ahead of `now`.
-/// Deadlines are absolute, so a slow check never pushes the next one back (no drift), and slots a
-/// stopped worker missed are skipped rather than run in a burst.
+/// The deadline after `due`: `due + interval`, still run (late) when it has just passed — a check
+/// that took its whole timeout on a target whose timeout equals its interval ends a moment after
+/// the next deadline, which must not be lost — unless it is a whole interval behind `now` (a worker
+/// that was stopped): then the first `due + k × interval` ahead of `now`, so missed slots are
+/// skipped rather than run in a burst. Deadlines are absolute: a slow check never pushes the next
+/// one back (no drift).
 pub fn next_due(due: DateTime<Utc>, interval_secs: u32, now: DateTime<Utc>) -> DateTime<Utc> {
     let period = Duration::seconds(i64::from(interval_secs.max(1)));
     let mut next = due + period;
-    if next <= now {
+    if next + period <= now {
         let behind = (now - next).num_milliseconds();
         let steps = behind / period.num_milliseconds() + 1;
         next += period * i32::try_from(steps).unwrap_or(i32::MAX);
@@ -214,8 +217,11 @@ mod tests {
         assert_eq!(next_due(due, 60, at("2026-01-01T00:00:25Z")), at("2026-01-01T00:01:10Z"));
         // A worker down for 5 minutes: the next slot still on the same phase, ahead of now.
         assert_eq!(next_due(due, 60, at("2026-01-01T00:05:30Z")), at("2026-01-01T00:06:10Z"));
-        // Exactly on a slot boundary: that slot is not ahead, the next one is.
-        assert_eq!(next_due(due, 60, at("2026-01-01T00:01:10Z")), at("2026-01-01T00:02:10Z"));
+        // Just past the next slot (a check that took its whole interval): that slot still runs.
+        assert_eq!(next_due(due, 60, at("2026-01-01T00:01:10.200Z")), at("2026-01-01T00:01:10Z"));
+        assert_eq!(next_due(due, 60, at("2026-01-01T00:02:09Z")), at("2026-01-01T00:01:10Z"));
+        // A whole interval behind: skipped, on the same phase.
+        assert_eq!(next_due(due, 60, at("2026-01-01T00:02:10Z")), at("2026-01-01T00:03:10Z"));
     }
 
     #[test]

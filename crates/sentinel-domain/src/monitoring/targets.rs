@@ -217,6 +217,58 @@ pub struct TargetSpec {
     /// The inventory server this target runs on.
     #[serde(default)]
     pub server_id: Option<Uuid>,
+    /// Headers whose values are credentials, sealed in the vault (set by the store's caller from
+    /// `secret_headers`, never from a request body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_headers: Option<SealedHeaders>,
+}
+
+/// Where a target's credential headers are: the vault's secret (a JSON object of name → value,
+/// owned by the target) and their names, which may be shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedHeaders {
+    pub secret_id: Uuid,
+    pub names: Vec<String>,
+}
+
+/// Header names whose values are credentials: they go in `secret_headers` (sealed, never returned).
+pub fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(n.as_str(), "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "secret", "apikey", "api-key", "api_key", "password", "passwd", "credential"]
+            .iter()
+            .any(|w| n.contains(w))
+}
+
+/// Why a request header cannot be sent, if it cannot.
+fn header_problem(k: &str, v: &str) -> Option<&'static str> {
+    let token = !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        Some("not a valid header name")
+    } else if v.len() > 8192 || v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        Some("a value of at most 8192 characters without line breaks")
+    } else if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("content-length") {
+        Some("is set from the URL and body")
+    } else {
+        None
+    }
+}
+
+/// Every problem of a target's credential headers (`secret_headers`), next to its plain `headers`.
+pub fn check_secret_headers(secret: &BTreeMap<String, String>, plain: &BTreeMap<String, String>) -> Vec<FieldProblem> {
+    let mut out = Vec::new();
+    if secret.len() + plain.len() > MAX_HEADERS {
+        out.push(("secret_headers".to_owned(), format!("more than {MAX_HEADERS} headers in all")));
+    }
+    for (k, v) in secret {
+        let field = format!("secret_headers.{k}");
+        if let Some(p) = header_problem(k, v) {
+            out.push((field, p.to_owned()));
+        } else if plain.keys().any(|h| h.eq_ignore_ascii_case(k)) {
+            out.push((field, "also given in headers: give it once".to_owned()));
+        }
+    }
+    out
 }
 
 /// The hosts a URL names, lowercased, for the per-host concurrency limit and duplicate detection.
@@ -245,7 +297,7 @@ impl TargetSpec {
             }
             Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("url", "names no host".into()),
             Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                bad("url", "must not carry credentials: put them in an Authorization header".into())
+                bad("url", "must not carry credentials: give an Authorization header in secret_headers".into())
             }
             Ok(_) => {}
             Err(e) => bad("url", format!("not a URL ({e}); only http and https URLs can be checked")),
@@ -276,14 +328,14 @@ impl TargetSpec {
             bad("headers", format!("more than {MAX_HEADERS} headers"));
         }
         for (k, v) in &self.headers {
-            let token =
-                !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token {
-                bad(&format!("headers.{k}"), "not a valid header name".into());
-            } else if v.len() > 8192 || v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                bad(&format!("headers.{k}"), "a value of at most 8192 characters without line breaks".into());
-            } else if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("content-length") {
-                bad(&format!("headers.{k}"), "is set from the URL and body".into());
+            if let Some(p) = header_problem(k, v) {
+                bad(&format!("headers.{k}"), p.into());
+            } else if is_credential_header(k) {
+                bad(
+                    &format!("headers.{k}"),
+                    "carries a credential: give it in secret_headers, which are sealed at rest and never returned"
+                        .into(),
+                );
             }
         }
         if let Some(b) = &self.body {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use sentinel_jobs::db::backups::SecretChange;
 use sentinel_jobs::db::monitoring::{TargetFilter, TargetRecord, Uptime};
+use sentinel_jobs::domain::monitoring::targets::{SealedHeaders, check_secret_headers};
 use sentinel_jobs::domain::monitoring::{self as domain, Assertion, CheckStatus, HttpMethod, TargetSpec};
 use sentinel_jobs::domain::{JobEventKind, JobId, Role};
 use sentinel_jobs::{FieldError, Spine};
@@ -59,9 +61,14 @@ pub struct TargetBody {
     pub check_interval_seconds: Option<u32>,
     #[serde(default)]
     pub is_active: Option<bool>,
-    /// Request headers (not `Host` or `Content-Length`).
+    /// Request headers (not `Host` or `Content-Length`; credentials — `Authorization`, `Cookie`,
+    /// names with `token`, `secret`, `api-key`, `password` — go in `secret_headers`).
     #[serde(default)]
     pub headers: Option<BTreeMap<String, String>>,
+    /// Request headers whose values are credentials: sealed at rest in the secret store, never
+    /// returned (their names are). On replace: absent keeps the stored ones, `{}` removes them.
+    #[serde(default)]
+    pub secret_headers: Option<BTreeMap<String, String>>,
     /// A request body (not with GET or HEAD), at most 64 KiB.
     #[serde(default)]
     pub body: Option<String>,
@@ -147,6 +154,8 @@ pub struct TargetView {
     pub check_interval_seconds: u32,
     pub is_active: bool,
     pub headers: BTreeMap<String, String>,
+    /// The names of the sealed credential headers (their values are never returned).
+    pub secret_headers: Vec<String>,
     pub body: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub assertion: Option<Assertion>,
@@ -180,6 +189,7 @@ pub(crate) fn view(t: TargetRecord) -> TargetView {
         check_interval_seconds: s.check_interval_seconds,
         is_active: s.is_active,
         headers: s.headers,
+        secret_headers: s.sealed_headers.map(|h| h.names).unwrap_or_default(),
         body: s.body,
         assertion: s.assertion,
         max_response_ms: s.max_response_ms,
@@ -207,9 +217,39 @@ pub(crate) fn view(t: TargetRecord) -> TargetView {
     }
 }
 
-/// Checks a body and builds the specification (every problem named at once).
-async fn spec_of(spine: &Spine, principal: &Principal, b: TargetBody) -> Result<TargetSpec, Problem> {
+/// A body's credential headers for the store: sealed (`Set`), removed (`{}`), or kept when absent
+/// from a replace; with the `sealed_headers` the specification records.
+fn sealed_headers_of(
+    spine: &Spine,
+    secret: Option<BTreeMap<String, String>>,
+    old: Option<&SealedHeaders>,
+) -> Result<(SecretChange, Option<SealedHeaders>), Problem> {
+    match secret {
+        None => Ok((SecretChange::Keep, old.cloned())),
+        Some(map) if map.is_empty() => Ok((if old.is_some() { SecretChange::Clear } else { SecretChange::Keep }, None)),
+        Some(map) => {
+            let vault = spine.vault().map_err(|e| Problem::unavailable(e.to_string()))?;
+            let plain = zeroize::Zeroizing::new(serde_json::to_vec(&map).unwrap_or_default());
+            let (id, sealed) = vault.seal_new(&plain);
+            let names = map.keys().cloned().collect();
+            Ok((SecretChange::Set((id, sealed.key_id, sealed.text)), Some(SealedHeaders { secret_id: id, names })))
+        }
+    }
+}
+
+/// Checks a body and builds the specification (every problem named at once), with what becomes
+/// of its sealed headers (`old`: the target it replaces).
+async fn spec_of(
+    spine: &Spine,
+    principal: &Principal,
+    mut b: TargetBody,
+    old: Option<&TargetSpec>,
+) -> Result<(TargetSpec, SecretChange), Problem> {
     let mut errors = Vec::new();
+    let secret = b.secret_headers.take();
+    if let Some(map) = &secret {
+        errors.extend(field_errors(check_secret_headers(map, b.headers.as_ref().unwrap_or(&BTreeMap::new()))));
+    }
     let method = match b.method.as_deref().map(HttpMethod::parse).transpose() {
         Ok(m) => m.unwrap_or_default(),
         Err(e) => {
@@ -244,6 +284,7 @@ async fn spec_of(spine: &Spine, principal: &Principal, b: TargetBody) -> Result<
         follow_redirects: b.follow_redirects.unwrap_or(true),
         ca_certificate: b.ca_certificate,
         server_id: b.server_id,
+        sealed_headers: None,
     };
     errors.extend(field_errors(spec.check()));
     if let Some(server) = spec.server_id
@@ -251,7 +292,11 @@ async fn spec_of(spine: &Spine, principal: &Principal, b: TargetBody) -> Result<
     {
         errors.push(FieldError::new("server_id", format!("no server {server} in your organization")));
     }
-    if errors.is_empty() { Ok(spec) } else { Err(Problem::invalid(errors)) }
+    if !errors.is_empty() {
+        return Err(Problem::invalid(errors));
+    }
+    let (change, sealed) = sealed_headers_of(spine, secret, old.and_then(|o| o.sealed_headers.as_ref()))?;
+    Ok((TargetSpec { sealed_headers: sealed, ..spec }, change))
 }
 
 /// 409 naming the organization's existing target for this URL.
@@ -296,9 +341,9 @@ pub(crate) async fn create(
     body: web::Json<Value>,
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
-    let spec = spec_of(&spine, &principal, doc::read_body(body.into_inner())?).await?;
+    let (spec, headers) = spec_of(&spine, &principal, doc::read_body(body.into_inner())?, None).await?;
     let url = spec.url.clone();
-    match spine.db().monitoring().create_target(principal.org_id, spec, &principal.label()).await {
+    match spine.db().monitoring().create_target(principal.org_id, spec, &principal.label(), headers).await {
         Ok(saved) => Ok(HttpResponse::Created()
             .insert_header(("Location", format!("/api/v1/monitoring/targets/{}", saved.id)))
             .json(view(saved))),
@@ -403,9 +448,9 @@ pub(crate) async fn replace(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let old = target_of(&spine, &principal, &path).await?;
-    let spec = spec_of(&spine, &principal, doc::read_body(body.into_inner())?).await?;
+    let (spec, headers) = spec_of(&spine, &principal, doc::read_body(body.into_inner())?, Some(&old.spec)).await?;
     let url = spec.url.clone();
-    match spine.db().monitoring().update_target(&old, spec, &principal.label()).await {
+    match spine.db().monitoring().update_target(&old, spec, &principal.label(), headers).await {
         Ok(saved) => Ok(HttpResponse::Ok().json(view(saved))),
         Err(sentinel_jobs::db::DbError::Duplicate) => Err(url_taken(&spine, &principal, &url).await),
         Err(e) => Err(e.into()),

@@ -43,7 +43,10 @@ async fn hysteresis_flapping_and_the_incident_lifecycle() {
         };
         store.replace_settings(org, &settings, "test").await.expect("settings");
         assert_eq!(store.settings(org).await.expect("read"), settings);
-        let t = store.create_target(org, spec("http://127.0.0.1:9/alerting", 60), "test").await.expect("target");
+        let t = store
+            .create_target(org, spec("http://127.0.0.1:9/alerting", 60), "test", Default::default())
+            .await
+            .expect("target");
         let start = t.next_due_at;
         let mut feed = Feed { store: &store, target: t.id, org, due: start };
 
@@ -123,7 +126,7 @@ async fn hysteresis_flapping_and_the_incident_lifecycle() {
         // Pausing a target resolves what it had firing, saying why and who; so does deleting one.
         let mut paused = target.spec.clone();
         paused.is_active = false;
-        let after = store.update_target(&target, paused, "user:carol").await.expect("pause");
+        let after = store.update_target(&target, paused, "user:carol", Default::default()).await.expect("pause");
         assert_eq!(after.state.alert_state, AlertState::Ok);
         let newest = store.incidents(org, &IncidentFilter::default(), None, 1).await.expect("newest").remove(0);
         assert_eq!((newest.state, newest.resolved_by.as_deref()), (IncidentState::Resolved, Some("user:carol")));
@@ -132,7 +135,10 @@ async fn hysteresis_flapping_and_the_incident_lifecycle() {
             timeline.iter().any(|e| e.kind == "note" && e.text.as_deref() == Some("target paused")),
             "{timeline:?}"
         );
-        let other = store.create_target(org, spec("http://127.0.0.1:9/other", 60), "test").await.expect("target");
+        let other = store
+            .create_target(org, spec("http://127.0.0.1:9/other", 60), "test", Default::default())
+            .await
+            .expect("target");
         let mut feed = Feed { store: &store, target: other.id, org, due: other.next_due_at };
         assert_eq!(feed.send(&[false, false]).await, [Transition::Open]);
         store.delete_target(&other, "user:dave").await.expect("delete");

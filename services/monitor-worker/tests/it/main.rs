@@ -8,6 +8,7 @@ mod dashboard;
 mod heartbeat_api;
 mod heartbeats;
 mod ingest;
+mod secret_headers;
 mod servers;
 mod store;
 mod targets;

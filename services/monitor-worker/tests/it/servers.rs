@@ -1,5 +1,5 @@
 //! Real servers on loopback for the checks to hit: one HTTP/1.1 handler (200 with JSON, 500, a hang
-//! past any timeout, a redirect, a slow answer) served in plain text and behind TLS with
+//! past any timeout, a redirect, a slow answer, a page behind a bearer token) served in plain text and behind TLS with
 //! certificates of a test CA (one valid for ten days, one expired), and a DNS server that knows one
 //! name and answers NXDOMAIN for every other.
 
@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
+
+/// The bearer token `/private` wants.
+pub const PRIVATE_TOKEN: &str = "s3cret-token-9f1c";
 
 /// Requests served, by path; and the switch `/switch` answers by (503 when down, else 200).
 #[derive(Clone, Default)]
@@ -47,6 +50,11 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, hits: Hits) {
         }
         "/switch" => ("200 OK", "", "up".to_owned()),
         "/redirect" => ("302 Found", "Location: /ok\r\n", String::new()),
+        // Answers only the request that carries the test's credential.
+        "/private" if text.to_ascii_lowercase().contains(&format!("authorization: bearer {PRIVATE_TOKEN}")) => {
+            ("200 OK", "", "welcome".to_owned())
+        }
+        "/private" => ("401 Unauthorized", "", "who are you".to_owned()),
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(300)).await;
             ("200 OK", "", "slow but fine".to_owned())

@@ -48,7 +48,10 @@ pub(crate) fn result(target: Uuid, org: Uuid, due: DateTime<Utc>, up: bool, ms: 
 async fn deadlines_are_claimed_once_and_recorded_once() {
     for (_db, conn, org) in stores().await {
         let store: MonitoringStore = conn.monitoring();
-        let t = store.create_target(org, spec("http://127.0.0.1:9/a", 5), "test").await.expect("create");
+        let t = store
+            .create_target(org, spec("http://127.0.0.1:9/a", 5), "test", Default::default())
+            .await
+            .expect("create");
         let due = t.next_due_at;
         assert!(due > Utc::now() && due <= Utc::now() + Duration::seconds(5), "{due}");
         let horizon = due + Duration::seconds(1);
@@ -89,7 +92,7 @@ async fn deadlines_are_claimed_once_and_recorded_once() {
         // Paused targets are never claimed.
         let mut paused = spec("http://127.0.0.1:9/paused", 5);
         paused.is_active = false;
-        store.create_target(org, paused, "test").await.expect("paused");
+        store.create_target(org, paused, "test", Default::default()).await.expect("paused");
         assert!(
             store
                 .claim_due("x", Utc::now() + Duration::seconds(30), Duration::seconds(1), 10)
@@ -105,7 +108,10 @@ async fn deadlines_are_claimed_once_and_recorded_once() {
 async fn rollups_keep_uptime_exact_after_raw_results_are_trimmed() {
     for (_db, conn, org) in stores().await {
         let store = conn.monitoring();
-        let t = store.create_target(org, spec("http://127.0.0.1:9/r", 300), "test").await.expect("create");
+        let t = store
+            .create_target(org, spec("http://127.0.0.1:9/r", 300), "test", Default::default())
+            .await
+            .expect("create");
         let now = Utc::now();
         // Three days of results every 5 minutes: down one check in four, slower when down.
         let start = (now - Duration::days(3)).duration_trunc(Duration::hours(1)).expect("trunc");
