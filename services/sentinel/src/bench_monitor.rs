@@ -161,7 +161,9 @@ async fn create_targets(spine: &Spine, org: uuid::Uuid, args: &MonitorBench, por
         let (n, hosts, interval, timeout) = (args.targets, args.hosts, args.interval, args.timeout);
         tasks.spawn(async move {
             for i in (part..n).step_by(4) {
-                let path = if i % hang_every == hang_every - 1 { "hang" } else { "ok" };
+                // Host i % hosts; the hanging ones spread evenly over the hosts (every host has its
+                // share), so the per-host limit is not what is being measured.
+                let path = if (i / hosts) % hang_every == hang_every - 1 { "hang" } else { "ok" };
                 let url = format!("http://{}:{port}/{path}/{i}", host_ip(i % hosts));
                 let spec: TargetSpec = serde_json::from_value(serde_json::json!({
                     "name": format!("bench-{i}"), "url": url,

@@ -55,7 +55,9 @@ pub async fn run(args: MonitorApiBench) -> anyhow::Result<()> {
     sentinel_telemetry::install_crypto_provider();
     let scratch = ScratchDatabase::create(&args.database_url, "sentinel_bench").await.context("scratch database")?;
     let token = api_gateway::auth::random_token();
+    let master_key = sentinel_jobs::secrets::MasterKey::generate().encode().to_string();
     let overrides = [
+        ("secrets.master_key", master_key),
         ("database.url", scratch.url.clone()),
         ("database.auto_migrate", "true".to_owned()),
         ("bus.backend", "memory".to_owned()),
