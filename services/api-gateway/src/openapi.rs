@@ -55,7 +55,7 @@ use crate::routes::{
         monitor_thresholds::put_default,
         monitor_heartbeats::create, monitor_heartbeats::list, monitor_heartbeats::get_heartbeat, monitor_heartbeats::replace,
         monitor_heartbeats::delete, monitor_heartbeats::new_token, monitor_heartbeats::pings,
-        pings::success, pings::start, pings::fail, pings::exit,
+        pings::success, pings::signal,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,
     ),

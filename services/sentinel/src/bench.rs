@@ -245,3 +245,41 @@ async fn latency(
     let h = hist.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     Ok(h)
 }
+
+/// Runs `measure` on a spine over a scratch database: a fresh one created on the PostgreSQL server
+/// `database_url` names and dropped afterwards, or the `sqlite://` file it names; in-process bus,
+/// warnings only, plus the `extra` settings.
+pub(crate) async fn on_scratch_database(
+    database_url: &str,
+    extra: Vec<(&'static str, String)>,
+    measure: impl AsyncFnOnce(&sentinel_jobs::Spine, &sentinel_config::Settings) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let scratch = if database_url.starts_with("postgres") {
+        Some(
+            sentinel_db::ScratchDatabase::create(database_url, "sentinel_bench")
+                .await
+                .context("cannot create a scratch database")?,
+        )
+    } else {
+        None
+    };
+    let url = scratch.as_ref().map_or(database_url.to_owned(), |s| s.url.clone());
+    let mut overrides = vec![
+        ("database.url", url),
+        ("database.auto_migrate", "true".to_owned()),
+        ("bus.backend", "memory".to_owned()),
+        ("telemetry.log_level", "warn".to_owned()),
+    ];
+    overrides.extend(extra);
+    let settings = sentinel_config::Settings::load_for(&[], &overrides)?;
+    let spine = sentinel_jobs::Spine::connect(&settings, sentinel_jobs::Catalog::builtin(false)).await?;
+    let result = measure(&spine, &settings).await;
+    drop(spine);
+    if let Some(scratch) = scratch
+        && let Err(e) = scratch.drop_now().await
+    {
+        eprintln!("could not drop the scratch database: {e}");
+    }
+    result
+}

@@ -18,9 +18,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use hdrhistogram::Histogram;
 use sentinel_config::Settings;
-use sentinel_db::ScratchDatabase;
 use sentinel_domain::monitoring::{CheckStatus, TargetSpec};
-use sentinel_jobs::{Catalog, Spine};
+use sentinel_jobs::Spine;
 use sentinel_telemetry::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -129,28 +128,10 @@ fn start_receivers(hosts: usize) -> anyhow::Result<(KillOnDrop, u16)> {
 
 pub async fn run(args: MonitorBench) -> anyhow::Result<()> {
     sentinel_telemetry::install_crypto_provider();
-    let scratch = if args.database_url.starts_with("postgres") {
-        Some(ScratchDatabase::create(&args.database_url, "sentinel_bench").await.context("scratch database")?)
-    } else {
-        None
-    };
-    let url = scratch.as_ref().map_or(args.database_url.clone(), |s| s.url.clone());
-    let overrides = [
-        ("database.url", url.clone()),
-        ("database.auto_migrate", "true".to_owned()),
-        ("bus.backend", "memory".to_owned()),
-        ("telemetry.log_level", "warn".to_owned()),
-    ];
-    let settings = Settings::load_for(&[], &overrides)?;
-    let spine = Spine::connect(&settings, Catalog::builtin(false)).await?;
-    let result = measure(&spine, &settings, &args).await;
-    drop(spine);
-    if let Some(scratch) = scratch
-        && let Err(e) = scratch.drop_now().await
-    {
-        eprintln!("could not drop the scratch database: {e}");
-    }
-    result
+    crate::bench::on_scratch_database(&args.database_url, Vec::new(), async |spine, settings| {
+        measure(spine, settings, &args).await
+    })
+    .await
 }
 
 async fn create_targets(spine: &Spine, org: uuid::Uuid, args: &MonitorBench, port: u16) -> anyhow::Result<()> {
@@ -163,7 +144,7 @@ async fn create_targets(spine: &Spine, org: uuid::Uuid, args: &MonitorBench, por
             for i in (part..n).step_by(4) {
                 // Host i % hosts; the hanging ones spread evenly over the hosts (every host has its
                 // share), so the per-host limit is not what is being measured.
-                let path = if (i / hosts) % hang_every == hang_every - 1 { "hang" } else { "ok" };
+                let path = if (i / hosts + i % hosts) % hang_every == hang_every - 1 { "hang" } else { "ok" };
                 let url = format!("http://{}:{port}/{path}/{i}", host_ip(i % hosts));
                 let spec: TargetSpec = serde_json::from_value(serde_json::json!({
                     "name": format!("bench-{i}"), "url": url,

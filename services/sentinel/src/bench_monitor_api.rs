@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
-use sentinel_config::Settings;
-use sentinel_db::ScratchDatabase;
 use sentinel_domain::monitoring::TargetSpec;
-use sentinel_jobs::{Catalog, Spine};
+use sentinel_jobs::Spine;
 use sentinel_telemetry::Shutdown;
 use serde_json::json;
 
@@ -53,26 +51,15 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 
 pub async fn run(args: MonitorApiBench) -> anyhow::Result<()> {
     sentinel_telemetry::install_crypto_provider();
-    let scratch = ScratchDatabase::create(&args.database_url, "sentinel_bench").await.context("scratch database")?;
+    anyhow::ensure!(args.database_url.starts_with("postgres"), "--database-url: a PostgreSQL server");
     let token = api_gateway::auth::random_token();
-    let master_key = sentinel_jobs::secrets::MasterKey::generate().encode().to_string();
-    let overrides = [
-        ("secrets.master_key", master_key),
-        ("database.url", scratch.url.clone()),
-        ("database.auto_migrate", "true".to_owned()),
-        ("bus.backend", "memory".to_owned()),
+    let extra = vec![
+        ("secrets.master_key", sentinel_jobs::secrets::MasterKey::generate().encode().to_string()),
         ("http.listen", "127.0.0.1:0".to_owned()),
         ("http.api_token", token.clone()),
-        ("telemetry.log_level", "warn".to_owned()),
     ];
-    let settings = Settings::load_for(&[], &overrides)?;
-    let spine = Spine::connect(&settings, Catalog::builtin(false)).await?;
-    let result = measure(&spine, &args, &token).await;
-    drop(spine);
-    if let Err(e) = scratch.drop_now().await {
-        eprintln!("could not drop the scratch database: {e}");
-    }
-    result
+    crate::bench::on_scratch_database(&args.database_url, extra, async |spine, _| measure(spine, &args, &token).await)
+        .await
 }
 
 async fn measure(spine: &Spine, args: &MonitorApiBench, token: &str) -> anyhow::Result<()> {
@@ -222,17 +209,6 @@ async fn fill_targets(spine: &Spine, org: uuid::Uuid, targets: usize, days: u32)
     for _ in 0..60 {
         histogram.record(42.0);
     }
-    let histogram = serde_json::to_string(&histogram)?;
-    let conn = spine.db().connection();
-    for (period, step, count) in [("hour", "1 hour", days * 24), ("day", "1 day", days)] {
-        let sql = format!(
-            "INSERT INTO monitor_rollups (target_id, period, bucket_start, checks, up, response_ms_sum, p50_ms, p95_ms, \
-             p99_ms, histogram) SELECT t.id, '{period}', date_trunc('hour', now()) - g * interval '{step}', 60, 59, \
-             2520.0, 42.0, 50.0, 50.0, '{histogram}'::json FROM monitor_targets t CROSS JOIN generate_series(1, {count}) g \
-             WHERE t.org_id = '{org}'"
-        );
-        sea_orm::ConnectionTrait::execute_unprepared(conn, &sql).await?;
-    }
-    sea_orm::ConnectionTrait::execute_unprepared(conn, "ANALYZE").await?;
+    spine.db().monitoring().synthetic_rollups(org, days, &histogram).await?;
     Ok(())
 }

@@ -5,15 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use rand::Rng;
-use sentinel_config::Settings;
-use sentinel_db::ScratchDatabase;
 use sentinel_domain::Priority;
 use sentinel_domain::schedule::MisfirePolicy;
-use sentinel_jobs::{Catalog, ScheduleInput, Spine};
+use sentinel_jobs::{ScheduleInput, Spine};
 use sentinel_telemetry::Shutdown;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,32 +47,8 @@ pub struct ScheduleBench {
 }
 
 pub async fn run(args: ScheduleBench) -> anyhow::Result<()> {
-    // PostgreSQL: a fresh database on the server, dropped afterwards. SQLite: the given file.
-    let scratch = if args.database_url.starts_with("postgres") {
-        Some(
-            ScratchDatabase::create(&args.database_url, "sentinel_bench")
-                .await
-                .context("cannot create a scratch database")?,
-        )
-    } else {
-        None
-    };
-    let url = scratch.as_ref().map_or(args.database_url.clone(), |s| s.url.clone());
-    let overrides = [
-        ("database.url", url.clone()),
-        ("database.auto_migrate", "true".to_owned()),
-        ("bus.backend", "memory".to_owned()),
-        ("telemetry.log_level", "warn".to_owned()),
-    ];
-    let settings = Settings::load_for(&[], &overrides)?;
-    let spine = Spine::connect(&settings, Catalog::builtin(false)).await?;
-    let result = measure(&spine, &args).await;
-    if let Some(scratch) = scratch
-        && let Err(e) = scratch.drop_now().await
-    {
-        eprintln!("could not drop the scratch database: {e}");
-    }
-    result
+    crate::bench::on_scratch_database(&args.database_url, Vec::new(), async |spine, _| measure(spine, &args).await)
+        .await
 }
 
 async fn measure(spine: &Spine, args: &ScheduleBench) -> anyhow::Result<()> {

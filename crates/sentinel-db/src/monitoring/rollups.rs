@@ -385,3 +385,28 @@ impl MonitoringStore {
         Ok(row.map(|r| (r.try_get::<i64>("", "raw").unwrap_or(0), r.try_get::<i64>("", "rollups").unwrap_or(0))))
     }
 }
+
+impl MonitoringStore {
+    /// Fills `days` of hourly and daily rollups (60 checks an hour, one down, 42 ms) for every target
+    /// of `org`, one statement per period, then refreshes the planner's statistics: the history a
+    /// load test of a month-old installation needs (PostgreSQL only).
+    pub async fn synthetic_rollups(&self, org: Uuid, days: u32, histogram: &Histogram) -> Result<(), DbError> {
+        use sea_orm::{DbBackend, Statement};
+        if self.conn.get_database_backend() != DbBackend::Postgres {
+            return Err(DbError::Conflict("synthetic rollups are written on PostgreSQL only".to_owned()));
+        }
+        let histogram = serde_json::to_string(histogram).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        for (period, step, count) in [(HOURLY, "1 hour", days * 24), (DAILY, "1 day", days)] {
+            let sql = format!(
+                "INSERT INTO monitor_rollups (target_id, period, bucket_start, checks, up, response_ms_sum, p50_ms, \
+                 p95_ms, p99_ms, histogram) SELECT t.id, $1, date_trunc('hour', now()) - g * interval '{step}', 60, 59, \
+                 2520.0, 42.0, 50.0, 50.0, $2::json FROM monitor_targets t CROSS JOIN generate_series(1, {count}) g \
+                 WHERE t.org_id = $3"
+            );
+            let values: Vec<sea_orm::Value> = vec![period.into(), histogram.clone().into(), org.into()];
+            self.conn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+        }
+        self.conn.execute_unprepared("ANALYZE").await?;
+        Ok(())
+    }
+}

@@ -22,9 +22,7 @@ pub const MAX_PING_BODY: usize = 100 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_PING_BODY));
     cfg.service(resource("/{token}").route(web::get().to(success)).route(web::post().to(success)));
-    cfg.service(resource("/{token}/start").route(web::get().to(start)).route(web::post().to(start)));
-    cfg.service(resource("/{token}/fail").route(web::get().to(fail)).route(web::post().to(fail)));
-    cfg.service(resource("/{token}/{exit_code}").route(web::get().to(exit)).route(web::post().to(exit)));
+    cfg.service(resource("/{token}/{signal}").route(web::get().to(signal)).route(web::post().to(signal)));
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -89,68 +87,33 @@ pub(crate) async fn success(
 
 #[utoipa::path(
     method(get, post),
-    path = "/ping/{token}/start",
+    path = "/ping/{token}/{signal}",
     tag = "pings",
-    summary = "A run of a scheduled job started",
-    params(("token" = String, Path, description = "The check's ping token"), PingQuery),
-    request_body(content = String, description = "Optional: kept as the ping's log (first 10 KiB)", content_type = "text/plain"),
-    responses((status = 200, description = "Stored", body = String, content_type = "text/plain"), doc::NotFound, doc::Invalid),
-    security(())
-)]
-pub(crate) async fn start(
-    spine: web::Data<Spine>,
-    req: HttpRequest,
-    path: web::Path<String>,
-    q: web::Query<PingQuery>,
-    body: web::Bytes,
-) -> Result<HttpResponse, Problem> {
-    record(&spine, &req, &path, PingKind::Start, q.into_inner().rid, body).await
-}
-
-#[utoipa::path(
-    method(get, post),
-    path = "/ping/{token}/fail",
-    tag = "pings",
-    summary = "A run of a scheduled job failed",
-    params(("token" = String, Path, description = "The check's ping token"), PingQuery),
-    request_body(content = String, description = "Optional: the run's output, kept as its log (first 10 KiB)", content_type = "text/plain"),
-    responses((status = 200, description = "Stored", body = String, content_type = "text/plain"), doc::NotFound, doc::Invalid),
-    security(())
-)]
-pub(crate) async fn fail(
-    spine: web::Data<Spine>,
-    req: HttpRequest,
-    path: web::Path<String>,
-    q: web::Query<PingQuery>,
-    body: web::Bytes,
-) -> Result<HttpResponse, Problem> {
-    record(&spine, &req, &path, PingKind::Fail, q.into_inner().rid, body).await
-}
-
-#[utoipa::path(
-    method(get, post),
-    path = "/ping/{token}/{exit_code}",
-    tag = "pings",
-    summary = "A run of a scheduled job ended with this exit code (0 success, 1–255 failure)",
+    summary = "A run of a scheduled job started (`start`), failed (`fail`) or ended with an exit code (0 success, 1–255 failure)",
     params(
         ("token" = String, Path, description = "The check's ping token"),
-        ("exit_code" = u8, Path, description = "The job's exit code", minimum = 0, maximum = 255),
+        ("signal" = String, Path, description = "`start`, `fail`, or an exit code from 0 to 255", pattern = "^(start|fail|[0-9]{1,3})$"),
         PingQuery
     ),
     request_body(content = String, description = "Optional: the run's output, kept as its log (first 10 KiB)", content_type = "text/plain"),
     responses((status = 200, description = "Stored", body = String, content_type = "text/plain"), doc::NotFound, doc::Invalid),
     security(())
 )]
-pub(crate) async fn exit(
+pub(crate) async fn signal(
     spine: web::Data<Spine>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     q: web::Query<PingQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, Problem> {
-    let (token, code) = path.into_inner();
-    let code: u8 = code
-        .parse()
-        .map_err(|_| Problem::invalid_field("exit_code", "an exit code from 0 to 255, or `start` or `fail`"))?;
-    record(&spine, &req, &token, PingKind::Exit(code), q.into_inner().rid, body).await
+    let (token, signal) = path.into_inner();
+    let kind = match signal.as_str() {
+        "start" => PingKind::Start,
+        "fail" => PingKind::Fail,
+        code => PingKind::Exit(
+            code.parse()
+                .map_err(|_| Problem::invalid_field("signal", "`start`, `fail`, or an exit code from 0 to 255"))?,
+        ),
+    };
+    record(&spine, &req, &token, kind, q.into_inner().rid, body).await
 }

@@ -76,7 +76,7 @@ async fn jobs_ping_their_heartbeat_and_a_silent_one_is_missed() {
 
     // Bad pings: an exit code out of range, a bad run id, an unknown token.
     let (status, problem, _) = curl(&[&format!("{url}/300")]);
-    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("exit_code")), "{problem}");
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("signal")), "{problem}");
     let (status, problem, _) = curl(&[&format!("{url}?rid=has%20space")]);
     assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("rid")), "{problem}");
     let base = url.trim_end_matches(&token);
