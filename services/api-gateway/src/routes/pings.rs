@@ -92,7 +92,7 @@ pub(crate) async fn success(
     summary = "A run of a scheduled job started (`start`), failed (`fail`) or ended with an exit code (0 success, 1–255 failure)",
     params(
         ("token" = String, Path, description = "The check's ping token"),
-        ("signal" = String, Path, description = "`start`, `fail`, or an exit code from 0 to 255", pattern = "^(start|fail|[0-9]{1,3})$"),
+        ("signal" = String, Path, description = "`start`, `fail`, or an exit code from 0 to 255", pattern = "^(start|fail|[0-9]|[1-9][0-9]|1[0-9][0-9]|2[0-4][0-9]|25[0-5])$"),
         PingQuery
     ),
     request_body(content = String, description = "Optional: the run's output, kept as its log (first 10 KiB)", content_type = "text/plain"),
