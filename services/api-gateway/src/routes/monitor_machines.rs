@@ -260,7 +260,8 @@ pub(crate) async fn machine_metrics(
     metric_page(&spine, &principal, Some(machine.id), &q).await
 }
 
-async fn metric_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<MetricRecord, Problem> {
+/// The organization's metric named by a path segment (404 for a malformed or unknown id).
+pub(crate) async fn metric_of(spine: &Spine, principal: &Principal, raw: &str) -> Result<MetricRecord, Problem> {
     let id = path_id(raw, "metric")?;
     spine
         .db()

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::backup_shared::{field_errors, path_id};
-use super::monitor_machines::MetricView;
+use super::backup_shared::field_errors;
+use super::monitor_machines::{MetricView, metric_of};
 use super::resource;
 use crate::Problem;
 use crate::auth::Principal;
@@ -146,20 +146,6 @@ pub(crate) async fn list(
     let rows = spine.db().monitoring().thresholded_metrics(principal.org_id, cursor, q.limit + 1).await?;
     let (rows, next_cursor) = doc::page(rows, q.limit, |m| m.id);
     Ok(HttpResponse::Ok().json(ThresholdPage { items: rows.into_iter().map(MetricView::from).collect(), next_cursor }))
-}
-
-async fn metric_of(
-    spine: &Spine,
-    principal: &Principal,
-    raw: &str,
-) -> Result<sentinel_jobs::db::monitoring::MetricRecord, Problem> {
-    let id = path_id(raw, "metric_id")?;
-    spine
-        .db()
-        .monitoring()
-        .metric(principal.org_id, id)
-        .await?
-        .ok_or_else(|| Problem::not_found(&format!("metric {raw:?}")))
 }
 
 #[utoipa::path(
