@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use sentinel_jobs::db::JobFilter;
 use sentinel_jobs::domain::{DeadLetterReason, JobEventKind, JobKind, JobState, QueueName, builtin};
 use sentinel_jobs::{Catalog, EnqueueRequest, Spine};
 use sentinel_testkit::{TEST_TOKEN, TestDb};
@@ -275,16 +276,20 @@ async fn a_job_committed_by_a_gateway_that_died_before_publishing_still_runs() {
         .await;
     assert!(sent.is_err(), "the gateway should have died mid-request");
     assert!(gateway.wait_exit(Duration::from_secs(10)).is_some_and(|s| !s.success()));
-    let count = |state: JobState| {
-        let spine = spine.clone();
-        async move { spine.store().counts(None).await.ok()?.into_iter().find(|(s, _)| *s == state).map(|(_, n)| n) }
-    };
-    assert_eq!(count(JobState::Queued).await, Some(1), "the row was committed");
-    // Nothing has published it yet; the scheduler's relay does, and the worker runs it.
+    // Follow this job only: the scheduler started below also queues its own sweeps on the
+    // `default` queue, which this worker runs too.
+    let org = spine.db().access().org_by_name("default").await.expect("query").expect("bootstrap org").id;
+    let demo = JobFilter { kind: Some(JobKind::parse(builtin::DEMO_SLEEP).expect("kind")), ..JobFilter::default() };
+    let jobs = spine.store().list(org, &demo, None, 10).await.expect("list");
+    assert_eq!(jobs.len(), 1, "the row was committed");
+    assert_eq!(jobs[0].state, JobState::Queued, "nothing has published it yet");
+    let job = jobs[0].id;
+    // The scheduler's relay publishes it, and the worker runs it.
     let mut scheduler = cluster.start("scheduler", &[]);
     wait_ready(&mut scheduler, "/ready", Duration::from_secs(30)).await;
     let ran = sentinel_testkit::eventually(Duration::from_secs(20), || async {
-        (count(JobState::Succeeded).await == Some(1)).then_some(())
+        let state = spine.store().get(job).await.ok()??.state;
+        (state == JobState::Succeeded).then_some(())
     })
     .await;
     assert!(ran.is_some(), "the relay never published the committed job");
