@@ -81,6 +81,16 @@ export SENTINEL_TEST_MOTO_SERVER="${SENTINEL_TEST_MOTO_SERVER:-$(cd "$storage_ve
 export SENTINEL_TEST_FAKE_GCS_SERVER="${SENTINEL_TEST_FAKE_GCS_SERVER:-$(cd "$(dirname "$fake_gcs_bin")" && pwd)/$(basename "$fake_gcs_bin")}"
 export SENTINEL_TEST_AZURITE_BLOB="${SENTINEL_TEST_AZURITE_BLOB:-$(cd "$azurite_prefix/node_modules/.bin" && pwd)/azurite-blob}"
 
+# The notification tests send email to aiosmtpd (an SMTP sink on loopback, started by the test),
+# from a venv under target/.
+notify_venv="${CARGO_TARGET_DIR:-target}/notify-venv"
+if [ ! -x "$notify_venv/bin/aiosmtpd" ]; then
+  echo "test.sh: installing aiosmtpd 1.4.6 into $notify_venv"
+  python3 -m venv "$notify_venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$notify_venv"; }
+  "$notify_venv/bin/pip" install -q "aiosmtpd==1.4.6"
+fi
+export SENTINEL_TEST_AIOSMTPD="${SENTINEL_TEST_AIOSMTPD:-$(cd "$notify_venv/bin" && pwd)/aiosmtpd}"
+
 # The alert rules (prometheus.rules.yml) are unit-tested with promtool, unpacked from Debian's
 # prometheus package under target/ without installing it (no service is set up or started).
 promtool_bin="$(command -v promtool || true)"

@@ -18,6 +18,7 @@ mod m0013_monitoring_metrics;
 mod m0014_monitoring_dashboard;
 mod m0015_monitoring_thresholds;
 mod m0016_monitoring_heartbeats;
+mod m0017_notifications;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0014_monitoring_dashboard::Migration),
             Box::new(m0015_monitoring_thresholds::Migration),
             Box::new(m0016_monitoring_heartbeats::Migration),
+            Box::new(m0017_notifications::Migration),
         ]
     }
 }

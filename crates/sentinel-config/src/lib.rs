@@ -87,6 +87,14 @@ pub struct MonitorSettings {
     /// they resolve, redirects too — a guard against checks aimed at internal services.
     #[serde(default, deserialize_with = "list_or_comma_separated")]
     pub allow_networks: Vec<String>,
+    /// How often notification groups are evaluated (their timers are checked), in milliseconds.
+    pub notify_evaluate_ms: u64,
+    /// How long a replica holds a notification it is sending before another may take it over.
+    pub notify_lease_secs: u64,
+    /// The longest wait between two attempts of a failing delivery (backoff doubles up to it).
+    pub notify_max_backoff_secs: u64,
+    /// A delivery still failing this long after it was queued is given up (marked `failed`).
+    pub notify_give_up_hours: u64,
 }
 
 /// The provisioning runner: which ansible-playbook runs, which playbooks are allowed, and limits.
@@ -366,6 +374,10 @@ max_concurrent_checks = 4096
 per_host_concurrency = 16
 raw_result_hours = 48
 max_body_kib = 1024
+notify_evaluate_ms = 1000
+notify_lease_secs = 30
+notify_max_backoff_secs = 60
+notify_give_up_hours = 24
 
 [telemetry]
 log_format = "auto"

@@ -9,6 +9,7 @@ pub mod entity;
 pub mod inventory;
 mod jobs;
 pub mod monitoring;
+pub mod notify;
 pub mod provisioning;
 mod schedules;
 mod secrets;
@@ -214,6 +215,10 @@ impl Database {
 
     pub fn monitoring(&self) -> monitoring::MonitoringStore {
         monitoring::MonitoringStore::new(self.conn.clone())
+    }
+
+    pub fn notify(&self) -> notify::NotifyStore {
+        notify::NotifyStore::new(self.conn.clone())
     }
 
     pub fn schedules(&self) -> ScheduleStore {

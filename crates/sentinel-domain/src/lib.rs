@@ -9,6 +9,7 @@ mod ids;
 pub mod inventory;
 mod job;
 pub mod monitoring;
+pub mod notify;
 pub mod provisioning;
 mod retry;
 pub mod schedule;

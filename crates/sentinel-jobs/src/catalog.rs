@@ -107,6 +107,18 @@ fn target_check_schema() -> Value {
             "properties": { "target_id": { "type": "string", "format": "uuid" } } })
 }
 
+fn validate_channel_test(payload: &Value) -> Result<(), Vec<FieldError>> {
+    match payload.get("channel_id").and_then(Value::as_str).map(uuid::Uuid::parse_str) {
+        Some(Ok(_)) if payload.as_object().is_some_and(|o| o.len() == 1) => Ok(()),
+        _ => Err(vec![FieldError::new("payload.channel_id", "the id (UUID) of the channel to test, and nothing else")]),
+    }
+}
+
+fn channel_test_schema() -> Value {
+    json!({ "type": "object", "required": ["channel_id"], "additionalProperties": false,
+            "properties": { "channel_id": { "type": "string", "format": "uuid" } } })
+}
+
 fn validate_run_payload(payload: &Value) -> Result<(), Vec<FieldError>> {
     match payload.get("run_id").and_then(Value::as_str).map(uuid::Uuid::parse_str) {
         Some(Ok(_)) if payload.as_object().is_some_and(|o| o.len() == 1) => Ok(()),
@@ -296,6 +308,15 @@ impl Catalog {
             description: "Checks one HTTP target now (POST /api/v1/monitoring/targets/{id}/check) and records the result.",
             validate: validate_target_check,
             payload_schema: target_check_schema,
+            internal: true,
+        });
+        let (kind, queue) = parse(sentinel_domain::notify::TEST_CHANNEL_KIND, builtin::MONITOR_QUEUE);
+        c.register(KindSpec {
+            kind,
+            queue,
+            description: "Sends a test message through one notification channel (POST /api/v1/monitoring/channels/{id}/test) and reports the receiver's answer.",
+            validate: validate_channel_test,
+            payload_schema: channel_test_schema,
             internal: true,
         });
         for (name, description, validate, payload_schema) in backup_kinds() {

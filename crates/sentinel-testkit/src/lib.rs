@@ -5,6 +5,7 @@ pub mod emulators;
 mod postgres_server;
 pub mod procs;
 pub mod product;
+pub mod receivers;
 pub mod ssh_hosts;
 
 use std::net::TcpListener;

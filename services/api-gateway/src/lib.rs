@@ -101,6 +101,10 @@ impl Application {
                         .configure(routes::monitor_machines::configure)
                         .configure(routes::monitor_thresholds::configure)
                         .configure(routes::monitor_heartbeats::configure)
+                        .configure(routes::notify_channels::configure)
+                        .configure(routes::notify_policy::configure)
+                        .configure(routes::notify_mutes::configure)
+                        .configure(routes::notify_log::configure)
                         .configure(routes::monitor_dashboard::configure)
                         .configure(routes::monitor_stream::configure)
                         .configure(routes::streams::configure),

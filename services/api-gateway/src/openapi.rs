@@ -12,8 +12,9 @@ use crate::routes::{
     access, backup_destinations, backup_journal, backup_plan_actions, backup_plans, backup_restores, backup_targets,
     backup_uploads, configs, dead_letters, jobs, jobs_batch, monitor_dashboard, monitor_heartbeats, monitor_incidents,
     monitor_ingest, monitor_machines, monitor_results, monitor_settings, monitor_stream, monitor_targets,
-    monitor_thresholds, pings, playbooks, previews, provision_run_create, provision_runs, reservations, schedules,
-    server_history, server_import, servers, ssh_keys, streams, tasks,
+    monitor_thresholds, notify_channels, notify_log, notify_mutes, notify_policy, pings, playbooks, previews,
+    provision_run_create, provision_runs, reservations, schedules, server_history, server_import, servers, ssh_keys,
+    streams, tasks,
 };
 
 #[derive(OpenApi)]
@@ -55,6 +56,11 @@ use crate::routes::{
         monitor_thresholds::put_default,
         monitor_heartbeats::create, monitor_heartbeats::list, monitor_heartbeats::get_heartbeat, monitor_heartbeats::replace,
         monitor_heartbeats::delete, monitor_heartbeats::new_token, monitor_heartbeats::pings,
+        notify_channels::create, notify_channels::list, notify_channels::get_channel, notify_channels::replace,
+        notify_channels::delete, notify_channels::test, notify_policy::get_policy, notify_policy::put_policy,
+        notify_policy::reset_policy, notify_mutes::create_silence, notify_mutes::silences, notify_mutes::get_silence,
+        notify_mutes::expire_silence, notify_mutes::create_window, notify_mutes::windows, notify_mutes::get_window,
+        notify_mutes::delete_window, notify_log::list, notify_log::get_notification,
         pings::success, pings::signal,
         streams::job_stream, streams::org_stream,
         tasks::enqueue, tasks::status, tasks::counts,

@@ -1,9 +1,11 @@
 //! The monitor worker: runs the monitoring sweeps fired by the built-in schedules — HTTP check
 //! dispatch (each target on its own absolute deadlines), the rollup of results, metric evaluation
-//! and heartbeats — the manual check of one target, and the built-in kinds on the default queue.
+//! and heartbeats — the manual check of one target, the notifier (notification groups and their
+//! delivery, channel tests), and the built-in kinds on the default queue.
 
 mod cert;
 mod dispatch;
+pub mod notify;
 mod probe;
 
 use std::collections::HashMap;
@@ -14,6 +16,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sentinel_jobs::db::monitoring::ClaimedCheck;
 use sentinel_jobs::domain::monitoring::{CHECK_TARGET_KIND, ROLLUP_KIND, targets::MAX_TIMEOUT_SECS};
+use sentinel_jobs::domain::notify::TEST_CHANNEL_KIND;
 use sentinel_jobs::domain::{JobKind, QueueName, builtin};
 use sentinel_jobs::{JobContext, JobError, JobHandler, Spine, Worker, WorkerOptions, builtin_handlers};
 use sentinel_telemetry::Shutdown;
@@ -118,6 +121,26 @@ impl JobHandler for CheckTarget {
     }
 }
 
+/// `notify.test_channel`: sends a test message through one channel and reports the answer.
+struct TestChannel {
+    notifier: Arc<notify::Notifier>,
+}
+
+#[derive(serde::Deserialize)]
+struct TestChannelPayload {
+    channel_id: Uuid,
+}
+
+#[async_trait]
+impl JobHandler for TestChannel {
+    async fn run(&self, ctx: &JobContext) -> Result<Value, JobError> {
+        let p: TestChannelPayload = ctx.payload()?;
+        let org = ctx.job().org_id.ok_or_else(|| JobError::permanent("the test names no organization"))?;
+        let key = format!("test:{}", ctx.job().id);
+        self.notifier.test_channel(org, p.channel_id, key).await.map_err(JobError::permanent)
+    }
+}
+
 /// `monitor.rollup_results`: folds settled hours into rollups and trims raw results.
 struct RollUp {
     raw_window: chrono::Duration,
@@ -139,12 +162,17 @@ impl JobHandler for RollUp {
 }
 
 /// The handlers this worker runs, around its dispatcher.
-pub fn handlers(spine: &Spine, dispatcher: &Arc<Dispatcher>) -> HashMap<JobKind, Arc<dyn JobHandler>> {
+pub fn handlers(
+    spine: &Spine,
+    dispatcher: &Arc<Dispatcher>,
+    notifier: &Arc<notify::Notifier>,
+) -> HashMap<JobKind, Arc<dyn JobHandler>> {
     let settings = spine.settings();
     let mut map = builtin_handlers(settings.worker.fault_injection);
     let every = Duration::from_secs(settings.scheduler.http_check_dispatch_interval_secs.max(1));
     let raw_window = chrono::Duration::hours(i64::try_from(settings.monitor.raw_result_hours.max(2)).unwrap_or(48));
-    let own: [(&str, Arc<dyn JobHandler>); 5] = [
+    let own: [(&str, Arc<dyn JobHandler>); 6] = [
+        (TEST_CHANNEL_KIND, Arc::new(TestChannel { notifier: notifier.clone() })),
         (builtin::MONITOR_EVALUATE_METRICS, Arc::new(EvaluateMetrics)),
         (builtin::MONITOR_CHECK_HEARTBEATS, Arc::new(CheckHeartbeats)),
         (builtin::MONITOR_DISPATCH_HTTP_CHECKS, Arc::new(DispatchChecks { dispatcher: dispatcher.clone(), every })),
@@ -182,7 +210,8 @@ pub async fn run(spine: Spine, shutdown: Shutdown) -> anyhow::Result<()> {
         m.per_host_concurrency,
         shutdown.clone(),
     );
+    let notifier = notify::Notifier::start(&spine, shutdown.clone());
     let options = WorkerOptions::from_spine(&spine, SERVICE, queues());
-    Worker::new(spine.clone(), handlers(&spine, &dispatcher), options).run(shutdown).await;
+    Worker::new(spine.clone(), handlers(&spine, &dispatcher, &notifier), options).run(shutdown).await;
     Ok(())
 }

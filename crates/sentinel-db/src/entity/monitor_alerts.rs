@@ -18,6 +18,8 @@ pub struct Model {
     pub message: Option<String>,
     pub opened_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
+    /// What routing and muting match on (null: opened before notifications existed).
+    pub labels: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,8 @@ pub struct Model {
     pub resolved_at: Option<DateTimeUtc>,
     pub resolved_by: Option<String>,
     pub updated_at: DateTimeUtc,
+    /// The job (`job:<id>`) whose expected disruption keeps this incident from paging.
+    pub suppressed_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

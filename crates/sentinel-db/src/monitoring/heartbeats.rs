@@ -217,6 +217,7 @@ async fn write_back(
                 severity: severity(p),
                 flapping: false,
                 message: text,
+                server_id: None,
             };
             open_alert(txn, alert, now).await?;
         }

@@ -32,6 +32,8 @@ pub struct AlertRecord {
     pub message: Option<String>,
     pub opened_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// What routing and muting match on.
+    pub labels: sentinel_domain::notify::Labels,
 }
 
 /// An incident as stored.
@@ -49,6 +51,8 @@ pub struct IncidentRecord {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Null when it resolved by itself.
     pub resolved_by: Option<String>,
+    /// The job whose expected disruption keeps this incident from paging (`job:<id>`).
+    pub suppressed_by: Option<String>,
 }
 
 /// One entry of an incident's timeline.
@@ -105,6 +109,7 @@ impl TryFrom<monitor_alerts::Model> for AlertRecord {
             message: m.message,
             opened_at: m.opened_at,
             resolved_at: m.resolved_at,
+            labels: m.labels.and_then(|l| serde_json::from_value(l).ok()).unwrap_or_default(),
         })
     }
 }
@@ -124,6 +129,7 @@ impl TryFrom<monitor_incidents::Model> for IncidentRecord {
             acknowledged_by: m.acknowledged_by,
             resolved_at: m.resolved_at,
             resolved_by: m.resolved_by,
+            suppressed_by: m.suppressed_by,
         })
     }
 }

@@ -6,6 +6,7 @@ mod dispatch;
 mod heartbeats;
 mod incidents;
 mod ingest;
+mod labels;
 mod rollups;
 mod thresholds;
 mod transitions;

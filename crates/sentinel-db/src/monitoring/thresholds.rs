@@ -173,6 +173,7 @@ pub(super) async fn reconcile_metrics(
                     severity: if critical { Severity::Critical } else { Severity::Warning },
                     flapping: false,
                     message: why,
+                    server_id: None,
                 };
                 open_alert(txn, alert, now).await?;
             }
@@ -330,6 +331,7 @@ impl MonitoringStore {
                         m.last_seen_at.to_rfc3339(),
                         s.heartbeat_threshold_minutes
                     ),
+                    server_id: None,
                 };
                 open_alert(&txn, alert, now).await?;
                 report.changed += 1;

@@ -78,6 +78,7 @@ pub(super) async fn apply(
                     severity: if flapping { Severity::Warning } else { Severity::Critical },
                     flapping,
                     message: describe(result),
+                    server_id: None,
                 };
                 open_alert(txn, alert, now).await?
             }
@@ -117,6 +118,8 @@ pub(super) struct NewAlert {
     pub severity: Severity,
     pub flapping: bool,
     pub message: String,
+    /// The inventory server it concerns when the caller knows it (else found from the source).
+    pub server_id: Option<Uuid>,
 }
 
 /// Opens an alert and the incident of its group (or adds it to the group's unresolved incident,
@@ -127,7 +130,7 @@ pub(super) async fn open_alert(
     now: DateTime<Utc>,
 ) -> Result<(Uuid, Uuid), DbError> {
     let alert_id = a.id;
-    let group_key = a.group_key.unwrap_or_else(|| format!("alert:{alert_id}"));
+    let group_key = a.group_key.clone().unwrap_or_else(|| format!("alert:{alert_id}"));
     let existing = monitor_incidents::Entity::find()
         .filter(monitor_incidents::Column::OrgId.eq(a.org_id))
         .filter(monitor_incidents::Column::GroupKey.eq(group_key.clone()))
@@ -158,6 +161,7 @@ pub(super) async fn open_alert(
                 resolved_at: Set(None),
                 resolved_by: Set(None),
                 updated_at: Set(now),
+                suppressed_by: Set(None),
             }
             .insert(txn)
             .await?;
@@ -165,6 +169,7 @@ pub(super) async fn open_alert(
             id
         }
     };
+    let labels = super::labels::labels_of(txn, &a, incident_id).await?;
     monitor_alerts::ActiveModel {
         id: Set(alert_id),
         org_id: Set(a.org_id),
@@ -178,6 +183,7 @@ pub(super) async fn open_alert(
         message: Set(Some(a.message)),
         opened_at: Set(now),
         resolved_at: Set(None),
+        labels: Set(Some(serde_json::to_value(labels).unwrap_or_default())),
     }
     .insert(txn)
     .await?;

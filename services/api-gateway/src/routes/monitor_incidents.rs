@@ -96,6 +96,8 @@ pub struct IncidentView {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Null when it resolved by itself (every alert recovered).
     pub resolved_by: Option<String>,
+    /// The job (`job:<id>`) whose expected disruption keeps this incident from paging.
+    pub suppressed_by: Option<String>,
     /// Only on `GET /api/v1/monitoring/incidents/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<Vec<AlertView>>,
@@ -117,6 +119,7 @@ impl From<IncidentRecord> for IncidentView {
             acknowledged_by: i.acknowledged_by,
             resolved_at: i.resolved_at,
             resolved_by: i.resolved_by,
+            suppressed_by: i.suppressed_by,
             alerts: None,
             timeline: None,
         }

@@ -477,7 +477,7 @@ pub(crate) async fn delete(
 }
 
 /// Waits for `job` to finish (its events, with a read of the row every second should one be missed).
-async fn finished(
+pub(crate) async fn finished(
     spine: &Spine,
     hub: &EventHub,
     job: JobId,

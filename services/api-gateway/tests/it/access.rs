@@ -89,7 +89,33 @@ async fn fixture_ids(app: &crate::helpers::TestApp, admin: &str) -> HashMap<&'st
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{heartbeat}");
+    let mut made = HashMap::new();
+    for (name, path, body) in [
+        (
+            "channel",
+            "/api/v1/monitoring/channels",
+            json!({"name": "fixture", "kind": "webhook", "url": "http://127.0.0.1:9/f"}),
+        ),
+        (
+            "silence",
+            "/api/v1/monitoring/silences",
+            json!({"matchers": [{"label": "severity", "op": "=", "value": "warning"}], "ends_at": "2099-01-01T00:00:00Z", "comment": "fixture"}),
+        ),
+        (
+            "window",
+            "/api/v1/monitoring/maintenance-windows",
+            json!({"name": "fixture", "starts_at": "2098-01-01T00:00:00Z", "ends_at": "2099-01-01T00:00:00Z"}),
+        ),
+    ] {
+        let (status, created) = app.call(Method::POST, path, Some(admin), Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        made.insert(name, created["id"].as_str().expect("id").to_owned());
+    }
     HashMap::from([
+        ("channel", made["channel"].clone()),
+        ("silence", made["silence"].clone()),
+        ("window", made["window"].clone()),
+        ("notification", uuid::Uuid::now_v7().to_string()),
         ("heartbeat", heartbeat["id"].as_str().expect("heartbeat id").to_owned()),
         ("mtarget", mtarget["id"].as_str().expect("monitor target id").to_owned()),
         ("btarget", btarget["id"].as_str().expect("target id").to_owned()),
@@ -182,6 +208,10 @@ async fn another_organization_cannot_see_or_touch_anything() {
             "{metric}",
             "{machine}",
             "{heartbeat}",
+            "{channel}",
+            "{silence}",
+            "{window}",
+            "{notification}",
         ]
         .iter()
         .any(|p| path.contains(p))

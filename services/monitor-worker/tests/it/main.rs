@@ -8,6 +8,8 @@ mod dashboard;
 mod heartbeat_api;
 mod heartbeats;
 mod ingest;
+mod notify;
+mod notify_api;
 mod secret_headers;
 mod servers;
 mod store;

@@ -99,6 +99,8 @@ fn each_outside_technology_has_one_owning_crate() {
         // Monitoring: target names resolved through a configured DNS server, and the system's trust roots.
         ("hickory-resolver", &["monitor-worker"]),
         ("rustls-native-certs", &["monitor-worker"]),
+        // Notifications: email over SMTP.
+        ("lettre", &["monitor-worker"]),
         // URL parsing is pure: the domain validates targets with it.
         ("url", &["sentinel-domain"]),
     ];
