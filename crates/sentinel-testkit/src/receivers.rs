@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,13 +39,14 @@ pub struct HttpReceiver {
     pub base: String,
     log: Arc<Mutex<Vec<Received>>>,
     status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl HttpReceiver {
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let me = Self { base, log: Arc::default(), status: Arc::new(AtomicU16::new(200)) };
+        let me = Self { base, log: Arc::default(), status: Arc::new(AtomicU16::new(200)), delay_ms: Arc::default() };
         let this = me.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -61,7 +62,12 @@ impl HttpReceiver {
         self.status.store(status, Ordering::SeqCst);
     }
 
-    /// Every request so far, oldest first.
+    /// How long each answer waits from now on (a slow receiver keeps sends in flight).
+    pub fn delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Every request so far, oldest first (by the time each was answered).
     pub fn received(&self) -> Vec<Received> {
         self.log.lock().expect("log").clone()
     }
@@ -98,6 +104,10 @@ impl HttpReceiver {
             }
         }
         let body = data[head_end..head_end + length].to_vec();
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let status = self.status.load(Ordering::SeqCst);
         self.log.lock().expect("log").push(Received { path, headers, body, answered: status });
         let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");

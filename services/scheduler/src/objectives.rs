@@ -3,7 +3,8 @@
 //! an RPO breach must show. Per plan that declares an RPO: the RPO, the RTO, the age of the newest
 //! good backup (since its start: the data it holds; since the plan was made when there is none) and
 //! whether the first exceeds the second. A plan that verifies its backups counts only verified ones
-//! as good, and its newest verified backup's restore time is exported as the measured RTO.
+//! as good, and its newest verified backup's restore time is exported as the measured RTO. A breach
+//! also raises a `backup_rpo_breached` alert, resolved once a young enough backup exists.
 
 use std::time::Duration;
 
@@ -71,6 +72,12 @@ async fn refresh(spine: &Spine) -> Result<(), sentinel_jobs::db::DbError> {
                 }
                 metrics::gauge!(metric::BACKUP_NEWEST_GOOD_AGE, &labels).set(s.newest_good_age_secs);
                 metrics::gauge!(metric::BACKUP_RPO_BREACHED, &labels).set(if s.breached { 1.0 } else { 0.0 });
+                // And an alert, through the same path as every other (routing, silences, pages).
+                spine
+                    .db()
+                    .monitoring()
+                    .backup_objective(plan.id, s.breached, s.newest_good_age_secs, Utc::now())
+                    .await?;
                 if let Some(measured) = verified.and_then(|e| e.rto_seconds) {
                     metrics::gauge!(metric::BACKUP_MEASURED_RTO, &labels).set(measured);
                 }

@@ -25,6 +25,8 @@ pub enum BenchTarget {
     Monitor(crate::bench_monitor::MonitorBench),
     /// The monitoring API: metric ingest by concurrent agents, and the dashboard over a month of rollups.
     MonitorApi(crate::bench_monitor_api::MonitorApiBench),
+    /// Notifications: transition → webhook latency, a storm's single page, the outbox's throughput.
+    Notify(crate::bench_notify::NotifyBench),
     /// The loopback receivers `sentinel bench monitor` starts in a child process.
     #[command(hide = true)]
     MonitorReceivers(crate::bench_monitor::Receivers),
@@ -70,6 +72,7 @@ pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Inventory(args) => return crate::bench_inventory::run(args).await,
         BenchTarget::Monitor(args) => return crate::bench_monitor::run(args).await,
         BenchTarget::MonitorApi(args) => return crate::bench_monitor_api::run(args).await,
+        BenchTarget::Notify(args) => return crate::bench_notify::run(args).await,
         BenchTarget::MonitorReceivers(args) => return crate::bench_monitor::receivers(args).await,
     };
     sentinel_telemetry::install_crypto_provider();

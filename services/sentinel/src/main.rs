@@ -6,6 +6,7 @@ mod bench_inventory;
 mod bench_jobs;
 mod bench_monitor;
 mod bench_monitor_api;
+mod bench_notify;
 mod bench_schedules;
 mod embedded;
 

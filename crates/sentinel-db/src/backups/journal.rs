@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
 use sentinel_domain::backups::verification::DatabaseStats;
 use sentinel_domain::backups::{BackupType, Copy, JournalKind, JournalStatus, Snapshot, Verification};
 use serde_json::Value;
@@ -242,6 +244,8 @@ impl BackupStore {
         if !JournalStatus::Running.can_become(end.status) {
             return Err(DbError::Conflict(format!("a running journal entry cannot become {}", end.status)));
         }
+        let txn = self.conn.begin().await?;
+        let message = end.message.clone();
         let res = backup_journal::Entity::update_many()
             .col_expr(backup_journal::Column::Status, Expr::value(end.status.as_str()))
             .col_expr(backup_journal::Column::FinishedAt, Expr::value(Utc::now().trunc_subsecs(6)))
@@ -256,9 +260,21 @@ impl BackupStore {
             .col_expr(backup_journal::Column::Message, Expr::value(end.message))
             .filter(backup_journal::Column::Id.eq(id))
             .filter(backup_journal::Column::Status.eq(JournalStatus::Running.as_str()))
-            .exec(&self.conn)
+            .exec(&txn)
             .await?;
-        Ok(res.rows_affected == 1)
+        let ended = res.rows_affected == 1;
+        // A backup's outcome raises or resolves its plan's `backup_failed` alert, in this transaction.
+        if ended && matches!(end.status, JournalStatus::Failed | JournalStatus::Succeeded) {
+            let entry = backup_journal::Entity::find_by_id(id).one(&txn).await?;
+            if let Some(e) = entry.filter(|e| e.kind == JournalKind::Backup.as_str())
+                && let Some(plan) = e.plan_id
+            {
+                let failed = end.status == JournalStatus::Failed;
+                crate::monitoring::backup_outcome(&txn, plan, failed, message, Utc::now().trunc_subsecs(6)).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(ended)
     }
 
     /// Records where the copies stand while the attempt runs (so an interrupted one can be cleaned).

@@ -1,6 +1,7 @@
 //! The monitoring store: HTTP targets (their specification, deadline, lease and latest state), the
 //! raw result of each deadline, and the rollups uptime and percentiles are read from.
 
+mod conditions;
 mod dashboard;
 mod dispatch;
 mod heartbeats;
@@ -21,6 +22,7 @@ use sentinel_domain::monitoring::alerts::AlertState;
 use sentinel_domain::monitoring::{CheckStatus, ErrorClass, TargetSpec, first_due, targets::normalize_url};
 use uuid::Uuid;
 
+pub(crate) use conditions::{backup_outcome, provisioning_outcome};
 pub use dashboard::DashboardCounts;
 pub use dispatch::{CheckResult, ClaimedCheck, RecordOutcome, Recorded};
 pub use heartbeats::{HeartbeatRecord, PINGS_KEPT, PingInput, PingReceipt, PingRecord};
@@ -29,6 +31,17 @@ pub use ingest::{IngestOutcome, MachineRecord, MetricRecord, SamplePoint};
 pub use rollups::{RollupReport, Uptime, UptimeWindow};
 pub use thresholds::SweepReport;
 pub use transitions::AlertChange;
+
+/// Adds an entry to an incident's timeline (for other capabilities' stores).
+pub(crate) async fn add_incident_event(
+    conn: &impl sea_orm::ConnectionTrait,
+    incident: Uuid,
+    at: DateTime<Utc>,
+    kind: &str,
+    text: Option<String>,
+) -> Result<(), DbError> {
+    incidents::add_event(conn, incident, at, kind, None, text).await
+}
 
 use crate::entity::{monitor_check_results, monitor_targets};
 use crate::secrets::{SecretChange, apply_secret};

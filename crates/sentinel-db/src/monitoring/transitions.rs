@@ -102,7 +102,7 @@ pub(super) async fn apply(
 }
 
 /// An alert about to open: what it is about and where its incident groups.
-pub(super) struct NewAlert {
+pub(crate) struct NewAlert {
     /// Chosen by the caller, so it can claim the source (compare-and-set) before the alert exists.
     pub id: Uuid,
     pub org_id: Uuid,
@@ -124,7 +124,7 @@ pub(super) struct NewAlert {
 
 /// Opens an alert and the incident of its group (or adds it to the group's unresolved incident,
 /// raising that one's severity to the alert's); returns (alert, incident).
-pub(super) async fn open_alert(
+pub(crate) async fn open_alert(
     txn: &DatabaseTransaction,
     a: NewAlert,
     now: DateTime<Utc>,
@@ -238,7 +238,7 @@ async fn set_flapping(
 }
 
 /// Resolves an alert, and its incident once no alert of it fires (by `actor`, or by itself).
-pub(super) async fn resolve_alert(
+pub(crate) async fn resolve_alert(
     txn: &DatabaseTransaction,
     alert_id: Uuid,
     actor: Option<&str>,

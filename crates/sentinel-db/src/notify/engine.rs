@@ -1,7 +1,8 @@
 //! The evaluation of notification groups. Per organization, in one transaction that first locks
 //! the organization's policy row (so replicas evaluate one after the other and never notify twice):
 //! route every firing alert to its groups, mark what may page (not muted by a silence or a window,
-//! not inhibited by its server's silent machine, not suppressed by a job on its server), plan each
+//! not inhibited by its server's silent machine, not suppressed by a job on its server — see
+//! `disruptions`), plan each
 //! group with its timers, and write one outbox row per channel for each notification.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::NotifyStore;
+use super::disruptions::{DISRUPTED_SOURCES, covering, disruptions, mark_incident};
 use super::mutes::current_mutes;
 use super::outbox::{NewNotification, row};
 use crate::DbError;
@@ -173,14 +175,14 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
         .all(txn)
         .await?;
     let incident_ids: Vec<Uuid> = firing.iter().map(|a| a.incident_id).collect::<BTreeSet<_>>().into_iter().collect();
-    let mut incidents: HashMap<Uuid, (bool, bool)> = HashMap::new();
+    let mut incidents: HashMap<Uuid, bool> = HashMap::new();
     for chunk in incident_ids.chunks(5000) {
         for i in monitor_incidents::Entity::find()
             .filter(monitor_incidents::Column::Id.is_in(chunk.to_vec()))
             .all(txn)
             .await?
         {
-            incidents.insert(i.id, (i.state == "acknowledged", i.suppressed_by.is_some()));
+            incidents.insert(i.id, i.state == "acknowledged");
         }
     }
     let labels: Vec<Labels> = firing.iter().map(labels_of).collect();
@@ -194,10 +196,20 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
         DEPENDENT_SOURCES.contains(&a.source_kind.as_str())
             && l.get("server").is_some_and(|s| silent_servers.contains(s.as_str()))
     };
+    let margin = chrono::Duration::seconds(i64::from(policy.job_margin_seconds));
+    let disrupted = disruptions(txn, org, now, margin).await?;
     let mut dependents: HashMap<String, usize> = HashMap::new();
     let mut routed: BTreeMap<String, Routed> = BTreeMap::new();
     for (a, l) in firing.iter().zip(&labels) {
-        let (acknowledged, suppressed) = incidents.get(&a.incident_id).copied().unwrap_or((false, false));
+        let acknowledged = incidents.get(&a.incident_id).copied().unwrap_or(false);
+        let server = l.get("server").and_then(|s| s.parse::<Uuid>().ok());
+        let mut suppressed = false;
+        if let Some(server) = server.filter(|_| DISRUPTED_SOURCES.contains(&a.source_kind.as_str()))
+            && let Some(d) = covering(&disrupted, server, a.opened_at, now, margin)
+        {
+            mark_incident(txn, a.incident_id, d, now).await?;
+            suppressed = true;
+        }
         let held_back = inhibited(a, l);
         if held_back && let Some(s) = l.get("server") {
             *dependents.entry(s.clone()).or_default() += 1;

@@ -4,6 +4,7 @@
 //! the notification log.
 
 mod channels;
+mod disruptions;
 mod engine;
 mod mutes;
 mod outbox;

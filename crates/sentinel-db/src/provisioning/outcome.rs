@@ -73,6 +73,17 @@ impl ProvisioningStore {
             fence(&txn, run.job_id, epoch).await?;
             match write_outcome(&txn, run, outcome, Some(run.job_id)).await {
                 Ok(()) => {
+                    // A failed run raises `provisioning_failed`; a good one resolves its playbook's.
+                    if let Some(ended) = provision_runs::Entity::find_by_id(run.id).one(&txn).await? {
+                        let failed: Vec<Uuid> = outcome
+                            .hosts
+                            .iter()
+                            .filter(|h| matches!(h.status, HostStatus::Failed | HostStatus::Unreachable))
+                            .map(|h| h.server_id)
+                            .collect();
+                        crate::monitoring::provisioning_outcome(&txn, &ended, &failed, Utc::now().trunc_subsecs(6))
+                            .await?;
+                    }
                     txn.commit().await?;
                     return self.get_any(run.id).await?.ok_or_else(|| DbError::NotFound(run.id.to_string()));
                 }

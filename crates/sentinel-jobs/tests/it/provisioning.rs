@@ -3,6 +3,7 @@
 //! take and outcome are refused, and the outcome is written back to the servers with history rows.
 
 use sentinel_jobs::db::inventory::{ReserveRequest, ServerDraft, ServerFilter, ServerRecord};
+use sentinel_jobs::db::monitoring::AlertFilter;
 use sentinel_jobs::db::provisioning::{HostOutcome, HostSnapshot, LeaseAttempt, NewRun, RunOutcome, RunRecord};
 use sentinel_jobs::db::{DbError, NewJob, StartOutcome};
 use sentinel_jobs::domain::inventory::ServerStatus;
@@ -137,6 +138,13 @@ async fn leases_are_all_or_nothing_fifo_and_fenced(mode: Mode) {
     assert!(matches!(store.finish(&first, e1 + 1, &outcome).await, Err(DbError::Fenced { .. })));
     let ended = store.finish(&first, e1, &outcome).await.expect("finish");
     assert_eq!(ended.state, RunState::Failed);
+    // A failed run is an alert, on the one server that failed.
+    let monitoring = env.spine.db().monitoring();
+    let on_run = AlertFilter { source_id: Some(first.id), ..Default::default() };
+    let alerts = monitoring.alerts(org, &on_run, None, 10).await.expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!((alerts[0].rule.as_str(), alerts[0].firing), ("provisioning_failed", true));
+    assert_eq!(alerts[0].labels.get("server"), Some(&b.id.to_string()));
     let inv = env.spine.db().inventory();
     let (a2, b2) = (
         inv.get_server(org, a.id).await.expect("get").expect("a"),
@@ -154,6 +162,19 @@ async fn leases_are_all_or_nothing_fifo_and_fenced(mode: Mode) {
     // Now the second goes, then the disjoint one waits for `c` behind it.
     assert_eq!(store.take_leases(&second, e2, "t").await.expect("take"), LeaseAttempt::Taken);
     assert!(matches!(store.take_leases(&disjoint, e3, "t").await.expect("take"), LeaseAttempt::Waiting { .. }));
+    // The same playbook succeeding resolves the failed run's alert.
+    let ok = |id: Uuid| HostOutcome {
+        server_id: id,
+        status: HostStatus::Ok,
+        reason: None,
+        counts: Some(HostCounts { ok: 1, ..Default::default() }),
+        diff: None,
+        pinned_host_keys: vec![],
+    };
+    let good = RunOutcome { state: RunState::Succeeded, reason: None, hosts: vec![ok(b.id), ok(c.id)] };
+    store.finish(&second, e2, &good).await.expect("finish");
+    let alerts = monitoring.alerts(org, &on_run, None, 10).await.expect("alerts");
+    assert!(!alerts[0].firing, "resolved by the next good run: {alerts:?}");
     env.stop().await;
 }
 

@@ -345,6 +345,15 @@ async fn plans_back_up_restore_prune_and_refuse_bad_input_through_the_api() {
     assert!(failed["error"].as_str().unwrap_or("").contains("cannot reach the database"), "{failed}");
     let dead_entries = api.journal(&format!("plan_id={dead_plan}")).await;
     assert!(!dead_entries.is_empty() && dead_entries.iter().all(|e| e["status"] == "failed"), "{dead_entries:?}");
+    // The failure is an alert (paged like any other): one, on the plan, however many attempts failed.
+    let (_, alerts) = api.get("/api/v1/monitoring/alerts?state=firing").await;
+    let on_plan: Vec<&Value> =
+        alerts["items"].as_array().expect("alerts").iter().filter(|a| a["source_id"] == json!(dead_plan)).collect();
+    assert_eq!(on_plan.len(), 1, "{alerts}");
+    assert_eq!(
+        (on_plan[0]["rule"].clone(), on_plan[0]["source_kind"].clone()),
+        (json!("backup_failed"), json!("backup"))
+    );
 
     // The figures per plan on /metrics: the last success, its duration and sizes; failures by reason.
     let exposition = sentinel_testkit::procs::get_text(&sentinel.url("/metrics")).await;

@@ -49,5 +49,18 @@ async fn a_plan_past_its_rpo_shows_the_breach_on_metrics() {
     assert!(value(&text, "sentinel_backup_newest_good_age_seconds", &stopped).is_some_and(|a| a > 60.0), "{text}");
     assert_eq!(value(&text, "sentinel_backup_rpo_breached", &kept), Some(0.0), "backed up within its RPO: {text}");
     assert!(value(&text, "sentinel_backup_newest_good_age_seconds", &kept).is_some_and(|a| a < 600.0), "{text}");
+    // The breach is also an alert on the plan; the plan kept within its RPO has none.
+    let (_, alerts) = api.get("/api/v1/monitoring/alerts?state=firing").await;
+    let rules = |plan: &str| -> Vec<String> {
+        alerts["items"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .filter(|a| a["source_id"] == json!(plan))
+            .map(|a| a["rule"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(rules(&stopped), ["backup_rpo_breached"], "{alerts}");
+    assert!(rules(&kept).is_empty(), "{alerts}");
     drop_pg(work.path(), &[&source]).await;
 }

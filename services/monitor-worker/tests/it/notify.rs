@@ -235,3 +235,82 @@ async fn a_silent_machine_is_one_page_silences_hold_pages_back_and_acknowledging
         assert_eq!(notify.evaluate(t3 + Duration::seconds(7200)).await.expect("evaluate").queued, 0, "acknowledged");
     }
 }
+
+#[tokio::test]
+async fn alerts_caused_by_a_backup_on_their_server_are_recorded_not_paged_until_they_outlast_it() {
+    use sentinel_jobs::db::backups::{JournalFinish, NewJournal, TargetDraft};
+    use sentinel_jobs::domain::backups::{Engine, JournalKind, JournalStatus};
+    for (_db, conn, org) in stores().await {
+        let (_server, _channel, targets) = setup(&conn, org, "app-01", 2).await;
+        let (store, notify, backups) = (conn.monitoring(), conn.notify(), conn.backups());
+        let target = backups
+            .create_target(
+                org,
+                TargetDraft {
+                    name: "app db".into(),
+                    engine: Engine::Postgres,
+                    host: Some("app-01".into()),
+                    port: Some(5432),
+                    user: Some("postgres".into()),
+                    databases: vec!["app".into()],
+                    options: Default::default(),
+                    path: None,
+                },
+                SecretChange::Keep,
+                "test",
+            )
+            .await
+            .expect("backup target");
+        let job = Uuid::now_v7();
+        let entry = backups
+            .open_journal(NewJournal {
+                org_id: org,
+                kind: Some(JournalKind::Backup),
+                plan_id: None,
+                target_id: Some(target.id),
+                job_id: Some(job),
+                attempt: 1,
+                backup_type: None,
+                compression: None,
+                encryption: None,
+                key_secret_id: None,
+                copies: vec![],
+                source: None,
+                requested_by: None,
+            })
+            .await
+            .expect("journal");
+        // The backup restarts the database: the app's targets fail while it runs.
+        let t0 = Utc::now();
+        record(&store, org, &targets, false, t0).await;
+        for s in [0, 30, 120] {
+            assert_eq!(notify.evaluate(t0 + Duration::seconds(s)).await.expect("evaluate").queued, 0, "expected");
+        }
+        let incidents = store.incidents(org, &IncidentFilter::default(), None, 10).await.expect("incidents");
+        assert_eq!(incidents.len(), 2);
+        for i in &incidents {
+            assert_eq!(i.suppressed_by.as_deref(), Some(format!("job:{job}").as_str()), "{i:?}");
+            let (_, timeline) = store.incident_details(i.id, 100).await.expect("details");
+            assert!(timeline.iter().any(|e| e.kind == "suppressed"), "{timeline:?}");
+        }
+        // The backup ends; within the margin (300 s) the failure is still its doing.
+        backups
+            .finish_journal(entry.id, JournalFinish::bare(JournalStatus::Succeeded, vec![], "done"))
+            .await
+            .expect("end");
+        let ended = Utc::now();
+        assert_eq!(
+            notify.evaluate(ended + Duration::seconds(200)).await.expect("evaluate").queued,
+            0,
+            "within the margin"
+        );
+        // Still failing past the margin: it pages like any failure.
+        notify.evaluate(ended + Duration::seconds(301)).await.expect("evaluate");
+        assert_eq!(
+            notify.evaluate(ended + Duration::seconds(331)).await.expect("evaluate").queued,
+            1,
+            "outlasted the job"
+        );
+        assert_eq!(log(&notify, org).await[0].payload["counts"]["firing"], 2);
+    }
+}

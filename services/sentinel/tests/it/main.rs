@@ -5,6 +5,7 @@
 mod architecture;
 mod distributed;
 mod embedded;
+mod notifications;
 mod outages;
 use sentinel_testkit::procs;
 mod provisioning;
