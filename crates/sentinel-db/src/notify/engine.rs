@@ -175,14 +175,15 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
         .all(txn)
         .await?;
     let incident_ids: Vec<Uuid> = firing.iter().map(|a| a.incident_id).collect::<BTreeSet<_>>().into_iter().collect();
-    let mut incidents: HashMap<Uuid, bool> = HashMap::new();
+    // Per incident: acknowledged, and already marked as suppressed by a job.
+    let mut incidents: HashMap<Uuid, (bool, bool)> = HashMap::new();
     for chunk in incident_ids.chunks(5000) {
         for i in monitor_incidents::Entity::find()
             .filter(monitor_incidents::Column::Id.is_in(chunk.to_vec()))
             .all(txn)
             .await?
         {
-            incidents.insert(i.id, i.state == "acknowledged");
+            incidents.insert(i.id, (i.state == "acknowledged", i.suppressed_by.is_some()));
         }
     }
     let labels: Vec<Labels> = firing.iter().map(labels_of).collect();
@@ -201,13 +202,16 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
     let mut dependents: HashMap<String, usize> = HashMap::new();
     let mut routed: BTreeMap<String, Routed> = BTreeMap::new();
     for (a, l) in firing.iter().zip(&labels) {
-        let acknowledged = incidents.get(&a.incident_id).copied().unwrap_or(false);
+        let (acknowledged, marked) = incidents.get(&a.incident_id).copied().unwrap_or((false, false));
         let server = l.get("server").and_then(|s| s.parse::<Uuid>().ok());
         let mut suppressed = false;
         if let Some(server) = server.filter(|_| DISRUPTED_SOURCES.contains(&a.source_kind.as_str()))
             && let Some(d) = covering(&disrupted, server, a.opened_at, now, margin)
         {
-            mark_incident(txn, a.incident_id, d, now).await?;
+            if !marked {
+                mark_incident(txn, a.incident_id, d, now).await?;
+                incidents.insert(a.incident_id, (acknowledged, true));
+            }
             suppressed = true;
         }
         let held_back = inhibited(a, l);
@@ -233,6 +237,9 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
         .collect();
     let keys: BTreeSet<String> = routed.keys().chain(groups.keys()).cloned().collect();
     let mut queued = 0;
+    // New rows are written together at the end (a storm makes thousands at once).
+    let mut new_groups: Vec<notify_groups::ActiveModel> = Vec::new();
+    let mut new_rows: Vec<notify_outbox::ActiveModel> = Vec::new();
     for key in keys {
         let stored = groups.get(&key);
         let here = routed.get(&key);
@@ -297,9 +304,7 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
                 })
                 .collect();
             queued += rows.len();
-            if !rows.is_empty() {
-                notify_outbox::Entity::insert_many(rows).exec_without_returning(txn).await?;
-            }
+            new_rows.extend(rows);
         }
         let notified = serde_json::to_value(&p.state.notified).unwrap_or_default();
         let channels_json = serde_json::to_value(&channels).unwrap_or_default();
@@ -319,7 +324,7 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
             }
             (Some(_), true) | (None, false) => {}
             (None, true) => {
-                notify_groups::ActiveModel {
+                new_groups.push(notify_groups::ActiveModel {
                     id: Set(group_id),
                     org_id: Set(org),
                     group_key: Set(key.clone()),
@@ -331,11 +336,18 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
                     last_notified_at: Set(p.state.last_notified_at),
                     created_at: Set(now),
                     updated_at: Set(now),
-                }
-                .insert(txn)
-                .await?;
+                });
             }
         }
+    }
+    // Groups before their notifications; chunks stay under the statement parameter limits.
+    while !new_groups.is_empty() {
+        let chunk: Vec<_> = new_groups.drain(..new_groups.len().min(500)).collect();
+        notify_groups::Entity::insert_many(chunk).exec_without_returning(txn).await?;
+    }
+    while !new_rows.is_empty() {
+        let chunk: Vec<_> = new_rows.drain(..new_rows.len().min(500)).collect();
+        notify_outbox::Entity::insert_many(chunk).exec_without_returning(txn).await?;
     }
     Ok(queued)
 }

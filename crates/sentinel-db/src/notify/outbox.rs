@@ -4,11 +4,11 @@
 //! key. A group's notifications reach a channel in order: a row waits while an earlier one of its
 //! group and channel is undelivered. The rows are the notification log.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -154,44 +154,71 @@ impl NotifyStore {
             .limit(limit)
             .all(&self.conn)
             .await?;
-        let mut out = Vec::with_capacity(candidates.len());
-        for c in candidates {
-            if let Some(group) = c.group_id {
-                let earlier = notify_outbox::Entity::find()
-                    .filter(notify_outbox::Column::GroupId.eq(group))
-                    .filter(notify_outbox::Column::ChannelId.eq(c.channel_id))
-                    .filter(notify_outbox::Column::Seq.lt(c.seq))
-                    .filter(notify_outbox::Column::State.eq("pending"))
-                    .count(&self.conn)
-                    .await?;
-                if earlier > 0 {
-                    continue;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The earliest undelivered sequence of each (group, channel) the candidates belong to: one
+        // query for the batch; only that row of each may go.
+        let groups: Vec<Uuid> = candidates.iter().filter_map(|c| c.group_id).collect::<HashSet<_>>().into_iter().collect();
+        let mut earliest: HashMap<(Uuid, Uuid), i64> = HashMap::new();
+        for chunk in groups.chunks(1000) {
+            let rows: Vec<(Option<Uuid>, Uuid, Option<i64>)> = notify_outbox::Entity::find()
+                .select_only()
+                .column(notify_outbox::Column::GroupId)
+                .column(notify_outbox::Column::ChannelId)
+                .column_as(notify_outbox::Column::Seq.min(), "first")
+                .filter(notify_outbox::Column::State.eq("pending"))
+                .filter(notify_outbox::Column::GroupId.is_in(chunk.to_vec()))
+                .group_by(notify_outbox::Column::GroupId)
+                .group_by(notify_outbox::Column::ChannelId)
+                .into_tuple()
+                .all(&self.conn)
+                .await?;
+            for (g, c, first) in rows {
+                if let (Some(g), Some(first)) = (g, first) {
+                    earliest.insert((g, c), first);
                 }
             }
-            let claimed = notify_outbox::Entity::update_many()
-                .col_expr(notify_outbox::Column::LeaseOwner, Expr::value(owner))
-                .col_expr(notify_outbox::Column::LeaseUntil, Expr::value(now + lease))
-                .col_expr(notify_outbox::Column::Attempts, Expr::col(notify_outbox::Column::Attempts).add(1))
-                .filter(notify_outbox::Column::Id.eq(c.id))
-                .filter(claimable(now))
-                .exec(&self.conn)
-                .await?
-                .rows_affected
-                == 1;
-            if claimed {
-                out.push(Delivery {
-                    id: c.id,
-                    org_id: c.org_id,
-                    channel_id: c.channel_id,
-                    idempotency_key: c.idempotency_key,
-                    status: c.status,
-                    payload: c.payload,
-                    attempt: c.attempts + 1,
-                    created_at: c.created_at,
-                });
-            }
         }
-        Ok(out)
+        let ready: Vec<Uuid> = candidates
+            .iter()
+            .filter(|c| c.group_id.is_none_or(|g| earliest.get(&(g, c.channel_id)).is_none_or(|&f| f == c.seq)))
+            .map(|c| c.id)
+            .collect();
+        if ready.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One compare-and-set for the batch; what this claimant got is what carries its lease.
+        let until = now + lease;
+        notify_outbox::Entity::update_many()
+            .col_expr(notify_outbox::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(notify_outbox::Column::LeaseUntil, Expr::value(until))
+            .col_expr(notify_outbox::Column::Attempts, Expr::col(notify_outbox::Column::Attempts).add(1))
+            .filter(notify_outbox::Column::Id.is_in(ready.clone()))
+            .filter(claimable(now))
+            .exec(&self.conn)
+            .await?;
+        let claimed = notify_outbox::Entity::find()
+            .filter(notify_outbox::Column::Id.is_in(ready))
+            .filter(notify_outbox::Column::LeaseOwner.eq(owner))
+            .filter(notify_outbox::Column::LeaseUntil.eq(until))
+            .filter(notify_outbox::Column::State.eq("pending"))
+            .order_by_asc(notify_outbox::Column::NextAttemptAt)
+            .all(&self.conn)
+            .await?;
+        Ok(claimed
+            .into_iter()
+            .map(|c| Delivery {
+                id: c.id,
+                org_id: c.org_id,
+                channel_id: c.channel_id,
+                idempotency_key: c.idempotency_key,
+                status: c.status,
+                payload: c.payload,
+                attempt: c.attempts,
+                created_at: c.created_at,
+            })
+            .collect())
     }
 
     /// Records how an attempt ended, if `owner` still holds the notification (false: another

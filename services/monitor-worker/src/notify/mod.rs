@@ -35,6 +35,17 @@ pub struct Notifier {
     give_up: chrono::Duration,
     wake: Notify,
     shutdown: Shutdown,
+    /// Channels with their opened credential, read again after `CHANNEL_TTL` (an edit shows then).
+    channels: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (std::time::Instant, Arc<OpenChannel>)>>,
+}
+
+/// How long a channel read (and its credential opened) is reused.
+const CHANNEL_TTL: Duration = Duration::from_secs(5);
+
+/// A channel ready to send through.
+struct OpenChannel {
+    config: sentinel_jobs::domain::notify::ChannelConfig,
+    secret: Option<zeroize::Zeroizing<String>>,
 }
 
 impl Notifier {
@@ -53,6 +64,7 @@ impl Notifier {
             give_up: chrono::Duration::hours(i64::try_from(m.notify_give_up_hours.max(1)).unwrap_or(24)),
             wake: Notify::new(),
             shutdown,
+            channels: std::sync::Mutex::default(),
         });
         tokio::spawn(notifier.clone().evaluate_loop());
         tokio::spawn(notifier.clone().deliver_loop());
@@ -162,6 +174,10 @@ impl Notifier {
             attempt: 1,
             created_at: Utc::now(),
         };
+        // A test right after an edit tries the edited channel.
+        if let Ok(mut cache) = self.channels.lock() {
+            cache.remove(&channel_id);
+        }
         let result = self.attempt(&d).await;
         let outcome = match &result {
             Ok(sent) => DeliveryOutcome::Delivered { status: sent.status },
@@ -182,26 +198,40 @@ impl Notifier {
         })
     }
 
-    async fn attempt(&self, d: &Delivery) -> Result<Sent, senders::Failure> {
+    async fn open_channel(&self, id: uuid::Uuid) -> Result<Arc<OpenChannel>, senders::Failure> {
+        if let Ok(cache) = self.channels.lock()
+            && let Some((at, open)) = cache.get(&id)
+            && at.elapsed() < CHANNEL_TTL
+        {
+            return Ok(open.clone());
+        }
         let fail = |error: String| senders::Failure { status: None, error };
         let channel = self
             .store
-            .channel_by_id(d.channel_id)
+            .channel_by_id(id)
             .await
             .map_err(|e| fail(format!("channel not read: {e}")))?
             .ok_or_else(|| fail("the channel was deleted".to_owned()))?;
         let secret = match (channel.secret_id, &self.vault) {
             (None, _) => None,
-            (Some(id), Some(vault)) => Some(
-                vault
-                    .open_owned(id, &channel_secret_owner(channel.id))
+            (Some(sid), Some(vault)) => {
+                let plain = vault
+                    .open_owned(sid, &channel_secret_owner(channel.id))
                     .await
-                    .map_err(|e| fail(format!("the channel's credential could not be opened: {e}")))?,
-            ),
+                    .map_err(|e| fail(format!("the channel's credential could not be opened: {e}")))?;
+                Some(zeroize::Zeroizing::new(String::from_utf8_lossy(&plain).into_owned()))
+            }
             (Some(_), None) => return Err(fail("no master key configured: the channel's credential is sealed".into())),
         };
-        let secret: Option<zeroize::Zeroizing<String>> =
-            secret.map(|s| zeroize::Zeroizing::new(String::from_utf8_lossy(&s).into_owned()));
-        send(&self.http, &channel.spec.config, secret.as_ref().map(|s| s.as_str()), d).await
+        let open = Arc::new(OpenChannel { config: channel.spec.config, secret });
+        if let Ok(mut cache) = self.channels.lock() {
+            cache.insert(id, (std::time::Instant::now(), open.clone()));
+        }
+        Ok(open)
+    }
+
+    async fn attempt(&self, d: &Delivery) -> Result<Sent, senders::Failure> {
+        let channel = self.open_channel(d.channel_id).await?;
+        send(&self.http, &channel.config, channel.secret.as_ref().map(|s| s.as_str()), d).await
     }
 }
