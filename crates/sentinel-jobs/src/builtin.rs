@@ -74,7 +74,8 @@ impl JobHandler for FaultSubprocess {
 
 /// `system.retention`: deletes finished jobs (with their events) and schedule firings older than
 /// `worker.retention_days`, and the successful runs of the built-in periodic sweeps (and their firings)
-/// after a day — they fire every few seconds and would otherwise dominate the tables. Fired by the
+/// after a day — they fire every few seconds and would otherwise dominate the tables — and the
+/// notification log's finished deliveries older than the same cutoff. Fired by the
 /// built-in retention schedule.
 pub struct Retention;
 
@@ -92,10 +93,14 @@ impl JobHandler for Retention {
             + spine.store().delete_succeeded_system_jobs_before(now - SYSTEM_RETENTION).await?;
         let firings = schedules.delete_firings_before(cutoff, false).await?
             + schedules.delete_firings_before(now - SYSTEM_RETENTION, true).await?;
-        if jobs + firings > 0 {
-            tracing::info!(jobs, firings, %cutoff, "retention: removed expired job data");
+        // The notification log: finished deliveries older than the same cutoff.
+        let notifications = spine.db().notify().delete_finished_before(cutoff).await?;
+        if jobs + firings + notifications > 0 {
+            tracing::info!(jobs, firings, notifications, %cutoff, "retention: removed expired job data");
         }
-        Ok(json!({ "deleted_jobs": jobs, "deleted_firings": firings, "cutoff": cutoff }))
+        Ok(
+            json!({ "deleted_jobs": jobs, "deleted_firings": firings, "deleted_notifications": notifications, "cutoff": cutoff }),
+        )
     }
 }
 

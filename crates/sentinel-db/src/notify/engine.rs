@@ -24,7 +24,8 @@ use super::mutes::current_mutes;
 use super::outbox::{NewNotification, row};
 use crate::DbError;
 use crate::entity::{
-    monitor_alerts, monitor_incidents, notify_channels, notify_groups, notify_outbox, notify_policies,
+    monitor_alerts, monitor_incident_events, monitor_incidents, notify_channels, notify_groups, notify_outbox,
+    notify_policies,
 };
 
 /// A firing alert of this rule inhibits the target and metric alerts of its server.
@@ -40,6 +41,18 @@ pub struct EvaluationReport {
 }
 
 impl NotifyStore {
+    /// The newest entry of any incident's timeline (every alert transition writes one): the
+    /// notifier evaluates as soon as it moves, instead of waiting for its tick.
+    pub async fn latest_transition(&self) -> Result<i64, DbError> {
+        let id: Option<Option<i64>> = monitor_incident_events::Entity::find()
+            .select_only()
+            .column_as(monitor_incident_events::Column::Id.max(), "latest")
+            .into_tuple()
+            .one(&self.conn)
+            .await?;
+        Ok(id.flatten().unwrap_or(0))
+    }
+
     /// Evaluates the groups of every organization that has channels or groups.
     pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<EvaluationReport, DbError> {
         let now = now.trunc_subsecs(6);

@@ -159,7 +159,8 @@ impl NotifyStore {
         }
         // The earliest undelivered sequence of each (group, channel) the candidates belong to: one
         // query for the batch; only that row of each may go.
-        let groups: Vec<Uuid> = candidates.iter().filter_map(|c| c.group_id).collect::<HashSet<_>>().into_iter().collect();
+        let groups: Vec<Uuid> =
+            candidates.iter().filter_map(|c| c.group_id).collect::<HashSet<_>>().into_iter().collect();
         let mut earliest: HashMap<(Uuid, Uuid), i64> = HashMap::new();
         for chunk in groups.chunks(1000) {
             let rows: Vec<(Option<Uuid>, Uuid, Option<i64>)> = notify_outbox::Entity::find()
@@ -296,6 +297,17 @@ impl NotifyStore {
             }
         }
         Ok(m.insert(&self.conn).await?.id)
+    }
+
+    /// Deletes delivered and given-up notifications queued before `cutoff` (retention); pending
+    /// ones stay whatever their age. Returns how many went.
+    pub async fn delete_finished_before(&self, cutoff: DateTime<Utc>) -> Result<u64, DbError> {
+        Ok(notify_outbox::Entity::delete_many()
+            .filter(notify_outbox::Column::State.ne("pending"))
+            .filter(notify_outbox::Column::CreatedAt.lt(cutoff))
+            .exec(&self.conn)
+            .await?
+            .rows_affected)
     }
 
     /// One log entry of `org`.

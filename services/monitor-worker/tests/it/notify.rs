@@ -148,8 +148,15 @@ async fn a_storm_of_500_targets_of_one_server_is_one_notification_then_one_resol
         let expired = later + Duration::seconds(31);
         let taken = notify.claim_due("b", Duration::seconds(30), 10, expired).await.expect("claim");
         assert_eq!(taken[0].idempotency_key, next[0].idempotency_key);
-        let log = log(&notify, org).await;
-        assert_eq!((log[0].state.as_str(), log[0].attempts, log[0].last_status), ("delivered", 2, Some(200)));
+        let entries = log(&notify, org).await;
+        assert_eq!(
+            (entries[0].state.as_str(), entries[0].attempts, entries[0].last_status),
+            ("delivered", 2, Some(200))
+        );
+        // Retention takes finished deliveries only: the pending "resolved" stays whatever its age.
+        assert_eq!(notify.delete_finished_before(Utc::now() + Duration::days(1)).await.expect("retention"), 1);
+        let left = log(&notify, org).await;
+        assert_eq!((left.len(), left[0].status.as_str()), (1, "resolved"));
     }
 }
 
