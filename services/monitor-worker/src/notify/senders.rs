@@ -116,7 +116,8 @@ fn text_of(d: &Delivery) -> (String, String) {
 }
 
 async fn post(req: reqwest::RequestBuilder) -> Result<Sent, Failure> {
-    let response = req.send().await.map_err(|e| Failure { status: None, error: describe(&e) })?;
+    // Without the URL: a Slack webhook URL is a credential, and errors reach logs and the log API.
+    let response = req.send().await.map_err(|e| Failure { status: None, error: describe(&e.without_url()) })?;
     let status = i32::from(response.status().as_u16());
     let ok = response.status().is_success();
     let answer: String = response.text().await.unwrap_or_default().chars().take(500).collect();

@@ -111,6 +111,18 @@ async fn alerts_reach_webhook_slack_and_email_once_through_a_refusing_receiver()
     let (_, refused) = api.post(&format!("/api/v1/monitoring/channels/{slack}/test"), json!({})).await;
     assert_eq!((refused["delivered"].clone(), refused["status"].clone()), (json!(false), json!(500)), "{refused}");
     receiver.answer(200);
+    // An unreachable Slack URL: the error says so without the URL (it is the credential).
+    let dead = api
+        .create(
+            "/api/v1/monitoring/channels",
+            json!({"name": "dead slack", "kind": "slack", "webhook_url": "http://127.0.0.1:9/services/T0/B0/s3cr3t-path"}),
+        )
+        .await;
+    let (_, failed) = api.post(&format!("/api/v1/monitoring/channels/{dead}/test"), json!({})).await;
+    assert_eq!(failed["delivered"], false, "{failed}");
+    assert!(!failed.to_string().contains("s3cr3t-path"), "{failed}");
+    let (status, _) = api.send(reqwest::Method::DELETE, &format!("/api/v1/monitoring/channels/{dead}"), None).await;
+    assert_eq!(status, 204);
 
     // Page at once, regroup every second; a policy naming a channel that does not exist is refused.
     let (status, problem) = api
