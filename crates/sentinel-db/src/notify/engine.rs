@@ -76,13 +76,28 @@ impl NotifyStore {
                 .await?,
         );
         let mut report = EvaluationReport::default();
+        let mut first_error = None;
         for org in orgs {
             let txn = self.conn.begin().await?;
-            report.queued += evaluate_org(&txn, org, now).await?;
-            txn.commit().await?;
-            report.organizations += 1;
+            match evaluate_org(&txn, org, now).await {
+                Ok(queued) => {
+                    txn.commit().await?;
+                    report.queued += queued;
+                    report.organizations += 1;
+                }
+                // One organization's bad row must not keep the others' pages back.
+                Err(e) if !e.is_unavailable() => {
+                    txn.rollback().await?;
+                    tracing::error!(org = %org, error = %e, "notification groups of an organization not evaluated");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
-        Ok(report)
+        match first_error {
+            Some(e) if report.organizations == 0 => Err(e),
+            _ => Ok(report),
+        }
     }
 }
 

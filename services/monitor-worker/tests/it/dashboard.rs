@@ -56,7 +56,8 @@ async fn the_dashboard_counts_targets_machines_incidents_backups_and_jobs() {
     .expect("both active targets checked, the failing one alerting");
     assert_eq!(summary["targets"]["paused"], 1, "{summary}");
     assert_eq!(summary["targets"]["pending"], 0);
-    assert_eq!(summary["incidents"]["open"]["critical"], 1, "{summary}");
+    // The failing target's incident, and the failed backup's: a failed backup is an alert too.
+    assert_eq!(summary["incidents"]["open"]["critical"], 2, "{summary}");
     assert_eq!(summary["machines"], json!({"total": 1, "silent": 0}));
     assert_eq!(summary["backups"]["plans"], 1);
     let failing: &Vec<Value> = summary["backups"]["failing"].as_array().expect("failing");
