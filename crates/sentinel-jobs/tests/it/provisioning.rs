@@ -206,14 +206,76 @@ async fn a_reserved_server_is_taken_only_by_its_reservations_run(mode: Mode) {
     env.stop().await;
 }
 
+/// A run working on a server holds back the pages of that server's alerts (expected disruption),
+/// and names its job on their incidents.
+async fn a_running_run_holds_back_its_servers_pages(mode: Mode) {
+    use sentinel_jobs::db::backups::SecretChange;
+    use sentinel_jobs::db::monitoring::{CheckResult, IncidentFilter};
+    use sentinel_jobs::domain::monitoring::alerts::ClientSettings;
+    use sentinel_jobs::domain::monitoring::{CheckStatus, ErrorClass};
+    use sentinel_jobs::domain::notify::{ChannelConfig, ChannelSpec, Policy, Timers};
+
+    let env = Env::spine_only(mode, &[]).await;
+    let org = env.spine.db().access().create_org(&format!("org-{}", Uuid::now_v7().simple())).await.expect("org").id;
+    let s = server(&env, org, 7).await;
+    let (run, e) = started_run(&env, org, &[&s], None).await;
+    assert_eq!(env.spine.db().provisioning().take_leases(&run, e, "t").await.expect("take"), LeaseAttempt::Taken);
+    let (monitoring, notify) = (env.spine.db().monitoring(), env.spine.db().notify());
+    let settings = ClientSettings { consecutive_failures_threshold: 1, ..Default::default() };
+    monitoring.replace_settings(org, &settings, "t").await.expect("settings");
+    let mut spec: sentinel_jobs::domain::monitoring::TargetSpec = serde_json::from_value(
+        json!({"name": "site", "url": "http://127.0.0.1:9/site", "check_interval_seconds": 60, "timeout_seconds": 2}),
+    )
+    .expect("spec");
+    spec.server_id = Some(s.id);
+    let target = monitoring.create_target(org, spec, "t", SecretChange::Keep).await.expect("target");
+    let hook = ChannelSpec {
+        name: "hook".into(),
+        config: ChannelConfig::Webhook { url: "http://127.0.0.1:9/hook".into() },
+        is_active: true,
+    };
+    notify.create_channel(org, hook, SecretChange::Keep, "t", chrono::Utc::now()).await.expect("channel");
+    let policy = Policy {
+        timers: Timers { group_wait_seconds: 0, group_interval_seconds: 1, repeat_interval_seconds: 3600 },
+        ..Policy::default()
+    };
+    notify.set_policy(org, Some(&policy), "t").await.expect("policy");
+    // The playbook restarts the site: its check fails while the run runs.
+    let now = chrono::Utc::now();
+    let failure = CheckResult {
+        target_id: target.id,
+        org_id: org,
+        due_at: now,
+        started_at: now,
+        response_ms: 5.0,
+        status: CheckStatus::Down,
+        status_code: Some(502),
+        error_class: Some(ErrorClass::Status),
+        message: None,
+        cert_expires_at: None,
+        manual: false,
+    };
+    monitoring.record_results(&[failure]).await.expect("record");
+    for s in [0, 1, 60] {
+        let at = now + chrono::Duration::seconds(s);
+        assert_eq!(notify.evaluate(at).await.expect("evaluate").queued, 0, "held back during the run");
+    }
+    let incidents = monitoring.incidents(org, &IncidentFilter::default(), None, 10).await.expect("incidents");
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].suppressed_by, Some(format!("job:{}", run.job_id)));
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn run_leases_on_sqlite() {
     leases_are_all_or_nothing_fifo_and_fenced(Mode::Embedded).await;
     a_reserved_server_is_taken_only_by_its_reservations_run(Mode::Embedded).await;
+    a_running_run_holds_back_its_servers_pages(Mode::Embedded).await;
 }
 
 #[tokio::test]
 async fn run_leases_on_postgres() {
     leases_are_all_or_nothing_fifo_and_fenced(Mode::Distributed).await;
     a_reserved_server_is_taken_only_by_its_reservations_run(Mode::Distributed).await;
+    a_running_run_holds_back_its_servers_pages(Mode::Distributed).await;
 }
