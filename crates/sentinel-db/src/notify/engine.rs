@@ -12,9 +12,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
 };
-use sentinel_domain::notify::{
-    Destination, GroupState, Labels, Mute, Notification, PlannedAlert, Policy, Route, Timers, plan,
-};
+use sentinel_domain::notify::{Destination, GroupState, Labels, Mute, Notification, PlannedAlert, Policy, plan};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -143,20 +141,6 @@ fn labels_of(a: &monitor_alerts::Model) -> Labels {
     })
 }
 
-/// The timers of the route a stored group belongs to (its key starts with the route's key).
-fn timers_of(policy: &Policy, group_key: &str) -> Timers {
-    let route = group_key.split('|').next().unwrap_or("root");
-    let index = route.strip_prefix("routes[").and_then(|r| r.strip_suffix(']')).and_then(|i| i.parse::<usize>().ok());
-    let labels = Labels::new();
-    match index.and_then(|i| policy.routes.get(i)) {
-        Some(r) => {
-            let single = Policy { routes: vec![Route { matchers: vec![], ..r.clone() }], ..policy.clone() };
-            single.route(&labels)[0].timers
-        }
-        None => policy.timers,
-    }
-}
-
 fn alert_json(a: &monitor_alerts::Model, status: &str) -> Value {
     let labels = labels_of(a);
     json!({
@@ -278,7 +262,8 @@ async fn evaluate_org(txn: &DatabaseTransaction, org: Uuid, now: DateTime<Utc>) 
             next_flush_at: stored.and_then(|g| g.next_flush_at),
             last_notified_at: stored.and_then(|g| g.last_notified_at),
         };
-        let timers = here.map_or_else(|| timers_of(&policy, &key), |r| r.dest.timers);
+        // A stored group's key starts with its route's key.
+        let timers = here.map_or_else(|| policy.timers_of(key.split('|').next().unwrap_or("root")), |r| r.dest.timers);
         let planned: Vec<PlannedAlert> = here.map(|r| r.alerts.iter().map(|(p, _)| *p).collect()).unwrap_or_default();
         let p = plan(&state, &planned, timers, now);
         let mut seq = stored.map_or(0, |g| g.seq);

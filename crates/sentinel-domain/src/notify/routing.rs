@@ -239,23 +239,33 @@ impl Policy {
         out
     }
 
+    /// The timers of `route` (the root's where it sets none).
+    fn timers(&self, route: Option<&Route>) -> Timers {
+        let t = self.timers;
+        Timers {
+            group_wait_seconds: route.and_then(|r| r.group_wait_seconds).unwrap_or(t.group_wait_seconds),
+            group_interval_seconds: route
+                .and_then(|r| r.group_interval_seconds)
+                .unwrap_or(t.group_interval_seconds)
+                .max(1),
+            repeat_interval_seconds: route.and_then(|r| r.repeat_interval_seconds).unwrap_or(t.repeat_interval_seconds),
+        }
+    }
+
+    /// The timers of the route a destination's `route_key` names (`root`, `routes[i]`; a route the
+    /// policy no longer has: the root's).
+    pub fn timers_of(&self, route_key: &str) -> Timers {
+        let index = route_key.strip_prefix("routes[").and_then(|r| r.strip_suffix(']')).and_then(|i| i.parse().ok());
+        self.timers(index.and_then(|i: usize| self.routes.get(i)))
+    }
+
     fn destination(&self, route_key: String, route: Option<&Route>, labels: &Labels) -> Destination {
         let group_by = route.and_then(|r| r.group_by.as_ref()).unwrap_or(&self.group_by);
-        let t = self.timers;
         Destination {
             route_key,
             channels: route.and_then(|r| r.channels.clone()).or_else(|| self.channels.clone()),
             group_labels: group_by.iter().map(|l| (l.clone(), labels.get(l).cloned().unwrap_or_default())).collect(),
-            timers: Timers {
-                group_wait_seconds: route.and_then(|r| r.group_wait_seconds).unwrap_or(t.group_wait_seconds),
-                group_interval_seconds: route
-                    .and_then(|r| r.group_interval_seconds)
-                    .unwrap_or(t.group_interval_seconds)
-                    .max(1),
-                repeat_interval_seconds: route
-                    .and_then(|r| r.repeat_interval_seconds)
-                    .unwrap_or(t.repeat_interval_seconds),
-            },
+            timers: self.timers(route),
         }
     }
 
@@ -391,6 +401,8 @@ mod tests {
         assert_eq!(to[0].group_key(), "routes[0]|server=s1");
         assert_eq!(to[0].timers.group_wait_seconds, 0);
         assert_eq!(to[0].timers.group_interval_seconds, 300, "inherited from the root");
+        assert_eq!(policy.timers_of("routes[0]"), to[0].timers, "a stored group finds its route's timers");
+        assert_eq!(policy.timers_of("routes[9]"), policy.timers, "a route no longer there: the root's");
         policy.routes[0].continue_matching = true;
         assert_eq!(policy.route(&critical).len(), 2);
         let other = labels(&[("severity", "warning"), ("source", "metric"), ("group", "incident:1")]);

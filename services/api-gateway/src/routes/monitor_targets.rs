@@ -477,7 +477,7 @@ pub(crate) async fn delete(
 }
 
 /// Waits for `job` to finish (its events, with a read of the row every second should one be missed).
-pub(crate) async fn finished(
+async fn finished(
     spine: &Spine,
     hub: &EventHub,
     job: JobId,
@@ -526,14 +526,34 @@ pub(crate) async fn check_now(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let target = target_of(&spine, &principal, &path).await?;
-    let once = sentinel_jobs::domain::RetryPolicy { max_attempts: 1, ..Default::default() };
-    let job = enqueue_for(&spine, &principal, domain::CHECK_TARGET_KIND, json!({ "target_id": target.id }), Some(once))
-        .await?;
     let patience = Duration::from_secs(u64::from(target.spec.timeout_seconds) + 10);
-    match finished(&spine, &hub, job.id, patience).await {
+    run_once_and_answer(
+        &spine,
+        &hub,
+        &principal,
+        domain::CHECK_TARGET_KIND,
+        json!({ "target_id": target.id }),
+        patience,
+    )
+    .await
+}
+
+/// Runs one job of `kind` now (a single attempt) and answers with its result: 200 with the result,
+/// 502 when it ended without one, 202 with the job when it outlasts `patience`.
+pub(crate) async fn run_once_and_answer(
+    spine: &Spine,
+    hub: &EventHub,
+    principal: &Principal,
+    kind: &str,
+    payload: Value,
+    patience: Duration,
+) -> Result<HttpResponse, Problem> {
+    let once = sentinel_jobs::domain::RetryPolicy { max_attempts: 1, ..Default::default() };
+    let job = enqueue_for(spine, principal, kind, payload, Some(once)).await?;
+    match finished(spine, hub, job.id, patience).await {
         Some(done) if done.result.is_some() => Ok(HttpResponse::Ok().json(done.result)),
         Some(done) => Err(Problem::bad_gateway(format!(
-            "the check job {} ended {}: {}",
+            "the {kind} job {} ended {}: {}",
             done.id,
             done.state.as_str(),
             done.error.unwrap_or_default()

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::backup_shared::{accepted, enqueue_for, field_errors, name_taken, path_id};
-use super::monitor_targets::finished;
+use super::backup_shared::{field_errors, name_taken, path_id};
+use super::monitor_targets::run_once_and_answer;
 use super::resource;
 use super::streams::EventHub;
 use crate::Problem;
@@ -401,18 +401,6 @@ pub(crate) async fn test(
 ) -> Result<HttpResponse, Problem> {
     principal.require(Role::Operator)?;
     let channel = channel_of(&spine, &principal, &path).await?;
-    let once = sentinel_jobs::domain::RetryPolicy { max_attempts: 1, ..Default::default() };
-    let job =
-        enqueue_for(&spine, &principal, domain::TEST_CHANNEL_KIND, json!({ "channel_id": channel.id }), Some(once))
-            .await?;
-    match finished(&spine, &hub, job.id, Duration::from_secs(30)).await {
-        Some(done) if done.result.is_some() => Ok(HttpResponse::Ok().json(done.result)),
-        Some(done) => Err(Problem::bad_gateway(format!(
-            "the test job {} ended {}: {}",
-            done.id,
-            done.state.as_str(),
-            done.error.unwrap_or_default()
-        ))),
-        None => Ok(accepted(job)),
-    }
+    let payload = json!({ "channel_id": channel.id });
+    run_once_and_answer(&spine, &hub, &principal, domain::TEST_CHANNEL_KIND, payload, Duration::from_secs(30)).await
 }
