@@ -123,7 +123,16 @@ impl ScratchDatabase {
 #[derive(Clone, Debug)]
 pub struct Database {
     conn: DatabaseConnection,
+    /// The connections of the batched attempt writes (see [`JobStore::write_attempts`]). On PostgreSQL a
+    /// pool of its own whose sessions plan by primary-key lookups only: a queue table's statistics are
+    /// always stale (it fills and drains in seconds), and with them the planner hash-joins a batch
+    /// against a scan of every queued row. Setting that per session instead of per transaction is what
+    /// lets a batch be one statement and one round trip. On SQLite, the main pool.
+    attempts: DatabaseConnection,
 }
+
+/// Connections of the attempt writes' own pool (the group committer runs at most two batches at once).
+const ATTEMPT_CONNECTIONS: u32 = 2;
 
 impl Database {
     /// Opens a pool. SQLite files are put in WAL mode so readers never block the writer.
@@ -142,8 +151,16 @@ impl Database {
                 .foreign_keys(true)
                 .create_if_missing(true)
         });
-        let conn = sea_orm::Database::connect(opts).await?;
-        Ok(Self { conn })
+        let conn = sea_orm::Database::connect(opts.clone()).await?;
+        let attempts = if conn.get_database_backend() == DbBackend::Postgres {
+            opts.max_connections(ATTEMPT_CONNECTIONS).map_sqlx_postgres_opts(|o| {
+                o.options([("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_bitmapscan", "off")])
+            });
+            sea_orm::Database::connect(opts).await?
+        } else {
+            conn.clone()
+        };
+        Ok(Self { conn, attempts })
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
@@ -182,7 +199,7 @@ impl Database {
     }
 
     pub fn jobs(&self) -> JobStore {
-        JobStore::new(self.conn.clone())
+        JobStore::new(self.conn.clone(), self.attempts.clone())
     }
 
     pub fn access(&self) -> AccessStore {

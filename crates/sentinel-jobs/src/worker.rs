@@ -93,6 +93,7 @@ impl Worker {
     /// Jobs still running after it are abandoned unacked, so another worker reclaims them.
     pub async fn run(self, shutdown: Shutdown) {
         let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let outcome_slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut jobs: JoinSet<()> = JoinSet::new();
         let mut loops: JoinSet<()> = JoinSet::new();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, tokio::sync::OwnedSemaphorePermit)>(64);
@@ -121,13 +122,13 @@ impl Worker {
                             handlers: self.handlers.clone(),
                             running: self.running.clone(),
                             max_deliveries: self.options.max_deliveries,
+                            outcome_slots: outcome_slots.clone(),
                         };
                         jobs.spawn(async move {
                             let spine = run.spine.clone();
-                            let done = run.process(delivery).await;
-                            // The outcome is committed: free the slot first, then ack (bookkeeping only;
-                            // a lost ack just means a redelivery that finds the job finished).
-                            drop(permit);
+                            let done = run.process(delivery, permit).await;
+                            // The outcome is committed: ack (bookkeeping only; a lost ack just means a
+                            // redelivery that finds the job finished).
                             if let Some(delivery) = done {
                                 ack(&spine, &delivery).await;
                             }
@@ -308,18 +309,22 @@ struct Attempt {
     handlers: Arc<HashMap<JobKind, Arc<dyn JobHandler>>>,
     running: Running,
     max_deliveries: u32,
+    /// Outcomes handed over but not yet committed; see [`Attempt::process_inner`].
+    outcome_slots: Arc<Semaphore>,
 }
 
+type Slot = tokio::sync::OwnedSemaphorePermit;
+
 impl Attempt {
-    /// Runs one delivery; returns it when it should be acked (after the caller frees the slot).
-    async fn process(self, delivery: Delivery) -> Option<Delivery> {
+    /// Runs one delivery holding a handler slot; returns it when it should be acked.
+    async fn process(self, delivery: Delivery, slot: Slot) -> Option<Delivery> {
         let msg = delivery.message.clone();
         let span = tracing::info_span!("job", job_id = %msg.job_id, kind = %msg.kind, attempt = msg.attempt, delivery = delivery.delivery_count);
         sentinel_telemetry::attach_parent(&span, &msg.trace);
-        self.process_inner(delivery).instrument(span).await
+        self.process_inner(delivery, slot).instrument(span).await
     }
 
-    async fn process_inner(self, delivery: Delivery) -> Option<Delivery> {
+    async fn process_inner(self, delivery: Delivery, slot: Slot) -> Option<Delivery> {
         let msg = &delivery.message;
         let kind = msg.kind.to_string();
         if delivery.delivery_count > self.max_deliveries {
@@ -377,6 +382,12 @@ impl Attempt {
         };
         let started = Instant::now();
         let outcome = handler.run(&ctx).await;
+        // The handler is done, so its slot goes to the next delivery while this outcome commits: a
+        // job's commit (a durable flush) overlaps the next job's start instead of preceding it, which
+        // matters most at concurrency 1. The outcome first takes one of `concurrency` outcome slots,
+        // so at most that many outcomes wait for their commit at once; the ack still follows it.
+        let _outcome_slot = self.outcome_slots.clone().acquire_owned().await.ok();
+        drop(slot);
         // The keeper renews the lease until the outcome is committed (which may wait out an outage).
         let _keeper = AbortOnDrop(keeper);
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);

@@ -104,77 +104,22 @@ impl JobStore {
     ) -> Result<Vec<(usize, Result<AttemptWritten, DbError>)>, DbError> {
         // Microseconds, as stored: the events broadcast carry the same times the log holds.
         let now = Utc::now().trunc_subsecs(6);
-        let txn = self.conn.begin().await?;
-        let starts: Vec<&AttemptWrite> =
-            batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Start { .. })).collect();
-        let appends: Vec<&AttemptWrite> =
-            batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Append { .. })).collect();
-        let finishes: Vec<&AttemptWrite> =
-            batch.iter().map(|(_, w)| w).filter(|w| matches!(w, AttemptWrite::Finish { .. })).collect();
-        let postgres = txn.get_database_backend() == DbBackend::Postgres;
-        if postgres {
-            // Each row is found by its primary key. A queue table's statistics are always stale (it
-            // fills and drains in seconds), and with them the planner hash-joins the batch against a
-            // bitmap scan of every queued or running row; these settings keep it on index lookups.
-            let mut settings = String::from(
-                "SET LOCAL enable_hashjoin TO off; SET LOCAL enable_mergejoin TO off; SET LOCAL enable_bitmapscan TO off;",
-            );
-            if finishes.is_empty() {
-                // Starts, log lines and progress need not wait for their own flush: nothing is acked
-                // on them, and the outcome that follows commits synchronously, which flushes the log
-                // up to it. A server crash can lose the newest of them (the job then runs again from
-                // its last durable state); a worker or client crash loses nothing.
-                settings.push_str(" SET LOCAL synchronous_commit TO off;");
-            }
-            txn.execute_unprepared(&settings).await?;
-        }
-        let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
-        if postgres {
-            if !starts.is_empty() {
-                rows.extend(attempts_pg::start(&txn, &starts, now).await?);
-            }
-            if !appends.is_empty() {
-                rows.extend(attempts_pg::append(&txn, &appends, now).await?);
-            }
-            if !finishes.is_empty() {
-                rows.extend(attempts_pg::finish(&txn, &finishes, now).await?);
-            }
+        let writes: Vec<&AttemptWrite> = batch.iter().map(|(_, w)| w).collect();
+        let done = if self.attempts.get_database_backend() == DbBackend::Postgres {
+            attempts_pg::round(&self.attempts, &writes, now).await?
         } else {
-            for chunk in starts.chunks(UPDATE_CHUNK) {
-                rows.extend(update_returning(&txn, start_statement(chunk, now)).await?);
-            }
-            for chunk in appends.chunks(UPDATE_CHUNK) {
-                rows.extend(update_returning(&txn, append_statement(chunk, now)).await?);
-            }
-            for chunk in finishes.chunks(UPDATE_CHUNK) {
-                rows.extend(update_returning(&txn, finish_statement(chunk, now)).await?);
-            }
+            self.portable_round(batch, now).await?
+        };
+        let mut rows = HashMap::with_capacity(done.len());
+        let mut event_ids = HashMap::with_capacity(done.len());
+        for (id, (job, event_id)) in done {
+            rows.insert(id, job);
+            event_ids.insert(id, event_id);
         }
-        // The events of every matched write, in the batch's order.
-        let mut events: Vec<(usize, JobEvent)> = Vec::new();
-        for (i, write) in batch {
-            let Some(job) = rows.get(&write.job_id()) else { continue };
-            let body = match write {
-                AttemptWrite::Start { .. } => JobEventKind::Started { attempt: job.attempt, epoch: job.epoch },
-                AttemptWrite::Append { body, .. } => body.clone(),
-                AttemptWrite::Finish { .. } => JobEventKind::Finished { state: job.state, error: job.error.clone() },
-            };
-            events.push((*i, event(job, job.event_seq, now, body)));
+        let mut events = round_events(batch, &rows, now);
+        for (_, ev) in &mut events {
+            ev.id = event_ids.get(&ev.job_id).copied().unwrap_or_default();
         }
-        if postgres && !events.is_empty() {
-            let mut refs: Vec<&mut JobEvent> = events.iter_mut().map(|(_, ev)| ev).collect();
-            attempts_pg::insert_events(&txn, &mut refs).await?;
-        }
-        for chunk in events.chunks_mut(super::INSERT_CHUNK).filter(|_| !postgres) {
-            let models = chunk.iter().map(|(_, ev)| event_row(ev)).collect::<Result<Vec<_>, DbError>>()?;
-            let stored = job_events::Entity::insert_many(models).exec_with_returning(&txn).await?;
-            let ids: HashMap<uuid::Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();
-            for (_, ev) in chunk.iter_mut() {
-                ev.id = ids.get(&ev.job_id.as_uuid()).copied().unwrap_or_default();
-            }
-        }
-        txn.commit().await?;
-
         let mut events: HashMap<usize, JobEvent> = events.into_iter().collect();
         let mut out = Vec::with_capacity(batch.len());
         for (i, write) in batch {
@@ -199,6 +144,65 @@ impl JobStore {
         }
         Ok(out)
     }
+
+    /// The portable form of a round (SQLite): one multi-row statement per kind of write, then the
+    /// events, in one transaction. Answers the changed rows, each with its event's id.
+    async fn portable_round(
+        &self,
+        batch: &[(usize, AttemptWrite)],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<JobId, (JobRecord, i64)>, DbError> {
+        let txn = self.attempts.begin().await?;
+        let of_kind =
+            |pick: fn(&AttemptWrite) -> bool| batch.iter().map(|(_, w)| w).filter(|w| pick(w)).collect::<Vec<_>>();
+        let starts = of_kind(|w| matches!(w, AttemptWrite::Start { .. }));
+        let appends = of_kind(|w| matches!(w, AttemptWrite::Append { .. }));
+        let finishes = of_kind(|w| matches!(w, AttemptWrite::Finish { .. }));
+        let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
+        for chunk in starts.chunks(UPDATE_CHUNK) {
+            rows.extend(update_returning(&txn, start_statement(chunk, now)).await?);
+        }
+        for chunk in appends.chunks(UPDATE_CHUNK) {
+            rows.extend(update_returning(&txn, append_statement(chunk)).await?);
+        }
+        for chunk in finishes.chunks(UPDATE_CHUNK) {
+            rows.extend(update_returning(&txn, finish_statement(chunk, now)).await?);
+        }
+        let events = round_events(batch, &rows, now);
+        let mut ids: HashMap<uuid::Uuid, i64> = HashMap::with_capacity(events.len());
+        for chunk in events.chunks(super::INSERT_CHUNK) {
+            let models = chunk.iter().map(|(_, ev)| event_row(ev)).collect::<Result<Vec<_>, DbError>>()?;
+            let stored = job_events::Entity::insert_many(models).exec_with_returning(&txn).await?;
+            ids.extend(stored.into_iter().map(|m| (m.job_id, m.id)));
+        }
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, job)| {
+                let event_id = ids.get(&id.as_uuid()).copied().unwrap_or_default();
+                (id, (job, event_id))
+            })
+            .collect())
+    }
+}
+
+/// The events of every matched write of a round, in the batch's order.
+fn round_events(
+    batch: &[(usize, AttemptWrite)],
+    rows: &HashMap<JobId, JobRecord>,
+    now: DateTime<Utc>,
+) -> Vec<(usize, JobEvent)> {
+    let mut events = Vec::with_capacity(rows.len());
+    for (i, write) in batch {
+        let Some(job) = rows.get(&write.job_id()) else { continue };
+        let body = match write {
+            AttemptWrite::Start { .. } => JobEventKind::Started { attempt: job.attempt, epoch: job.epoch },
+            AttemptWrite::Append { body, .. } => body.clone(),
+            AttemptWrite::Finish { .. } => JobEventKind::Finished { state: job.state, error: job.error.clone() },
+        };
+        events.push((*i, event(job, job.event_seq, now, body)));
+    }
+    events
 }
 
 /// Splits a batch into rounds in which each job appears once, keeping each job's writes in order.
@@ -271,7 +275,7 @@ fn start_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateStatem
         .to_owned()
 }
 
-fn append_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateStatement {
+fn append_statement(writes: &[&AttemptWrite]) -> UpdateStatement {
     let mut matching = Condition::any();
     let mut progress = Vec::new();
     for w in writes {
@@ -282,9 +286,10 @@ fn append_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateState
         }
     }
     let mut stmt = Query::update();
+    // `updated_at` stays: the lease keeper's heartbeat keeps it fresh, and on PostgreSQL an update that
+    // changes no indexed column is written in place (see attempts_pg.rs).
     stmt.table(jobs::Entity)
         .value(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
-        .value(jobs::Column::UpdatedAt, now)
         .cond_where(matching);
     if !progress.is_empty() {
         let steps = progress.iter().map(|(id, p)| (*id, p.step as i64));

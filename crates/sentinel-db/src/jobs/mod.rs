@@ -32,6 +32,8 @@ const INSERT_CHUNK: usize = 500;
 #[derive(Clone, Debug)]
 pub struct JobStore {
     conn: DatabaseConnection,
+    /// Where the batched attempt writes go (see `Database::attempts`).
+    attempts: DatabaseConnection,
 }
 
 fn event(job: &JobRecord, seq: i64, at: DateTime<Utc>, body: JobEventKind) -> JobEvent {
@@ -69,8 +71,8 @@ fn fenced(id: JobId, epoch: i64) -> Condition {
 }
 
 impl JobStore {
-    pub fn new(conn: DatabaseConnection) -> Self {
-        Self { conn }
+    pub fn new(conn: DatabaseConnection, attempts: DatabaseConnection) -> Self {
+        Self { conn, attempts }
     }
 
     /// Commits a new queued job and its `queued` event. The row is unpublished until
