@@ -131,8 +131,8 @@ pub struct Database {
     attempts: DatabaseConnection,
 }
 
-/// Connections of the attempt writes' own pool (the group committer runs at most two batches at once).
-const ATTEMPT_CONNECTIONS: u32 = 2;
+/// Connections of the attempt writes' own pool, one per batch the worker's group committer runs at once.
+pub const ATTEMPT_CONNECTIONS: u32 = 4;
 
 impl Database {
     /// Opens a pool. SQLite files are put in WAL mode so readers never block the writer.
@@ -154,7 +154,12 @@ impl Database {
         let conn = sea_orm::Database::connect(opts.clone()).await?;
         let attempts = if conn.get_database_backend() == DbBackend::Postgres {
             opts.max_connections(ATTEMPT_CONNECTIONS).map_sqlx_postgres_opts(|o| {
-                o.options([("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_bitmapscan", "off")])
+                o.options([
+                    ("enable_hashjoin", "off"),
+                    ("enable_mergejoin", "off"),
+                    ("enable_bitmapscan", "off"),
+                    ("plan_cache_mode", "force_generic_plan"),
+                ])
             });
             sea_orm::Database::connect(opts).await?
         } else {

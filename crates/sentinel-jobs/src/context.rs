@@ -1,8 +1,6 @@
 //! What a handler sees while it runs: its job, fenced progress and log writes, and cancellation.
 
-use std::sync::Arc;
-
-use sentinel_db::{AttemptWrite, AttemptWritten, DbError, JobRecord};
+use sentinel_db::{DbError, JobRecord};
 use sentinel_domain::{JobEventKind, LogStream, Progress};
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +47,8 @@ pub struct JobContext {
     pub(crate) spine: Spine,
     pub(crate) job: JobRecord,
     pub(crate) cancel: CancellationToken,
-    pub(crate) lease_lost: Arc<std::sync::atomic::AtomicBool>,
+    /// Where log lines, progress and host results go (committed in order, not waited for).
+    pub(crate) log: crate::attempt_log::AttemptLog,
 }
 
 impl JobContext {
@@ -89,53 +88,20 @@ impl JobContext {
         self.write(JobEventKind::Host { host, task, status, msg }).await
     }
 
-    /// Appends many events (log lines, host results) in one transaction, in order, then broadcasts
-    /// them: for output that comes faster than one write per line.
+    /// Appends many events (log lines, host results) in order: for output that comes faster than one
+    /// write per line (they are committed together).
     pub async fn append_many(&self, bodies: Vec<JobEventKind>) -> Result<(), JobError> {
-        if bodies.is_empty() {
-            return Ok(());
+        for body in bodies {
+            self.log.push(body).await?;
         }
-        let events = loop {
-            if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
-                return Err(JobError::LeaseLost);
-            }
-            match self.spine.store().append_many(self.job.id, self.job.epoch, bodies.clone()).await {
-                Err(e) if e.is_unavailable() => {
-                    self.spine.report_db_error(&e);
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-                other => break other?,
-            }
-        };
-        self.spine.broadcast_many(&events).await;
         Ok(())
     }
 
+    /// Hands the event to the attempt's ordered writer: stored in the job's log before the outcome,
+    /// then broadcast. Returns once handed over; a refusal (a newer attempt owns the job) is reported
+    /// by the next write.
     async fn write(&self, body: JobEventKind) -> Result<(), JobError> {
-        if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(JobError::LeaseLost);
-        }
-        let write = AttemptWrite::Append { id: self.job.id, epoch: self.job.epoch, body };
-        // An unreachable database is waited out (the lease keeper holds the job meanwhile): a lost
-        // log line or a retry counted against the job would both be wrong.
-        let written = loop {
-            match self.spine.write_attempt(write.clone()).await {
-                Err(e) if e.is_unavailable() => {
-                    if self.lease_lost.load(std::sync::atomic::Ordering::Acquire) {
-                        return Err(JobError::LeaseLost);
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-                other => break other?,
-            }
-        };
-        match written {
-            AttemptWritten::Appended(ev) => {
-                self.spine.broadcast(&ev).await;
-                Ok(())
-            }
-            other => Err(JobError::Retryable(format!("unexpected answer to a log write: {other:?}"))),
-        }
+        self.log.push(body).await
     }
 
     /// Resolves when the job is cancelled (or its lease is lost). Use in `select!` around long waits.

@@ -28,6 +28,11 @@ pub enum SpineError {
 /// Commits new jobs in batches; answers each with its row and `queued` event.
 type JobCommitter = GroupCommit<NewJob, Result<(JobRecord, JobEvent), DbError>>;
 
+/// Batches of attempt writes committing at once: an outcome's durable flush (about a millisecond here)
+/// must not hold back the next jobs' starts and log lines, which commit without one. Matches the
+/// attempt pool's connections (`sentinel_db::ATTEMPT_CONNECTIONS`).
+const ATTEMPT_BATCHES_IN_FLIGHT: usize = sentinel_db::ATTEMPT_CONNECTIONS as usize;
+
 /// Commits the writes of running attempts (starts, log lines, progress, outcomes) in batches.
 type AttemptCommitter = GroupCommit<AttemptWrite, Result<AttemptWritten, DbError>>;
 
@@ -47,6 +52,8 @@ struct Inner {
     reservations: std::sync::OnceLock<crate::group_commit::ReservationCommitter>,
     /// Group commit of the worker's writes (created on first use, inside the runtime).
     attempts: std::sync::OnceLock<AttemptCommitter>,
+    /// The ordered broadcaster of stored events (created on first use, inside the runtime).
+    broadcaster: std::sync::OnceLock<crate::broadcast::Broadcaster>,
     /// Batched, fire-and-forget "published" marks (a lost mark only means a harmless republish).
     published: std::sync::OnceLock<GroupCommit<JobId, ()>>,
     bus: Arc<dyn Bus>,
@@ -112,6 +119,7 @@ impl Spine {
                 reservations: std::sync::OnceLock::new(),
                 attempts: std::sync::OnceLock::new(),
                 published: std::sync::OnceLock::new(),
+                broadcaster: std::sync::OnceLock::new(),
                 bus,
                 catalog,
                 settings,
@@ -223,7 +231,7 @@ impl Spine {
     pub async fn write_attempt(&self, write: AttemptWrite) -> Result<AttemptWritten, DbError> {
         let store = self.inner.store.clone();
         let committer = self.inner.attempts.get_or_init(|| {
-            GroupCommit::start(256, 2, move |batch: Vec<AttemptWrite>| {
+            GroupCommit::start(256, ATTEMPT_BATCHES_IN_FLIGHT, move |batch: Vec<AttemptWrite>| {
                 let store = store.clone();
                 async move { store.write_attempts(batch).await }
             })
@@ -263,20 +271,19 @@ impl Spine {
         });
     }
 
-    /// Broadcasts an event already stored in the job's event log. Best effort: the log is the record.
+    /// Broadcasts an event already stored in the job's event log: handed to the process's ordered
+    /// broadcaster, not waited for. Best effort: the log is the record.
     pub async fn broadcast(&self, event: &JobEvent) {
-        if let Err(e) = self.inner.bus.publish_event(event).await {
-            tracing::warn!(error = %e, job_id = %event.job_id, "could not broadcast job event");
-        }
+        self.broadcaster().send(std::slice::from_ref(event));
     }
 
-    /// Broadcasts events already stored, in order, in pipelined batches. Best effort, like `broadcast`.
+    /// Broadcasts events already stored, in order, like `broadcast`.
     pub async fn broadcast_many(&self, events: &[JobEvent]) {
-        for chunk in events.chunks(1000) {
-            if let Err(e) = self.inner.bus.publish_events(chunk).await {
-                tracing::warn!(error = %e, count = chunk.len(), "could not broadcast job events");
-            }
-        }
+        self.broadcaster().send(events);
+    }
+
+    fn broadcaster(&self) -> &crate::broadcast::Broadcaster {
+        self.inner.broadcaster.get_or_init(|| crate::broadcast::Broadcaster::start(self.inner.bus.clone()))
     }
 
     /// The bus message that starts the job's current attempt.

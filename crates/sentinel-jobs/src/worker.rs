@@ -93,7 +93,7 @@ impl Worker {
     /// Jobs still running after it are abandoned unacked, so another worker reclaims them.
     pub async fn run(self, shutdown: Shutdown) {
         let semaphore = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
-        let outcome_slots = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let outcome_slots = Arc::new(Semaphore::new(self.options.concurrency.max(MIN_OUTCOME_SLOTS)));
         let mut jobs: JoinSet<()> = JoinSet::new();
         let mut loops: JoinSet<()> = JoinSet::new();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, tokio::sync::OwnedSemaphorePermit)>(64);
@@ -154,6 +154,10 @@ impl Worker {
         tracing::info!(consumer = %self.consumer_name, "worker stopped");
     }
 }
+
+/// Outcomes that may wait for their commit at once, at least (see [`Attempt::process_inner`]): enough
+/// for a worker at concurrency 1 to keep running while several durable flushes are under way.
+const MIN_OUTCOME_SLOTS: usize = 16;
 
 /// Most deliveries one read asks for.
 const MAX_READ: usize = 256;
@@ -374,20 +378,22 @@ impl Attempt {
             cancel.clone(),
             lease_lost.clone(),
         ));
-        let ctx = JobContext {
+        let mut ctx = JobContext {
             spine: self.spine.clone(),
             job: job.clone(),
             cancel: cancel.clone(),
-            lease_lost: lease_lost.clone(),
+            log: crate::attempt_log::AttemptLog::start(self.spine.clone(), job.id, job.epoch, lease_lost.clone()),
         };
         let started = Instant::now();
         let outcome = handler.run(&ctx).await;
         // The handler is done, so its slot goes to the next delivery while this outcome commits: a
         // job's commit (a durable flush) overlaps the next job's start instead of preceding it, which
-        // matters most at concurrency 1. The outcome first takes one of `concurrency` outcome slots,
-        // so at most that many outcomes wait for their commit at once; the ack still follows it.
+        // matters most at concurrency 1. The outcome first takes an outcome slot (`concurrency` of them, at
+        // least MIN_OUTCOME_SLOTS), bounding the outcomes waiting for their commit; the ack follows it.
         let _outcome_slot = self.outcome_slots.clone().acquire_owned().await.ok();
         drop(slot);
+        // Every event the handler wrote is in the log before its outcome.
+        ctx.log.close().await;
         // The keeper renews the lease until the outcome is committed (which may wait out an outage).
         let _keeper = AbortOnDrop(keeper);
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
