@@ -51,9 +51,19 @@ impl Env {
 
     /// A worker consuming the given queues, in that order.
     pub fn add_worker_on(&mut self, name: &str, queues: &[&str]) {
+        self.add_worker_with(name, queues, builtin_handlers(true));
+    }
+
+    /// A worker consuming the given queues with the given handlers.
+    pub fn add_worker_with(
+        &mut self,
+        name: &str,
+        queues: &[&str],
+        handlers: std::collections::HashMap<JobKind, std::sync::Arc<dyn sentinel_jobs::JobHandler>>,
+    ) {
         let queues = queues.iter().map(|q| QueueName::parse(q).expect("valid")).collect();
         let options = WorkerOptions::from_spine(&self.spine, name, queues);
-        let worker = Worker::new(self.spine.clone(), builtin_handlers(true), options);
+        let worker = Worker::new(self.spine.clone(), handlers, options);
         self.tasks.push(tokio::spawn(worker.run(self.shutdown.clone())));
     }
 

@@ -19,6 +19,7 @@ both_modes!(
     delayed_job_runs_at_its_time,
     committed_but_unpublished_job_is_published_by_the_relay,
     an_idle_queue_holds_no_slot_of_a_busy_one,
+    a_chatty_handler_s_events_are_all_logged_in_order_before_its_outcome,
 );
 
 async fn demo_job_reports_progress_and_result(mode: Mode) {
@@ -246,6 +247,67 @@ async fn an_idle_queue_holds_no_slot_of_a_busy_one(mode: Mode) {
     }
     for job in jobs {
         env.wait_for(job.id, JobState::Succeeded, Duration::from_secs(10)).await;
+    }
+    env.stop().await;
+}
+
+/// Writes `LINES` log lines with a progress report after every hundredth as fast as it can, then
+/// succeeds: more than the attempt's writer holds queued, so it waits and commits them in groups.
+struct Chatty;
+
+const LINES: u64 = 700;
+
+#[async_trait::async_trait]
+impl sentinel_jobs::JobHandler for Chatty {
+    async fn run(&self, ctx: &sentinel_jobs::JobContext) -> Result<serde_json::Value, sentinel_jobs::JobError> {
+        for i in 0..LINES {
+            ctx.log(sentinel_jobs::domain::LogStream::Stdout, format!("line {i}")).await?;
+            if i % 100 == 99 {
+                ctx.progress(i + 1, LINES, None).await?;
+            }
+        }
+        Ok(json!({ "lines": LINES }))
+    }
+}
+
+/// A handler's log lines and progress are handed to the attempt's writer without waiting for their
+/// commits; every one must still be in the job's log, in the order written, numbered without a gap,
+/// before the outcome, which comes last.
+async fn a_chatty_handler_s_events_are_all_logged_in_order_before_its_outcome(mode: Mode) {
+    let mut env = Env::spine_only(mode, &[("worker.concurrency", "4")]).await;
+    let kind = sentinel_jobs::domain::JobKind::parse(builtin::DEMO_SLEEP).expect("kind");
+    let handlers = std::collections::HashMap::from([(
+        kind,
+        std::sync::Arc::new(Chatty) as std::sync::Arc<dyn sentinel_jobs::JobHandler>,
+    )]);
+    env.add_worker_with("chatty", &[builtin::DEFAULT_QUEUE], handlers);
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(env.enqueue(builtin::DEMO_SLEEP, json!({ "seconds": 0 })).await);
+    }
+    for job in jobs {
+        let done = env.wait_for(job.id, JobState::Succeeded, Duration::from_secs(60)).await;
+        assert_eq!(done.result, Some(json!({ "lines": LINES })));
+        let events = env.spine.store().events(job.id, 0, 1000).await.expect("events");
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>(), "sequence numbers without a gap");
+        let mut expected = vec!["queued".to_owned(), "started".to_owned()];
+        for i in 0..LINES {
+            expected.push(format!("line {i}"));
+            if i % 100 == 99 {
+                expected.push(format!("progress {}", i + 1));
+            }
+        }
+        expected.push("finished".to_owned());
+        let seen: Vec<String> = events
+            .iter()
+            .map(|e| match &e.body {
+                JobEventKind::Log { line, .. } => line.clone(),
+                JobEventKind::Progress(p) => format!("progress {}", p.step),
+                other => other.name().to_owned(),
+            })
+            .collect();
+        assert_eq!(seen, expected);
     }
     env.stop().await;
 }
