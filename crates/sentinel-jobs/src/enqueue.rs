@@ -214,8 +214,8 @@ impl Spine {
             .collect())
     }
 
-    /// Publishes committed jobs in batches per queue and priority, then marks them published and
-    /// broadcasts their `queued` events. A failure leaves them to the outbox relay.
+    /// Publishes committed jobs in batches per queue and priority, broadcasts their `queued` events,
+    /// and marks them published in the background. A failure leaves them to the outbox relay.
     async fn publish_many(&self, jobs: &[JobRecord], events: &[JobEvent]) {
         let now = Utc::now();
         let mut due: std::collections::BTreeMap<
@@ -245,12 +245,17 @@ impl Spine {
                 }
             }
         }
-        for ids in published.chunks(PUBLISH_CHUNK) {
-            if let Err(e) = self.store().mark_published(ids).await {
-                tracing::warn!(error = %e, "could not mark jobs published; the relay may publish them again");
-            }
-        }
         self.broadcast_many(events).await;
+        // The marks are bookkeeping (a lost one means a harmless republish), so the caller does not
+        // wait for them: each is an update of every row it names.
+        let store = self.store().clone();
+        tokio::spawn(async move {
+            for ids in published.chunks(PUBLISH_CHUNK) {
+                if let Err(e) = store.mark_published(ids).await {
+                    tracing::warn!(error = %e, "could not mark jobs published; the relay may publish them again");
+                }
+            }
+        });
     }
 }
 
