@@ -23,6 +23,11 @@ export SENTINEL_BUS__PREFIX=$prefix
 export SENTINEL_HTTP__API_TOKEN=$token
 export SENTINEL_TELEMETRY__LOG_LEVEL=warn
 export SENTINEL_TELEMETRY__LOG_FORMAT=json
+# The gateway stores credentials, so it needs a master key: a throwaway one in a private file.
+keyfile=$(mktemp)
+chmod 600 "$keyfile"
+target/release/sentinel admin gen-master-key >"$keyfile"
+export SENTINEL_SECRETS__MASTER_KEY_FILE=$keyfile
 target/release/sentinel migrate >/dev/null
 SENTINEL_HTTP__LISTEN="127.0.0.1:$port" target/release/api-gateway >/tmp/bench-gateway.log 2>&1 &
 gateway=$!
@@ -30,6 +35,7 @@ cleanup() {
   kill "$gateway" 2>/dev/null || true
   wait "$gateway" 2>/dev/null || true
   psql -q "$server" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+  rm -f "$keyfile"
   redis-cli -u "$SENTINEL_BUS__REDIS_URL" --scan --pattern "{$prefix*" | xargs -r redis-cli -u "$SENTINEL_BUS__REDIS_URL" del >/dev/null || true
 }
 trap cleanup EXIT

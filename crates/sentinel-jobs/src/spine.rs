@@ -28,10 +28,10 @@ pub enum SpineError {
 /// Commits new jobs in batches; answers each with its row and `queued` event.
 type JobCommitter = GroupCommit<NewJob, Result<(JobRecord, JobEvent), DbError>>;
 
-/// Batches of attempt writes committing at once: an outcome's durable flush (about a millisecond here)
-/// must not hold back the next jobs' starts and log lines, which commit without one. Matches the
-/// attempt pool's connections (`sentinel_db::ATTEMPT_CONNECTIONS`).
-const ATTEMPT_BATCHES_IN_FLIGHT: usize = sentinel_db::ATTEMPT_CONNECTIONS as usize;
+/// Batches committing at once per attempt committer (one for outcomes, one for the other writes; see
+/// `Spine::write_attempt`): together they use the attempt pool's connections
+/// (`sentinel_db::ATTEMPT_CONNECTIONS`).
+const ATTEMPT_BATCHES_IN_FLIGHT: usize = sentinel_db::ATTEMPT_CONNECTIONS as usize / 2;
 
 /// Commits the writes of running attempts (starts, log lines, progress, outcomes) in batches.
 type AttemptCommitter = GroupCommit<AttemptWrite, Result<AttemptWritten, DbError>>;
@@ -52,6 +52,8 @@ struct Inner {
     reservations: std::sync::OnceLock<crate::group_commit::ReservationCommitter>,
     /// Group commit of the worker's writes (created on first use, inside the runtime).
     attempts: std::sync::OnceLock<AttemptCommitter>,
+    /// Group commit of the worker's outcomes, apart from the other writes (created on first use).
+    outcomes: std::sync::OnceLock<AttemptCommitter>,
     /// The ordered broadcaster of stored events (created on first use, inside the runtime).
     broadcaster: std::sync::OnceLock<crate::broadcast::Broadcaster>,
     /// Batched, fire-and-forget "published" marks (a lost mark only means a harmless republish).
@@ -118,6 +120,7 @@ impl Spine {
                 inserts: std::sync::OnceLock::new(),
                 reservations: std::sync::OnceLock::new(),
                 attempts: std::sync::OnceLock::new(),
+                outcomes: std::sync::OnceLock::new(),
                 published: std::sync::OnceLock::new(),
                 broadcaster: std::sync::OnceLock::new(),
                 bus,
@@ -225,12 +228,17 @@ impl Spine {
         result
     }
 
-    /// Applies one write of a running attempt through the group committer: the starts, log lines and
-    /// outcomes of concurrent jobs share one transaction and one statement per kind of write. Each
-    /// caller still waits for its own write to be committed.
+    /// Applies one write of a running attempt through a group committer: the writes of concurrent
+    /// jobs share one round (one statement on PostgreSQL). Each caller still waits for its own write to
+    /// be committed. Outcomes have a committer of their own: each of their rounds waits for a durable
+    /// flush, and starts and log lines (which do not) must never queue behind those; outcomes arriving
+    /// while a flush is under way gather into the next round instead. A job has at most one write in
+    /// flight at a time, so the two committers cannot reorder a job's writes.
     pub async fn write_attempt(&self, write: AttemptWrite) -> Result<AttemptWritten, DbError> {
+        let lane =
+            if matches!(write, AttemptWrite::Finish { .. }) { &self.inner.outcomes } else { &self.inner.attempts };
         let store = self.inner.store.clone();
-        let committer = self.inner.attempts.get_or_init(|| {
+        let committer = lane.get_or_init(|| {
             GroupCommit::start(256, ATTEMPT_BATCHES_IN_FLIGHT, move |batch: Vec<AttemptWrite>| {
                 let store = store.clone();
                 async move { store.write_attempts(batch).await }
