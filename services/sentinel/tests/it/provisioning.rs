@@ -125,7 +125,10 @@ fn processes_with(needle: &str) -> Vec<String> {
             let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
             if cmd.contains(needle) {
-                out.push(cmd);
+                // With its parent, so a stray match says where it comes from.
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                let parent = stat.rsplit(')').next().and_then(|s| s.split_whitespace().nth(1)).unwrap_or("?");
+                out.push(format!("{} (parent {parent}): {cmd}", e.file_name().to_string_lossy()));
             }
         }
     }
@@ -362,7 +365,8 @@ async fn ansible_runs_on_real_hosts_end_to_end() {
     while processes_with("sleep 300").len() < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(processes_with("sleep 300").len(), 2, "both remote sleeps run");
+    let sleeping = processes_with("sleep 300");
+    assert_eq!(sleeping.len(), 2, "both remote sleeps run, once each: {sleeping:?}");
     let (status, _) =
         api.post(&format!("/api/v1/jobs/{}/cancel", long["job_id"].as_str().expect("job")), json!({})).await;
     assert!(status < 300, "cancel: {status}");
