@@ -1,6 +1,7 @@
 //! Batched writes of running attempts: the starts, log lines, progress reports and outcomes of many
-//! concurrent jobs committed in one transaction with one multi-row statement per kind of write, so a
-//! worker's database cost per job is a share of a few statements instead of several transactions.
+//! concurrent jobs committed together — on PostgreSQL as one statement (`attempts_pg.rs`), on SQLite as
+//! one multi-row statement per kind of write in a transaction — so a worker's database cost per job is
+//! a share of a round instead of several transactions.
 //! Fencing is unchanged: every row is matched on its lease epoch (or, for a start, its attempt and
 //! state) inside the statement, and a write that matches nothing is refused exactly as it is alone.
 
@@ -104,22 +105,23 @@ impl JobStore {
     ) -> Result<Vec<(usize, Result<AttemptWritten, DbError>)>, DbError> {
         // Microseconds, as stored: the events broadcast carry the same times the log holds.
         let now = Utc::now().trunc_subsecs(6);
-        let writes: Vec<&AttemptWrite> = batch.iter().map(|(_, w)| w).collect();
-        let done = if self.attempts.get_database_backend() == DbBackend::Postgres {
-            attempts_pg::round(&self.attempts, &writes, now).await?
+        let (mut rows, events) = if self.attempts.get_database_backend() == DbBackend::Postgres {
+            let writes: Vec<&AttemptWrite> = batch.iter().map(|(_, w)| w).collect();
+            let done = attempts_pg::round(&self.attempts, &writes, now).await?;
+            let mut rows = HashMap::with_capacity(done.len());
+            let mut event_ids = HashMap::with_capacity(done.len());
+            for (id, (job, event_id)) in done {
+                rows.insert(id, job);
+                event_ids.insert(id, event_id);
+            }
+            let mut events = round_events(batch, &rows, now);
+            for (_, ev) in &mut events {
+                ev.id = event_ids.get(&ev.job_id).copied().unwrap_or_default();
+            }
+            (rows, events)
         } else {
             self.portable_round(batch, now).await?
         };
-        let mut rows = HashMap::with_capacity(done.len());
-        let mut event_ids = HashMap::with_capacity(done.len());
-        for (id, (job, event_id)) in done {
-            rows.insert(id, job);
-            event_ids.insert(id, event_id);
-        }
-        let mut events = round_events(batch, &rows, now);
-        for (_, ev) in &mut events {
-            ev.id = event_ids.get(&ev.job_id).copied().unwrap_or_default();
-        }
         let mut events: HashMap<usize, JobEvent> = events.into_iter().collect();
         let mut out = Vec::with_capacity(batch.len());
         for (i, write) in batch {
@@ -146,12 +148,12 @@ impl JobStore {
     }
 
     /// The portable form of a round (SQLite): one multi-row statement per kind of write, then the
-    /// events, in one transaction. Answers the changed rows, each with its event's id.
+    /// events, in one transaction. Answers the changed rows and their events (with their ids).
     async fn portable_round(
         &self,
         batch: &[(usize, AttemptWrite)],
         now: DateTime<Utc>,
-    ) -> Result<HashMap<JobId, (JobRecord, i64)>, DbError> {
+    ) -> Result<(HashMap<JobId, JobRecord>, Vec<(usize, JobEvent)>), DbError> {
         let txn = self.attempts.begin().await?;
         let of_kind =
             |pick: fn(&AttemptWrite) -> bool| batch.iter().map(|(_, w)| w).filter(|w| pick(w)).collect::<Vec<_>>();
@@ -168,21 +170,17 @@ impl JobStore {
         for chunk in finishes.chunks(UPDATE_CHUNK) {
             rows.extend(update_returning(&txn, finish_statement(chunk, now)).await?);
         }
-        let events = round_events(batch, &rows, now);
-        let mut ids: HashMap<uuid::Uuid, i64> = HashMap::with_capacity(events.len());
-        for chunk in events.chunks(super::INSERT_CHUNK) {
+        let mut events = round_events(batch, &rows, now);
+        for chunk in events.chunks_mut(super::INSERT_CHUNK) {
             let models = chunk.iter().map(|(_, ev)| event_row(ev)).collect::<Result<Vec<_>, DbError>>()?;
             let stored = job_events::Entity::insert_many(models).exec_with_returning(&txn).await?;
-            ids.extend(stored.into_iter().map(|m| (m.job_id, m.id)));
+            let ids: HashMap<uuid::Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();
+            for (_, ev) in chunk.iter_mut() {
+                ev.id = ids.get(&ev.job_id.as_uuid()).copied().unwrap_or_default();
+            }
         }
         txn.commit().await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, job)| {
-                let event_id = ids.get(&id.as_uuid()).copied().unwrap_or_default();
-                (id, (job, event_id))
-            })
-            .collect())
+        Ok((rows, events))
     }
 }
 
