@@ -131,7 +131,8 @@ pub struct Database {
     attempts: DatabaseConnection,
 }
 
-/// Connections of the attempt writes' own pool, one per batch the worker's group committer runs at once.
+/// Connections of the attempt writes' own pool: one per batch the worker's two group committers (outcomes,
+/// and the other writes) run at once.
 pub const ATTEMPT_CONNECTIONS: u32 = 4;
 
 impl Database {
