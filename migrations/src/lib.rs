@@ -19,6 +19,7 @@ mod m0014_monitoring_dashboard;
 mod m0015_monitoring_thresholds;
 mod m0016_monitoring_heartbeats;
 mod m0017_notifications;
+mod m0018_lean_job_writes;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_monitoring_thresholds::Migration),
             Box::new(m0016_monitoring_heartbeats::Migration),
             Box::new(m0017_notifications::Migration),
+            Box::new(m0018_lean_job_writes::Migration),
         ]
     }
 }

@@ -45,6 +45,11 @@ impl KeySpace {
         format!("{{{}}}:events", self.prefix)
     }
 
+    /// The deployment-wide stream of cancel requests only (a copy of those events).
+    pub fn cancels(&self) -> String {
+        format!("{{{}}}:cancels", self.prefix)
+    }
+
     /// A marker naming the current incarnation of this deployment's bus data (see `Bus::incarnation`).
     pub fn incarnation(&self) -> String {
         format!("{{{}}}:incarnation", self.prefix)

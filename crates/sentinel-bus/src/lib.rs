@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use sentinel_domain::{DeadLetterReason, JobEvent, Priority, QueueName};
+use sentinel_domain::{DeadLetterReason, JobEvent, JobEventKind, Priority, QueueName};
 use serde::{Deserialize, Serialize};
 
 pub use keys::KeySpace;
@@ -129,6 +130,14 @@ pub trait Bus: Send + Sync + 'static {
     /// Done: the message leaves the bus. Call only after the job's outcome is committed.
     async fn ack(&self, delivery: &Delivery) -> Result<(), BusError>;
 
+    /// Acks several deliveries at once (Redis: one pipelined round trip for all of them).
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), BusError> {
+        for delivery in deliveries {
+            self.ack(delivery).await?;
+        }
+        Ok(())
+    }
+
     /// Extends the lease so a long healthy job is never reclaimed. `Ok(false)` means the lease was
     /// already lost to another consumer: the caller must stop working on the message and not ack it.
     async fn renew(&self, delivery: &Delivery) -> Result<bool, BusError>;
@@ -158,6 +167,13 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Receives every event published from now on. The stream reconnects by itself.
     async fn subscribe_events(&self) -> Result<EventStream, BusError>;
+
+    /// Receives the cancel requests published from now on, and nothing else: what a worker listens
+    /// to. A worker that read every event (several per job) would spend its time decoding them.
+    async fn subscribe_cancels(&self) -> Result<EventStream, BusError> {
+        let events = self.subscribe_events().await?;
+        Ok(events.filter(|e| std::future::ready(matches!(e.body, JobEventKind::CancelRequested))).boxed())
+    }
 
     /// Depth figures for each lane of a queue.
     async fn stats(&self, queue: &QueueName) -> Result<Vec<StreamStats>, BusError>;

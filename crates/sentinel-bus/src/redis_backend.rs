@@ -12,7 +12,7 @@ use futures::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamClaimReply, StreamId, StreamReadOptions, StreamReadReply};
 use redis::{AsyncConnectionConfig, AsyncTypedCommands, Script};
-use sentinel_domain::{DeadLetterReason, JobEvent, Priority, QueueName};
+use sentinel_domain::{DeadLetterReason, JobEvent, JobEventKind, Priority, QueueName};
 
 use crate::keys::WORKER_GROUP;
 use crate::{
@@ -22,6 +22,8 @@ use crate::{
 
 /// Field name of the message body inside a stream entry.
 const BODY: &str = "m";
+/// Cancel requests kept in their own stream (about; trimmed like the events stream).
+const CANCELS_CAP: usize = 10_000;
 /// How often a consumer moves due delayed messages; also caps a blocking read so delays stay precise.
 const PROMOTE_EVERY: Duration = Duration::from_millis(250);
 /// Upper bound on delayed messages moved per script call (keeps each call short).
@@ -249,6 +251,30 @@ impl Bus for RedisBus {
         Ok(())
     }
 
+    async fn ack_many(&self, deliveries: &[Delivery]) -> Result<(), BusError> {
+        // Per lane, one XACK and one XDEL naming every entry: a lost XDEL only leaves an acked entry
+        // behind (never redelivered), so the two need not be atomic as the single ack's script is.
+        let mut by_lane: Vec<(String, Vec<&str>)> = Vec::new();
+        for d in deliveries {
+            let lane = self.keys.lane(&d.queue, d.priority);
+            match by_lane.iter_mut().find(|(key, _)| *key == lane) {
+                Some((_, ids)) => ids.push(&d.entry_id),
+                None => by_lane.push((lane, vec![&d.entry_id])),
+            }
+        }
+        if by_lane.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (lane, ids) in &by_lane {
+            pipe.cmd("XACK").arg(lane).arg(WORKER_GROUP).arg(ids).ignore();
+            pipe.cmd("XDEL").arg(lane).arg(ids).ignore();
+        }
+        let mut conn = self.conn().await?;
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
     async fn renew(&self, delivery: &Delivery) -> Result<bool, BusError> {
         let mut conn = self.conn().await?;
         let held: i64 = self
@@ -346,6 +372,11 @@ impl Bus for RedisBus {
         }
         let mut pipe = redis::pipe();
         for event in events {
+            let body = serde_json::to_string(event)?;
+            if matches!(event.body, JobEventKind::CancelRequested) {
+                pipe.cmd("XADD").arg(self.keys.cancels()).arg("MAXLEN").arg("~").arg(CANCELS_CAP).arg("*");
+                pipe.arg(BODY).arg(&body).ignore();
+            }
             pipe.cmd("XADD")
                 .arg(self.keys.events())
                 .arg("MAXLEN")
@@ -353,7 +384,7 @@ impl Bus for RedisBus {
                 .arg(self.options.events_cap)
                 .arg("*")
                 .arg(BODY)
-                .arg(serde_json::to_string(event)?)
+                .arg(body)
                 .ignore();
         }
         let mut conn = self.conn().await?;
@@ -362,64 +393,11 @@ impl Bus for RedisBus {
     }
 
     async fn subscribe_events(&self) -> Result<EventStream, BusError> {
-        // Start after the newest event that exists now, so nothing published after this call is missed.
-        let mut conn = self.conn().await?;
-        let newest: StreamClaimReply = redis::cmd("XREVRANGE")
-            .arg(self.keys.events())
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await?;
-        drop(conn);
-        let mut last_id = newest.ids.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".to_owned());
-        let (tx, rx) = tokio::sync::mpsc::channel::<JobEvent>(4096);
-        let bus = self.clone();
-        tokio::spawn(async move {
-            let key = bus.keys.events();
-            let mut conn: Option<MultiplexedConnection> = None;
-            let mut backoff = Duration::from_millis(100);
-            while !tx.is_closed() {
-                if conn.is_none() {
-                    match bus.blocking_conn().await {
-                        Ok(c) => conn = Some(c),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "events stream: reconnecting to redis");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                            continue;
-                        }
-                    }
-                }
-                let Some(c) = conn.as_mut() else { continue };
-                let opts = StreamReadOptions::default().count(1000).block(bus.options.block.as_millis() as usize);
-                match c.xread_options(&[&key], &[&last_id], &opts).await {
-                    Ok(reply) => {
-                        backoff = Duration::from_millis(100);
-                        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                            last_id = entry.id.clone();
-                            let Some(body) = entry.get::<String>(BODY) else { continue };
-                            match serde_json::from_str::<JobEvent>(&body) {
-                                Ok(event) => {
-                                    if tx.send(event).await.is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(e) => tracing::warn!(error = %e, "events stream: unreadable event skipped"),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "events stream: read failed; reconnecting");
-                        conn = None;
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-        });
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed()))
+        self.tail(self.keys.events()).await
+    }
+
+    async fn subscribe_cancels(&self) -> Result<EventStream, BusError> {
+        self.tail(self.keys.cancels()).await
     }
 
     async fn stats(&self, queue: &QueueName) -> Result<Vec<StreamStats>, BusError> {
@@ -695,5 +673,61 @@ impl Consumer for RedisConsumer {
                 Err(e)
             }
         }
+    }
+}
+
+impl RedisBus {
+    /// Follows an events stream from its newest entry on: nothing published after this call is missed.
+    async fn tail(&self, key: String) -> Result<EventStream, BusError> {
+        let mut conn = self.conn().await?;
+        let newest: StreamClaimReply =
+            redis::cmd("XREVRANGE").arg(&key).arg("+").arg("-").arg("COUNT").arg(1).query_async(&mut conn).await?;
+        drop(conn);
+        let mut last_id = newest.ids.first().map(|e| e.id.clone()).unwrap_or_else(|| "0-0".to_owned());
+        let (tx, rx) = tokio::sync::mpsc::channel::<JobEvent>(4096);
+        let bus = self.clone();
+        tokio::spawn(async move {
+            let mut conn: Option<MultiplexedConnection> = None;
+            let mut backoff = Duration::from_millis(100);
+            while !tx.is_closed() {
+                if conn.is_none() {
+                    match bus.blocking_conn().await {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "events stream: reconnecting to redis");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let opts = StreamReadOptions::default().count(1000).block(bus.options.block.as_millis() as usize);
+                match c.xread_options(&[&key], &[&last_id], &opts).await {
+                    Ok(reply) => {
+                        backoff = Duration::from_millis(100);
+                        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                            last_id = entry.id.clone();
+                            let Some(body) = entry.get::<String>(BODY) else { continue };
+                            match serde_json::from_str::<JobEvent>(&body) {
+                                Ok(event) => {
+                                    if tx.send(event).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => tracing::warn!(error = %e, "events stream: unreadable event skipped"),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "events stream: read failed; reconnecting");
+                        conn = None;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed()))
     }
 }

@@ -1,6 +1,7 @@
 //! The job spine: enqueue (database row + bus message, repaired by an outbox relay), the catalog of job
 //! kinds, and the worker runtime that runs handlers with leases, fencing, retries, cancel and dead letters.
 
+mod acks;
 mod attempt_log;
 mod availability;
 mod broadcast;

@@ -97,6 +97,7 @@ impl Worker {
         let mut jobs: JoinSet<()> = JoinSet::new();
         let mut loops: JoinSet<()> = JoinSet::new();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<(Delivery, tokio::sync::OwnedSemaphorePermit)>(64);
+        let acker = crate::acks::Acker::start(self.spine.clone());
 
         // Cancel requests arrive on the events channel (any gateway may have taken them).
         loops.spawn(listen_for_cancels(self.spine.clone(), self.running.clone(), shutdown.clone()));
@@ -124,13 +125,11 @@ impl Worker {
                             max_deliveries: self.options.max_deliveries,
                             outcome_slots: outcome_slots.clone(),
                         };
+                        let acks = acker.sender();
                         jobs.spawn(async move {
-                            let spine = run.spine.clone();
-                            let done = run.process(delivery, permit).await;
-                            // The outcome is committed: ack (bookkeeping only; a lost ack just means a
-                            // redelivery that finds the job finished).
-                            if let Some(delivery) = done {
-                                ack(&spine, &delivery).await;
+                            // The outcome is committed: ack, in a batch with other outcomes' acks.
+                            if let Some(delivery) = run.process(delivery, permit).await {
+                                let _ = acks.send(delivery).await;
                             }
                         });
                     }
@@ -151,6 +150,10 @@ impl Worker {
             jobs.abort_all();
         }
         loops.abort_all();
+        // The acks of the outcomes committed so far (the aborted jobs dropped their senders).
+        if tokio::time::timeout(Duration::from_secs(5), acker.finish()).await.is_err() {
+            tracing::warn!("acks not sent in time; their messages will be redelivered and dropped as finished");
+        }
         tracing::info!(consumer = %self.consumer_name, "worker stopped");
     }
 }
@@ -280,7 +283,7 @@ async fn wait_for_slot(
 
 async fn listen_for_cancels(spine: Spine, running: Running, shutdown: Shutdown) {
     loop {
-        let mut events = match spine.bus().subscribe_events().await {
+        let mut events = match spine.bus().subscribe_cancels().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot subscribe to job events; retrying");
@@ -570,12 +573,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-async fn ack(spine: &Spine, delivery: &Delivery) {
-    if let Err(e) = spine.bus().ack(delivery).await {
-        tracing::warn!(error = %e, "ack failed; the message will be redelivered and dropped as finished");
     }
 }
 

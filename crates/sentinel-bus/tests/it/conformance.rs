@@ -62,6 +62,7 @@ conformance!(
     dead_letters_record_why_and_can_be_removed,
     priorities_favour_high_without_starving_low,
     every_subscriber_receives_every_event_in_order,
+    a_cancel_subscriber_receives_only_cancel_requests,
     stats_report_depth_and_pending_age,
 );
 
@@ -88,12 +89,15 @@ async fn each_message_goes_to_exactly_one_consumer(bus: Arc<dyn Bus>) {
 }
 
 async fn acked_messages_leave_the_bus(bus: Arc<dyn Bus>) {
-    bus.publish(&queue(), &(0..20).map(|_| msg(Priority::Normal)).collect::<Vec<_>>()).await.expect("publish");
+    let lanes = [Priority::High, Priority::Normal, Priority::Low];
+    bus.publish(&queue(), &(0..20).map(|i| msg(lanes[i % 3])).collect::<Vec<_>>()).await.expect("publish");
     let got = drain(&bus, "a", 20, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 20);
-    for d in &got {
+    // Some one by one, the rest (from every lane) in one batch.
+    for d in &got[..5] {
         bus.ack(d).await.expect("ack");
     }
+    bus.ack_many(&got[5..]).await.expect("ack_many");
     let stats = bus.stats(&queue()).await.expect("stats");
     assert!(stats.iter().all(|s| s.length == 0 && s.pending == 0), "{stats:?}");
     // Nothing comes back after the visibility timeout either.
@@ -220,6 +224,42 @@ async fn every_subscriber_receives_every_event_in_order(bus: Arc<dyn Bus>) {
         }
         assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
     }
+}
+
+async fn a_cancel_subscriber_receives_only_cancel_requests(bus: Arc<dyn Bus>) {
+    let mut cancels = bus.subscribe_cancels().await.expect("subscribe");
+    let mut events = bus.subscribe_events().await.expect("subscribe");
+    let job = JobId::new();
+    let bodies =
+        [JobEventKind::Queued, JobEventKind::CancelRequested, JobEventKind::Queued, JobEventKind::CancelRequested];
+    let all: Vec<JobEvent> = bodies
+        .into_iter()
+        .zip(1..)
+        .map(|(body, seq)| JobEvent {
+            id: seq,
+            org_id: None,
+            job_id: job,
+            kind: JobKind::parse("test.noop").expect("valid"),
+            seq,
+            at: Utc::now(),
+            body,
+        })
+        .collect();
+    bus.publish_events(&all).await.expect("publish_events");
+    assert_eq!(next_event(&mut cancels).await.seq, 2);
+    assert_eq!(next_event(&mut cancels).await.seq, 4);
+    // The cancel requests are still among all events, in order.
+    for seq in 1..=4 {
+        assert_eq!(next_event(&mut events).await.seq, seq);
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), cancels.next()).await.is_err(),
+        "only the two cancel requests reach a cancel subscriber"
+    );
+}
+
+async fn next_event(stream: &mut sentinel_bus::EventStream) -> JobEvent {
+    tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("event in time").expect("open")
 }
 
 async fn stats_report_depth_and_pending_age(bus: Arc<dyn Bus>) {

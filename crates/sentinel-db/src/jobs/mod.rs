@@ -210,7 +210,9 @@ impl JobStore {
     /// Queued jobs whose message was never published and that were last touched before `before`.
     pub async fn unpublished(&self, before: DateTime<Utc>, limit: u64) -> Result<Vec<JobRecord>, DbError> {
         jobs::Entity::find()
-            .filter(jobs::Column::Published.eq(false))
+            // A literal, not a parameter: the outbox index holds unpublished rows only, and a generic
+            // plan could not prove a parameter matches its predicate.
+            .filter(Expr::cust("published = false"))
             .filter(jobs::Column::State.eq(JobState::Queued.as_str()))
             .filter(jobs::Column::UpdatedAt.lt(before))
             .order_by_asc(jobs::Column::UpdatedAt)
@@ -517,22 +519,40 @@ impl JobStore {
         Ok(res.rows_affected)
     }
 
-    /// Deletes finished jobs (and, by cascade, their events) that finished before `cutoff`.
+    /// Deletes finished jobs, and their events, that finished before `cutoff`.
     pub async fn delete_finished_before(&self, cutoff: DateTime<Utc>) -> Result<u64, DbError> {
-        let res = jobs::Entity::delete_many().filter(jobs::Column::FinishedAt.lt(cutoff)).exec(&self.conn).await?;
-        Ok(res.rows_affected)
+        self.delete_jobs_with_events("finished_at < $1", vec![cutoff.into()]).await
     }
 
     /// Deletes system jobs (no organization: the built-in periodic sweeps) that succeeded before
     /// `cutoff`. They run every few seconds, so they get a much shorter retention than user jobs.
     pub async fn delete_succeeded_system_jobs_before(&self, cutoff: DateTime<Utc>) -> Result<u64, DbError> {
-        let res = jobs::Entity::delete_many()
-            .filter(jobs::Column::OrgId.is_null())
-            .filter(jobs::Column::State.eq(JobState::Succeeded.as_str()))
-            .filter(jobs::Column::FinishedAt.lt(cutoff))
-            .exec(&self.conn)
-            .await?;
-        Ok(res.rows_affected)
+        self.delete_jobs_with_events("org_id IS NULL AND state = 'succeeded' AND finished_at < $1", vec![cutoff.into()])
+            .await
+    }
+
+    /// Deletes the jobs matching `condition` and their events in one statement. On PostgreSQL events
+    /// have no foreign key to their job (see migration m0018), so they are deleted from the jobs'
+    /// `RETURNING`; SQLite keeps the cascading key (and has no data-modifying `WITH`).
+    async fn delete_jobs_with_events(&self, condition: &str, values: Vec<sea_orm::Value>) -> Result<u64, DbError> {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let backend = self.conn.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => format!(
+                "WITH gone AS (DELETE FROM jobs WHERE {condition} RETURNING id), \
+                 events AS (DELETE FROM job_events WHERE job_id IN (SELECT id FROM gone)) \
+                 SELECT count(*) AS n FROM gone"
+            ),
+            _ => format!("DELETE FROM jobs WHERE {condition} RETURNING id"),
+        };
+        // SQLite numbers its parameters `?1`, PostgreSQL `$1`.
+        let sql = if backend == DbBackend::Postgres { sql } else { sql.replace('$', "?") };
+        let stmt = Statement::from_sql_and_values(backend, sql, values);
+        let rows = self.conn.query_all_raw(stmt).await?;
+        Ok(match backend {
+            DbBackend::Postgres => rows.first().map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) as u64,
+            _ => rows.len() as u64,
+        })
     }
 
     /// Sends a failed or cancelled job back to the queue for one more attempt (an operator's retry).

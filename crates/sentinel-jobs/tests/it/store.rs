@@ -125,6 +125,30 @@ async fn retention_of_system_sweeps_spares_user_jobs_and_failures(mode: Mode) {
     assert!(store.get(system_ok).await.expect("get").is_none(), "successful sweeps go after a day");
     assert!(store.get(system_failed).await.expect("get").is_some(), "failed sweeps stay for inspection");
     assert!(store.get(user_ok).await.expect("get").is_some(), "user jobs follow worker.retention_days");
+    // A deleted job's events go with it (PostgreSQL has no cascading key on them any more).
+    let conn = env.spine.db().connection().clone();
+    let events_of = |id: JobId| {
+        let conn = conn.clone();
+        async move {
+            use sea_orm::{ConnectionTrait, Statement};
+            let backend = conn.get_database_backend();
+            let sql = match backend {
+                sea_orm::DbBackend::Postgres => "SELECT count(*) AS n FROM job_events WHERE job_id = $1",
+                _ => "SELECT count(*) AS n FROM job_events WHERE job_id = ?",
+            };
+            let stmt = Statement::from_sql_and_values(backend, sql, [id.as_uuid().into()]);
+            let row = conn.query_one_raw(stmt).await;
+            row.expect("count").expect("a row").try_get::<i64>("", "n").expect("n")
+        }
+    };
+    assert_eq!(events_of(system_ok).await, 0, "the sweep's events are gone");
+    assert_eq!(events_of(user_ok).await, 3, "queued, started, finished");
+    let deleted = store.delete_finished_before(chrono::Utc::now() + chrono::Duration::minutes(1)).await;
+    assert_eq!(deleted.expect("delete"), 2);
+    for id in [system_failed, user_ok] {
+        assert!(store.get(id).await.expect("get").is_none());
+        assert_eq!(events_of(id).await, 0);
+    }
     env.stop().await;
 }
 
