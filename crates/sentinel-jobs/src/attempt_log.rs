@@ -1,14 +1,18 @@
 //! The per-attempt writer of log lines, progress and host results. A handler hands its events over
 //! and goes on; one task per attempt commits them in the order given — one at a time through the
 //! worker's group committer, or whatever has queued up meanwhile in one transaction — and broadcasts
-//! them. The outcome is written only after this writer is done, so every event of an attempt is in
-//! the log before its outcome, in order, as before; the handler no longer waits a commit per line.
+//! them. It lingers a moment ([`LINGER`]) before writing what it was given: a short job's lines are
+//! then still unwritten when it ends, and [`AttemptLog::close`] hands them to the outcome, which
+//! writes them just before itself in the same statement. Either way every event of an attempt is in
+//! the log before its outcome, in order; the handler never waits a commit per line.
 //! Fencing still stops the attempt: a write refused as stale marks the lease lost, and the handler's
 //! next write (and the outcome) learn it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use sentinel_db::{AttemptWrite, AttemptWritten, DbError};
 use sentinel_domain::{JobEventKind, JobId};
@@ -20,9 +24,15 @@ use crate::{JobError, Spine};
 /// Events an attempt may have handed over and not yet committed; a handler writing faster waits.
 const QUEUED: usize = 256;
 
+/// How long the writer holds what it was handed before writing it: long enough for a short job to
+/// end first (its lines then ride with its outcome), far below what a person watching a log notices.
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
+
 pub(crate) struct AttemptLog {
     tx: Option<mpsc::Sender<JobEventKind>>,
-    task: Option<JoinHandle<()>>,
+    /// Fired by `close`: the writer finishes the write under way and hands back the rest.
+    closing: CancellationToken,
+    task: Option<JoinHandle<Vec<JobEventKind>>>,
     lease_lost: Arc<AtomicBool>,
     /// Why the writer stopped, if not for fencing (then the next write reports it).
     failure: Arc<Mutex<Option<String>>>,
@@ -32,8 +42,10 @@ impl AttemptLog {
     pub(crate) fn start(spine: Spine, id: JobId, epoch: i64, lease_lost: Arc<AtomicBool>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUED);
         let failure = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(write_in_order(spine, id, epoch, rx, lease_lost.clone(), failure.clone()));
-        Self { tx: Some(tx), task: Some(task), lease_lost, failure }
+        let closing = CancellationToken::new();
+        let writer = Writer { spine, id, epoch, lease_lost: lease_lost.clone(), failure: failure.clone() };
+        let task = tokio::spawn(writer.run(rx, closing.clone()));
+        Self { tx: Some(tx), closing, task: Some(task), lease_lost, failure }
     }
 
     /// Hands one event over (waiting only while `QUEUED` are pending).
@@ -50,11 +62,15 @@ impl AttemptLog {
         }
     }
 
-    /// Waits until every event handed over is committed (or refused).
-    pub(crate) async fn close(&mut self) {
+    /// Stops the writer once the write under way (if any) is committed or refused, and answers the
+    /// events handed over and not written, in order: the outcome writes them before itself. Empty if
+    /// the writer stopped for fencing or an error (the outcome then learns it the same way).
+    pub(crate) async fn close(&mut self) -> Vec<JobEventKind> {
         self.tx.take();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        self.closing.cancel();
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
         }
     }
 }
@@ -67,21 +83,62 @@ impl Drop for AttemptLog {
     }
 }
 
-async fn write_in_order(
+struct Writer {
     spine: Spine,
     id: JobId,
     epoch: i64,
-    mut rx: mpsc::Receiver<JobEventKind>,
     lease_lost: Arc<AtomicBool>,
+    /// Why the writer stopped, if not for fencing.
     failure: Arc<Mutex<Option<String>>>,
-) {
-    let mut bodies = Vec::new();
-    while rx.recv_many(&mut bodies, QUEUED).await > 0 {
-        let written = loop {
-            if lease_lost.load(Ordering::Acquire) {
-                return;
+}
+
+impl Writer {
+    /// Writes batches in order until closed; answers what was left unwritten.
+    async fn run(self, mut rx: mpsc::Receiver<JobEventKind>, closing: CancellationToken) -> Vec<JobEventKind> {
+        let mut bodies = Vec::new();
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = closing.cancelled() => 0,
+                n = rx.recv_many(&mut bodies, QUEUED) => n,
+            };
+            if received == 0 {
+                break;
             }
-            let result = if let [body] = bodies.as_slice() {
+            tokio::select! {
+                biased;
+                _ = closing.cancelled() => break,
+                _ = tokio::time::sleep(LINGER) => {}
+            }
+            while bodies.len() < QUEUED {
+                match rx.try_recv() {
+                    Ok(body) => bodies.push(body),
+                    Err(_) => break,
+                }
+            }
+            if !self.write(&bodies).await {
+                return Vec::new();
+            }
+            bodies.clear();
+        }
+        // Closed: the sender is gone, so what is still queued is all there is.
+        while let Ok(body) = rx.try_recv() {
+            bodies.push(body);
+        }
+        if self.lease_lost.load(Ordering::Acquire) || self.failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Vec::new();
+        }
+        bodies
+    }
+
+    /// Commits one batch; `false` when the writer must stop (fenced, or an error other than an outage).
+    async fn write(&self, bodies: &[JobEventKind]) -> bool {
+        let (spine, id, epoch) = (&self.spine, self.id, self.epoch);
+        let written = loop {
+            if self.lease_lost.load(Ordering::Acquire) {
+                return false;
+            }
+            let result = if let [body] = bodies {
                 // Alone, it shares a transaction with the other jobs' writes.
                 let write = AttemptWrite::Append { id, epoch, body: body.clone() };
                 match spine.write_attempt(write).await {
@@ -90,7 +147,7 @@ async fn write_in_order(
                     Err(e) => Err(e),
                 }
             } else {
-                spine.store().append_many(id, epoch, bodies.clone()).await
+                spine.store().append_many(id, epoch, bodies.to_vec()).await
             };
             match result {
                 // An unreachable database is waited out (the lease keeper holds the job meanwhile):
@@ -103,18 +160,20 @@ async fn write_in_order(
             }
         };
         match written {
-            Ok(events) => spine.broadcast_many(&events).await,
+            Ok(events) => {
+                spine.broadcast_many(&events).await;
+                true
+            }
             Err(DbError::Fenced { .. }) => {
                 tracing::warn!(job_id = %id, "log write refused: a newer attempt owns the job");
-                lease_lost.store(true, Ordering::Release);
-                return;
+                self.lease_lost.store(true, Ordering::Release);
+                false
             }
             Err(e) => {
                 tracing::warn!(job_id = %id, error = %e, "could not write the attempt's log");
-                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                return;
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                false
             }
         }
-        bodies.clear();
     }
 }

@@ -395,8 +395,9 @@ impl Attempt {
         // least MIN_OUTCOME_SLOTS), bounding the outcomes waiting for their commit; the ack follows it.
         let _outcome_slot = self.outcome_slots.clone().acquire_owned().await.ok();
         drop(slot);
-        // Every event the handler wrote is in the log before its outcome.
-        ctx.log.close().await;
+        // Every event the handler wrote is in the log before its outcome: written already, or handed
+        // back here to be written with the outcome.
+        let log = ctx.log.close().await;
         // The keeper renews the lease until the outcome is committed (which may wait out an outage).
         let _keeper = AbortOnDrop(keeper);
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.id);
@@ -410,29 +411,38 @@ impl Attempt {
         }
         let store = self.spine.store();
         let finished = match outcome {
-            Ok(value) => self.finish(&delivery, &lease_lost, &job, Finish::Succeeded(value)).await.map(|(_, ev)| {
+            Ok(value) => self.finish(&delivery, &lease_lost, &job, Finish::Succeeded(value), log).await.map(|events| {
                 metrics::counter!(metric::JOBS_SUCCEEDED, "kind" => kind.clone()).increment(1);
-                Some(ev)
+                events
             }),
             Err(JobError::LeaseLost) => {
                 tracing::warn!("attempt fenced off by a newer one; discarding its outcome");
                 return None;
             }
             Err(JobError::Cancelled) => {
-                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled).await.map(|(_, ev)| {
+                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled, log).await.map(|events| {
                     metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
-                    Some(ev)
+                    events
                 })
             }
             Err(_) if cancel.is_cancelled() => {
-                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled).await.map(|(_, ev)| {
+                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled, log).await.map(|events| {
                     metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
-                    Some(ev)
+                    events
                 })
             }
             Err(JobError::Retryable(error)) if job.retry.allows_retry_after(job.attempt) => {
                 let delay = job.retry.delay_after(job.attempt, rand::random::<f64>());
                 let run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                if !log.is_empty() {
+                    let written = self.until_reachable(&delivery, Some(&lease_lost), || {
+                        store.append_many(job.id, job.epoch, log.clone())
+                    });
+                    match written.await {
+                        Ok(events) => self.spine.broadcast_many(&events).await,
+                        Err(e) => tracing::warn!(error = %e, "could not write the attempt's last log lines"),
+                    }
+                }
                 let retried = self
                     .until_reachable(&delivery, Some(&lease_lost), || store.retry(job.id, job.epoch, &error, run_at));
                 match retried.await {
@@ -455,12 +465,12 @@ impl Attempt {
                 }
             }
             Err(JobError::Retryable(error) | JobError::Permanent(error)) => {
-                match self.finish(&delivery, &lease_lost, &job, Finish::Failed(error.clone())).await {
-                    Ok((_, ev)) => {
+                match self.finish(&delivery, &lease_lost, &job, Finish::Failed(error.clone()), log).await {
+                    Ok(events) => {
                         metrics::counter!(metric::JOBS_FAILED, "kind" => kind.clone()).increment(1);
                         metrics::counter!(metric::JOBS_DEAD_LETTERED, "kind" => kind.clone(), "reason" => DeadLetterReason::HandlerError.as_str()).increment(1);
                         tracing::warn!(%error, "job failed for good; dead-lettered");
-                        self.spine.broadcast(&ev).await;
+                        self.spine.broadcast_many(&events).await;
                         if let Err(e) =
                             self.spine.bus().dead_letter(&delivery, DeadLetterReason::HandlerError, &error).await
                         {
@@ -473,11 +483,10 @@ impl Attempt {
             }
         };
         match finished {
-            Ok(Some(ev)) => {
-                self.spine.broadcast(&ev).await;
+            Ok(events) => {
+                self.spine.broadcast_many(&events).await;
                 Some(delivery)
             }
-            Ok(None) => Some(delivery),
             Err(DbError::Fenced { .. }) => {
                 tracing::warn!("outcome refused: a newer attempt owns the job");
                 None
@@ -489,17 +498,19 @@ impl Attempt {
         }
     }
 
-    /// Records the attempt's outcome through the spine's group committer.
+    /// Records the attempt's outcome, after its unwritten log lines, through the spine's group
+    /// committer; answers their events.
     async fn finish(
         &self,
         delivery: &Delivery,
         lease_lost: &AtomicBool,
         job: &JobRecord,
         outcome: Finish,
-    ) -> Result<((), JobEvent), DbError> {
-        let write = AttemptWrite::Finish { id: job.id, epoch: job.epoch, outcome };
+        log: Vec<JobEventKind>,
+    ) -> Result<Vec<JobEvent>, DbError> {
+        let write = AttemptWrite::Finish { id: job.id, epoch: job.epoch, outcome, log };
         match self.until_reachable(delivery, Some(lease_lost), || self.spine.write_attempt(write.clone())).await? {
-            AttemptWritten::Finished(_, ev) => Ok(((), ev)),
+            AttemptWritten::Finished(_, events) => Ok(events),
             other => Err(DbError::Corrupt(format!("unexpected answer to an outcome: {other:?}"))),
         }
     }

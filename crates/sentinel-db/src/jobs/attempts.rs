@@ -23,8 +23,10 @@ pub enum AttemptWrite {
     Start { id: JobId, attempt: u32, redelivery: bool },
     /// A progress report or log line of the attempt holding `epoch` (see [`JobStore::append`]).
     Append { id: JobId, epoch: i64, body: JobEventKind },
-    /// The outcome of the attempt holding `epoch` (see [`JobStore::finish`]).
-    Finish { id: JobId, epoch: i64, outcome: Finish },
+    /// The outcome of the attempt holding `epoch` (see [`JobStore::finish`]), after `log`: the
+    /// attempt's last log lines and progress reports, not written yet, committed in order just before
+    /// the outcome in the same write (a short job's log costs no write of its own).
+    Finish { id: JobId, epoch: i64, outcome: Finish, log: Vec<JobEventKind> },
 }
 
 impl AttemptWrite {
@@ -40,7 +42,8 @@ impl AttemptWrite {
 pub enum AttemptWritten {
     Started(StartOutcome),
     Appended(JobEvent),
-    Finished(Box<JobRecord>, JobEvent),
+    /// The job as finished, and its events: the log's, then the outcome's.
+    Finished(Box<JobRecord>, Vec<JobEvent>),
 }
 
 /// Rows per multi-row UPDATE (each row binds a handful of parameters; SQLite allows 32,766).
@@ -91,8 +94,11 @@ impl JobStore {
             AttemptWrite::Append { id, epoch, body } => {
                 self.append(id, epoch, body).await.map(AttemptWritten::Appended)
             }
-            AttemptWrite::Finish { id, epoch, outcome } => {
-                self.finish(id, epoch, outcome).await.map(|(job, ev)| AttemptWritten::Finished(Box::new(job), ev))
+            AttemptWrite::Finish { id, epoch, outcome, log } => {
+                let mut events = if log.is_empty() { Vec::new() } else { self.append_many(id, epoch, log).await? };
+                let (job, ev) = self.finish(id, epoch, outcome).await?;
+                events.push(ev);
+                Ok(AttemptWritten::Finished(Box::new(job), events))
             }
         }
     }
@@ -107,37 +113,41 @@ impl JobStore {
         let now = Utc::now().trunc_subsecs(6);
         let (mut rows, events) = if self.attempts.get_database_backend() == DbBackend::Postgres {
             let writes: Vec<&AttemptWrite> = batch.iter().map(|(_, w)| w).collect();
-            let done = attempts_pg::round(&self.attempts, &writes, now).await?;
-            let mut rows = HashMap::with_capacity(done.len());
-            let mut event_ids = HashMap::with_capacity(done.len());
-            for (id, (job, event_id)) in done {
-                rows.insert(id, job);
-                event_ids.insert(id, event_id);
-            }
+            let (rows, event_ids) = attempts_pg::round(&self.attempts, &writes, now).await?;
             let mut events = round_events(batch, &rows, now);
             for (_, ev) in &mut events {
-                ev.id = event_ids.get(&ev.job_id).copied().unwrap_or_default();
+                ev.id = event_ids.get(&(ev.job_id, ev.seq)).copied().unwrap_or_default();
             }
             (rows, events)
         } else {
             self.portable_round(batch, now).await?
         };
-        let mut events: HashMap<usize, JobEvent> = events.into_iter().collect();
+        let mut by_write: HashMap<usize, Vec<JobEvent>> = HashMap::with_capacity(batch.len());
+        for (i, ev) in events {
+            by_write.entry(i).or_default().push(ev);
+        }
         let mut out = Vec::with_capacity(batch.len());
         for (i, write) in batch {
-            let answer = match (write, events.remove(i)) {
-                (AttemptWrite::Start { id, .. }, Some(ev)) => match rows.remove(id) {
-                    Some(job) => Ok(AttemptWritten::Started(StartOutcome::Started(Box::new(job), ev))),
-                    None => Err(DbError::Corrupt("started job row missing".to_owned())),
+            let events = by_write.remove(i);
+            let answer = match (write, events) {
+                (AttemptWrite::Finish { id, .. }, Some(events)) => match rows.remove(id) {
+                    Some(job) => Ok(AttemptWritten::Finished(Box::new(job), events)),
+                    None => Err(DbError::Corrupt("finished job row missing".to_owned())),
                 },
+                (write, Some(mut events)) if events.len() == 1 => {
+                    let ev = events.remove(0);
+                    match write {
+                        AttemptWrite::Start { id, .. } => match rows.remove(id) {
+                            Some(job) => Ok(AttemptWritten::Started(StartOutcome::Started(Box::new(job), ev))),
+                            None => Err(DbError::Corrupt("started job row missing".to_owned())),
+                        },
+                        _ => Ok(AttemptWritten::Appended(ev)),
+                    }
+                }
+                (_, Some(events)) => Err(DbError::Corrupt(format!("{} events for one write", events.len()))),
                 (AttemptWrite::Start { id, attempt, redelivery }, None) => {
                     self.start(*id, *attempt, *redelivery).await.map(AttemptWritten::Started)
                 }
-                (AttemptWrite::Append { .. }, Some(ev)) => Ok(AttemptWritten::Appended(ev)),
-                (AttemptWrite::Finish { id, .. }, Some(ev)) => match rows.remove(id) {
-                    Some(job) => Ok(AttemptWritten::Finished(Box::new(job), ev)),
-                    None => Err(DbError::Corrupt("finished job row missing".to_owned())),
-                },
                 (AttemptWrite::Append { id, epoch, .. } | AttemptWrite::Finish { id, epoch, .. }, None) => {
                     Err(DbError::Fenced { job_id: id.to_string(), epoch: *epoch })
                 }
@@ -174,9 +184,9 @@ impl JobStore {
         for chunk in events.chunks_mut(super::INSERT_CHUNK) {
             let models = chunk.iter().map(|(_, ev)| event_row(ev)).collect::<Result<Vec<_>, DbError>>()?;
             let stored = job_events::Entity::insert_many(models).exec_with_returning(&txn).await?;
-            let ids: HashMap<uuid::Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();
+            let ids: HashMap<(uuid::Uuid, i64), i64> = stored.into_iter().map(|m| ((m.job_id, m.seq), m.id)).collect();
             for (_, ev) in chunk.iter_mut() {
-                ev.id = ids.get(&ev.job_id.as_uuid()).copied().unwrap_or_default();
+                ev.id = ids.get(&(ev.job_id.as_uuid(), ev.seq)).copied().unwrap_or_default();
             }
         }
         txn.commit().await?;
@@ -184,7 +194,8 @@ impl JobStore {
     }
 }
 
-/// The events of every matched write of a round, in the batch's order.
+/// The events of every matched write of a round, in the batch's order (a write's events numbered up
+/// to the row's new `event_seq`).
 fn round_events(
     batch: &[(usize, AttemptWrite)],
     rows: &HashMap<JobId, JobRecord>,
@@ -193,14 +204,38 @@ fn round_events(
     let mut events = Vec::with_capacity(rows.len());
     for (i, write) in batch {
         let Some(job) = rows.get(&write.job_id()) else { continue };
-        let body = match write {
-            AttemptWrite::Start { .. } => JobEventKind::Started { attempt: job.attempt, epoch: job.epoch },
-            AttemptWrite::Append { body, .. } => body.clone(),
-            AttemptWrite::Finish { .. } => JobEventKind::Finished { state: job.state, error: job.error.clone() },
-        };
-        events.push((*i, event(job, job.event_seq, now, body)));
+        let bodies = write_events(write, job.attempt, job.epoch, job.state, job.error.clone());
+        let first = job.event_seq - bodies.len() as i64 + 1;
+        events.extend(bodies.into_iter().zip(first..).map(|(body, seq)| (*i, event(job, seq, now, body))));
     }
     events
+}
+
+/// The events one write adds, in order, given the job as it wrote them.
+pub(super) fn write_events(
+    write: &AttemptWrite,
+    attempt: u32,
+    epoch: i64,
+    state: JobState,
+    error: Option<String>,
+) -> Vec<JobEventKind> {
+    match write {
+        AttemptWrite::Start { .. } => vec![JobEventKind::Started { attempt, epoch }],
+        AttemptWrite::Append { body, .. } => vec![body.clone()],
+        AttemptWrite::Finish { log, .. } => {
+            let mut bodies = log.clone();
+            bodies.push(JobEventKind::Finished { state, error });
+            bodies
+        }
+    }
+}
+
+/// The last progress report among a finish's log lines, which the row keeps as its progress.
+pub(super) fn last_progress(log: &[JobEventKind]) -> Option<&sentinel_domain::Progress> {
+    log.iter().rev().find_map(|e| match e {
+        JobEventKind::Progress(p) => Some(p),
+        _ => None,
+    })
 }
 
 /// Splits a batch into rounds in which each job appears once, keeping each job's writes in order.
@@ -289,14 +324,7 @@ fn append_statement(writes: &[&AttemptWrite]) -> UpdateStatement {
     stmt.table(jobs::Entity)
         .value(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
         .cond_where(matching);
-    if !progress.is_empty() {
-        let steps = progress.iter().map(|(id, p)| (*id, p.step as i64));
-        let totals = progress.iter().map(|(id, p)| (*id, p.total as i64));
-        let infos = progress.iter().map(|(id, p)| (*id, p.info.clone()));
-        stmt.value(jobs::Column::ProgressStep, per_job(jobs::Column::ProgressStep, steps, true))
-            .value(jobs::Column::ProgressTotal, per_job(jobs::Column::ProgressTotal, totals, true))
-            .value(jobs::Column::ProgressInfo, per_job(jobs::Column::ProgressInfo, infos, true));
-    }
+    set_progress(&mut stmt, &progress);
     stmt
 }
 
@@ -305,9 +333,15 @@ fn finish_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateState
     let mut states = Vec::new();
     let mut results = Vec::new();
     let mut errors = Vec::new();
+    let mut added = Vec::new();
+    let mut progress = Vec::new();
     for w in writes {
-        let AttemptWrite::Finish { id, epoch, outcome } = w else { continue };
+        let AttemptWrite::Finish { id, epoch, outcome, log } = w else { continue };
         matching = matching.add(fenced(*id, *epoch));
+        added.push((*id, log.len() as i64 + 1));
+        if let Some(p) = last_progress(log) {
+            progress.push((*id, p.clone()));
+        }
         let (state, result, error) = match outcome {
             Finish::Succeeded(v) => (JobState::Succeeded, Some(v.clone()), None),
             Finish::Failed(e) => (JobState::Failed, None, Some(e.clone())),
@@ -317,14 +351,31 @@ fn finish_statement(writes: &[&AttemptWrite], now: DateTime<Utc>) -> UpdateState
         results.push((*id, result));
         errors.push((*id, error));
     }
-    Query::update()
-        .table(jobs::Entity)
+    let mut stmt = Query::update();
+    stmt.table(jobs::Entity)
         .value(jobs::Column::State, per_job(jobs::Column::State, states, true))
         .value(jobs::Column::Result, per_job(jobs::Column::Result, results, true))
         .value(jobs::Column::Error, per_job(jobs::Column::Error, errors, true))
-        .value(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
+        .value(
+            jobs::Column::EventSeq,
+            Expr::col(jobs::Column::EventSeq).add(per_job(jobs::Column::EventSeq, added, false)),
+        )
         .value(jobs::Column::FinishedAt, now)
         .value(jobs::Column::UpdatedAt, now)
-        .cond_where(matching)
-        .to_owned()
+        .cond_where(matching);
+    set_progress(&mut stmt, &progress);
+    stmt
+}
+
+/// Sets each listed job's progress columns (the others keep theirs).
+fn set_progress(stmt: &mut UpdateStatement, progress: &[(JobId, sentinel_domain::Progress)]) {
+    if progress.is_empty() {
+        return;
+    }
+    let steps = progress.iter().map(|(id, p)| (*id, p.step as i64));
+    let totals = progress.iter().map(|(id, p)| (*id, p.total as i64));
+    let infos = progress.iter().map(|(id, p)| (*id, p.info.clone()));
+    stmt.value(jobs::Column::ProgressStep, per_job(jobs::Column::ProgressStep, steps, true))
+        .value(jobs::Column::ProgressTotal, per_job(jobs::Column::ProgressTotal, totals, true))
+        .value(jobs::Column::ProgressInfo, per_job(jobs::Column::ProgressInfo, infos, true));
 }

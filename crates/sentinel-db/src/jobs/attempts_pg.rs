@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
-use sentinel_domain::{JobEventKind, JobId, JobState};
+use sentinel_domain::{JobEventKind, JobId, JobState, Progress};
 use serde_json::{Value, json};
 
 use super::{AttemptWrite, Finish, JobRecord};
@@ -21,35 +21,42 @@ use crate::DbError;
 use crate::entity::jobs;
 
 /// The parts of a round's statement. `$1` is now, `$2` the starts, `$3` the appends, `$4` the
-/// outcomes, `$5` the round's `synchronous_commit`. Each update returns the new row with its event's
-/// type and data; the events are inserted from those rows, so an event exists exactly when its write
-/// matched (fencing decides both at once). An append leaves `updated_at` alone: no indexed column
-/// changes, so PostgreSQL can update the row in place (a HOT update) instead of adding an entry to
-/// every index of `jobs`.
+/// outcomes, `$5` the round's `synchronous_commit`. Each update returns the new row with its events:
+/// `evs`, a JSON array of `{"t": type, "d": data}` numbered up to the row's new `event_seq` (an
+/// outcome carries the attempt's unwritten log lines before its own event). The events are inserted
+/// from those rows, so they exist exactly when their write matched (fencing decides both at once).
+/// An append leaves `updated_at` alone: no indexed column changes, so PostgreSQL can update the row
+/// in place (a HOT update) instead of adding an entry to every index of `jobs`.
 const STARTS: &str = "s AS (UPDATE jobs AS j SET state = 'running', epoch = j.epoch + 1, \
      event_seq = j.event_seq + 1, started_at = $1, updated_at = $1 \
      FROM json_to_recordset($2::json) AS v(id uuid, attempt integer, redelivery boolean) \
      WHERE j.id = v.id AND j.attempt = v.attempt AND NOT j.cancel_requested \
      AND (j.state = 'queued' OR (v.redelivery AND j.state = 'running')) \
-     RETURNING j.*, 'started'::text AS ev_type, \
-     json_build_object('type', 'started', 'attempt', j.attempt, 'epoch', j.epoch) AS ev_data)";
+     RETURNING j.*, json_build_array(json_build_object('t', 'started', 'd', \
+     json_build_object('type', 'started', 'attempt', j.attempt, 'epoch', j.epoch))) AS evs)";
 const APPENDS: &str = "a AS (UPDATE jobs AS j SET event_seq = j.event_seq + 1, \
      progress_step = CASE WHEN v.progress THEN v.step ELSE j.progress_step END, \
      progress_total = CASE WHEN v.progress THEN v.total ELSE j.progress_total END, \
      progress_info = CASE WHEN v.progress THEN v.info ELSE j.progress_info END \
      FROM json_to_recordset($3::json) AS v(id uuid, epoch bigint, progress boolean, step bigint, total bigint, \
-     info text, ev_type text, ev_data json) \
+     info text, evs json) \
      WHERE j.id = v.id AND j.epoch = v.epoch AND j.state = 'running' \
-     RETURNING j.*, v.ev_type, v.ev_data)";
+     RETURNING j.*, v.evs)";
 const OUTCOMES: &str = "f AS (UPDATE jobs AS j SET state = v.state, result = v.result::json, error = v.error, \
-     event_seq = j.event_seq + 1, finished_at = $1, updated_at = $1 \
-     FROM json_to_recordset($4::json) AS v(id uuid, epoch bigint, state text, result text, error text, ev_data json) \
+     event_seq = j.event_seq + json_array_length(v.evs), finished_at = $1, updated_at = $1, \
+     progress_step = CASE WHEN v.progress THEN v.step ELSE j.progress_step END, \
+     progress_total = CASE WHEN v.progress THEN v.total ELSE j.progress_total END, \
+     progress_info = CASE WHEN v.progress THEN v.info ELSE j.progress_info END \
+     FROM json_to_recordset($4::json) AS v(id uuid, epoch bigint, state text, result text, error text, \
+     progress boolean, step bigint, total bigint, info text, evs json) \
      WHERE j.id = v.id AND j.epoch = v.epoch AND j.state = 'running' \
-     RETURNING j.*, 'finished'::text AS ev_type, v.ev_data)";
+     RETURNING j.*, v.evs)";
 const EVENTS: &str = "e AS (INSERT INTO job_events (job_id, seq, event_type, data, at) \
-     SELECT w.id, w.event_seq, w.ev_type, w.ev_data, $1 FROM w RETURNING id AS event_id, job_id), \
+     SELECT w.id, w.event_seq - json_array_length(w.evs) + x.n, x.ev->>'t', x.ev->'d', $1 \
+     FROM w CROSS JOIN LATERAL json_array_elements(w.evs) WITH ORDINALITY AS x(ev, n) \
+     RETURNING id AS event_id, job_id, seq AS event_no), \
      c AS (SELECT set_config('synchronous_commit', $5, true) AS synchronous_commit) \
-     SELECT w.*, e.event_id FROM w JOIN e ON e.job_id = w.id CROSS JOIN c";
+     SELECT w.*, e.event_id, e.event_no FROM w JOIN e ON e.job_id = w.id CROSS JOIN c";
 
 /// The statement of a round holding the given kinds of write. Only those kinds' updates are in it
 /// (an empty update still costs its executor set-up on every call), so there are seven texts, each
@@ -70,13 +77,36 @@ fn body_json(body: &JobEventKind) -> Result<Value, DbError> {
     serde_json::to_value(body).map_err(|e| DbError::Corrupt(e.to_string()))
 }
 
-/// Applies one round (each job at most once) and answers the rows it changed, each with the id its
-/// event got in the deployment-wide log.
+/// A write's events as the statement reads them (`{"t": type, "d": data}` each).
+fn events_json(bodies: &[JobEventKind]) -> Result<Value, DbError> {
+    bodies
+        .iter()
+        .map(|b| Ok(json!({ "t": b.name(), "d": body_json(b)? })))
+        .collect::<Result<Vec<_>, DbError>>()
+        .map(Value::Array)
+}
+
+/// Sets a row's progress columns from `progress`, if any.
+fn with_progress(mut row: Value, progress: Option<&Progress>) -> Value {
+    row["progress"] = json!(progress.is_some());
+    if let Some(p) = progress {
+        row["step"] = json!(p.step as i64);
+        row["total"] = json!(p.total as i64);
+        row["info"] = json!(p.info);
+    }
+    row
+}
+
+/// The jobs a round changed, and the id each of their events got in the deployment-wide log, by job
+/// and event number.
+pub(super) type RoundResult = (HashMap<JobId, JobRecord>, HashMap<(JobId, i64), i64>);
+
+/// Applies one round (each job at most once) and answers the rows it changed and their events' ids.
 pub(super) async fn round(
     conn: &DatabaseConnection,
     writes: &[&AttemptWrite],
     now: DateTime<Utc>,
-) -> Result<HashMap<JobId, (JobRecord, i64)>, DbError> {
+) -> Result<RoundResult, DbError> {
     let (mut starts, mut appends, mut finishes) = (Vec::new(), Vec::new(), Vec::new());
     for write in writes {
         match write {
@@ -84,30 +114,28 @@ pub(super) async fn round(
                 starts.push(json!({ "id": id.as_uuid(), "attempt": attempt, "redelivery": redelivery }));
             }
             AttemptWrite::Append { id, epoch, body } => {
-                let mut row = json!({
-                    "id": id.as_uuid(), "epoch": epoch, "progress": false,
-                    "ev_type": body.name(), "ev_data": body_json(body)?,
-                });
-                if let JobEventKind::Progress(p) = body {
-                    row["progress"] = json!(true);
-                    row["step"] = json!(p.step as i64);
-                    row["total"] = json!(p.total as i64);
-                    row["info"] = json!(p.info);
-                }
-                appends.push(row);
+                let progress = match body {
+                    JobEventKind::Progress(p) => Some(p),
+                    _ => None,
+                };
+                let row =
+                    json!({ "id": id.as_uuid(), "epoch": epoch, "evs": events_json(std::slice::from_ref(body))? });
+                appends.push(with_progress(row, progress));
             }
-            AttemptWrite::Finish { id, epoch, outcome } => {
+            AttemptWrite::Finish { id, epoch, outcome, log } => {
                 let (state, result, error) = match outcome {
                     Finish::Succeeded(v) => (JobState::Succeeded, Some(v.to_string()), None),
                     Finish::Failed(e) => (JobState::Failed, None, Some(e.clone())),
                     Finish::Cancelled => (JobState::Cancelled, None, None),
                 };
-                let event = body_json(&JobEventKind::Finished { state, error: error.clone() })?;
+                let mut bodies = log.clone();
+                bodies.push(JobEventKind::Finished { state, error: error.clone() });
                 // `result` travels as JSON text, so a JSON `null` result stays a JSON null, not SQL NULL.
-                finishes.push(json!({
+                let row = json!({
                     "id": id.as_uuid(), "epoch": epoch, "state": state.as_str(),
-                    "result": result, "error": error, "ev_data": event,
-                }));
+                    "result": result, "error": error, "evs": events_json(&bodies)?,
+                });
+                finishes.push(with_progress(row, super::attempts::last_progress(log)));
             }
         }
     }
@@ -125,11 +153,18 @@ pub(super) async fn round(
         synchronous.into(),
     ];
     let stmt = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-    let mut out = HashMap::with_capacity(writes.len());
+    let mut jobs_out = HashMap::with_capacity(writes.len());
+    let mut event_ids = HashMap::with_capacity(writes.len());
+    // One row per event, each with its job's row.
     for row in conn.query_all_raw(stmt).await? {
-        let job = JobRecord::try_from(jobs::Model::from_query_result(&row, "")?)?;
         let event_id: i64 = row.try_get("", "event_id")?;
-        out.insert(job.id, (job, event_id));
+        let event_no: i64 = row.try_get("", "event_no")?;
+        let id = JobId::from_uuid(row.try_get::<uuid::Uuid>("", "id")?);
+        event_ids.insert((id, event_no), event_id);
+        if !jobs_out.contains_key(&id) {
+            let job = JobRecord::try_from(jobs::Model::from_query_result(&row, "")?)?;
+            jobs_out.insert(id, job);
+        }
     }
-    Ok(out)
+    Ok((jobs_out, event_ids))
 }

@@ -195,14 +195,14 @@ async fn batched_attempt_writes_keep_fencing_and_order(mode: Mode) {
             },
             AttemptWrite::Append { id: b, epoch: eb, body: JobEventKind::Progress(progress.clone()) },
             // Same job twice in one batch: applied in order.
-            AttemptWrite::Finish { id: a, epoch: ea, outcome: Finish::Succeeded(json!({ "n": 1 })) },
-            AttemptWrite::Finish { id: b, epoch: eb + 7, outcome: Finish::Failed("stale".into()) },
+            AttemptWrite::Finish { id: a, epoch: ea, outcome: Finish::Succeeded(json!({ "n": 1 })), log: vec![] },
+            AttemptWrite::Finish { id: b, epoch: eb + 7, outcome: Finish::Failed("stale".into()), log: vec![] },
         ])
         .await;
     assert!(matches!(&writes[0], Ok(AttemptWritten::Appended(ev)) if ev.seq == 3));
     assert!(matches!(&writes[1], Ok(AttemptWritten::Appended(ev)) if ev.seq == 3));
     assert!(
-        matches!(&writes[2], Ok(AttemptWritten::Finished(job, ev)) if ev.seq == 4 && job.state == JobState::Succeeded)
+        matches!(&writes[2], Ok(AttemptWritten::Finished(job, ev)) if ev[0].seq == 4 && job.state == JobState::Succeeded)
     );
     assert!(matches!(&writes[3], Err(DbError::Fenced { .. })), "{:?}", writes[3]);
     let job_a = store.get(a).await.expect("get").expect("a");
@@ -212,9 +212,25 @@ async fn batched_attempt_writes_keep_fencing_and_order(mode: Mode) {
     assert_eq!(store.get(d).await.expect("get").expect("d").state, JobState::Cancelled);
     let names: Vec<&str> = store.events(a, 0, 10).await.expect("events").iter().map(|e| e.body.name()).collect();
     assert_eq!(names, ["queued", "started", "log", "finished"]);
+    // An outcome carrying the attempt's unwritten log: its lines come first, numbered in order, and
+    // the last progress report among them is the row's progress.
+    let done = Progress { step: 2, total: 2, info: Some("done".into()) };
+    let log = vec![
+        JobEventKind::Log { stream: LogStream::Stderr, line: "last".into() },
+        JobEventKind::Progress(done.clone()),
+    ];
     let finish_b = store
-        .write_attempts(vec![AttemptWrite::Finish { id: b, epoch: eb, outcome: Finish::Failed("boom".into()) }])
+        .write_attempts(vec![AttemptWrite::Finish { id: b, epoch: eb, outcome: Finish::Failed("boom".into()), log }])
         .await;
-    assert!(matches!(&finish_b[0], Ok(AttemptWritten::Finished(job, _)) if job.error.as_deref() == Some("boom")));
+    let Ok(AttemptWritten::Finished(job, events)) = &finish_b[0] else { panic!("not finished: {:?}", finish_b[0]) };
+    assert_eq!((job.error.as_deref(), job.progress.clone()), (Some("boom"), Some(done)));
+    let answered: Vec<(i64, &str)> = events.iter().map(|e| (e.seq, e.body.name())).collect();
+    assert_eq!(answered, [(4, "log"), (5, "progress"), (6, "finished")]);
+    assert!(events.windows(2).all(|w| w[0].id > 0 && w[0].id < w[1].id), "each has its place in the log, in order");
+    let stored = store.events(b, 0, 10).await.expect("events");
+    let names: Vec<&str> = stored.iter().map(|e| e.body.name()).collect();
+    assert_eq!(names, ["queued", "started", "progress", "log", "progress", "finished"]);
+    let tail: Vec<(i64, i64)> = stored[3..].iter().map(|e| (e.id, e.seq)).collect();
+    assert_eq!(tail, events.iter().map(|e| (e.id, e.seq)).collect::<Vec<_>>(), "answered as stored");
     env.stop().await;
 }
