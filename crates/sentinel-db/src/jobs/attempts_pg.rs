@@ -161,9 +161,8 @@ pub(super) async fn round(
         let event_no: i64 = row.try_get("", "event_no")?;
         let id = JobId::from_uuid(row.try_get::<uuid::Uuid>("", "id")?);
         event_ids.insert((id, event_no), event_id);
-        if !jobs_out.contains_key(&id) {
-            let job = JobRecord::try_from(jobs::Model::from_query_result(&row, "")?)?;
-            jobs_out.insert(id, job);
+        if let std::collections::hash_map::Entry::Vacant(slot) = jobs_out.entry(id) {
+            slot.insert(JobRecord::try_from(jobs::Model::from_query_result(&row, "")?)?);
         }
     }
     Ok((jobs_out, event_ids))
