@@ -411,24 +411,21 @@ impl Attempt {
         }
         let store = self.spine.store();
         let finished = match outcome {
-            Ok(value) => self.finish(&delivery, &lease_lost, &job, Finish::Succeeded(value), log).await.map(|events| {
+            Ok(value) => self.finish(&delivery, &lease_lost, &job, Finish::Succeeded(value), log).await.inspect(|_| {
                 metrics::counter!(metric::JOBS_SUCCEEDED, "kind" => kind.clone()).increment(1);
-                events
             }),
             Err(JobError::LeaseLost) => {
                 tracing::warn!("attempt fenced off by a newer one; discarding its outcome");
                 return None;
             }
             Err(JobError::Cancelled) => {
-                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled, log).await.map(|events| {
+                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled, log).await.inspect(|_| {
                     metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
-                    events
                 })
             }
             Err(_) if cancel.is_cancelled() => {
-                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled, log).await.map(|events| {
+                self.finish(&delivery, &lease_lost, &job, Finish::Cancelled, log).await.inspect(|_| {
                     metrics::counter!(metric::JOBS_CANCELLED, "kind" => kind.clone()).increment(1);
-                    events
                 })
             }
             Err(JobError::Retryable(error)) if job.retry.allows_retry_after(job.attempt) => {
