@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use sentinel_db::{AttemptWrite, AttemptWritten, DbError};
 use sentinel_domain::{JobEventKind, JobId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::{JobError, Spine};
 
@@ -121,12 +120,10 @@ impl Writer {
             }
             bodies.clear();
         }
-        // Closed: the sender is gone, so what is still queued is all there is.
+        // Closed: the sender is gone, so what is still queued is all there is. (A lease lost meanwhile
+        // is the worker's to see: it discards the outcome and these with it.)
         while let Ok(body) = rx.try_recv() {
             bodies.push(body);
-        }
-        if self.lease_lost.load(Ordering::Acquire) || self.failure.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-            return Vec::new();
         }
         bodies
     }

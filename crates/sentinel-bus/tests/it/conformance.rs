@@ -204,16 +204,7 @@ async fn every_subscriber_receives_every_event_in_order(bus: Arc<dyn Bus>) {
     let mut b = bus.subscribe_events().await.expect("subscribe");
     let job = JobId::new();
     for seq in 1..=200 {
-        let ev = JobEvent {
-            id: seq,
-            org_id: None,
-            job_id: job,
-            kind: JobKind::parse("test.noop").expect("valid"),
-            seq,
-            at: Utc::now(),
-            body: JobEventKind::Queued,
-        };
-        bus.publish_event(&ev).await.expect("publish_event");
+        bus.publish_event(&test_event(job, seq, JobEventKind::Queued)).await.expect("publish_event");
     }
     for sub in [&mut a, &mut b] {
         let mut seqs = Vec::new();
@@ -232,19 +223,7 @@ async fn a_cancel_subscriber_receives_only_cancel_requests(bus: Arc<dyn Bus>) {
     let job = JobId::new();
     let bodies =
         [JobEventKind::Queued, JobEventKind::CancelRequested, JobEventKind::Queued, JobEventKind::CancelRequested];
-    let all: Vec<JobEvent> = bodies
-        .into_iter()
-        .zip(1..)
-        .map(|(body, seq)| JobEvent {
-            id: seq,
-            org_id: None,
-            job_id: job,
-            kind: JobKind::parse("test.noop").expect("valid"),
-            seq,
-            at: Utc::now(),
-            body,
-        })
-        .collect();
+    let all: Vec<JobEvent> = bodies.into_iter().zip(1..).map(|(body, seq)| test_event(job, seq, body)).collect();
     bus.publish_events(&all).await.expect("publish_events");
     assert_eq!(next_event(&mut cancels).await.seq, 2);
     assert_eq!(next_event(&mut cancels).await.seq, 4);
@@ -256,6 +235,19 @@ async fn a_cancel_subscriber_receives_only_cancel_requests(bus: Arc<dyn Bus>) {
         tokio::time::timeout(Duration::from_millis(300), cancels.next()).await.is_err(),
         "only the two cancel requests reach a cancel subscriber"
     );
+}
+
+/// Event number `seq` of `job` (also its id in the log).
+fn test_event(job: JobId, seq: i64, body: JobEventKind) -> JobEvent {
+    JobEvent {
+        id: seq,
+        org_id: None,
+        job_id: job,
+        kind: JobKind::parse("test.noop").expect("valid"),
+        seq,
+        at: Utc::now(),
+        body,
+    }
 }
 
 async fn next_event(stream: &mut sentinel_bus::EventStream) -> JobEvent {

@@ -211,7 +211,8 @@ fn round_events(
     events
 }
 
-/// The events one write adds, in order, given the job as it wrote them.
+/// The events one write adds, in order, given the job as it wrote them (`attempt` and `epoch` matter
+/// to a start only, `state` and `error` to an outcome only).
 pub(super) fn write_events(
     write: &AttemptWrite,
     attempt: u32,

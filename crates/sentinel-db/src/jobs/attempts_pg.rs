@@ -128,8 +128,7 @@ pub(super) async fn round(
                     Finish::Failed(e) => (JobState::Failed, None, Some(e.clone())),
                     Finish::Cancelled => (JobState::Cancelled, None, None),
                 };
-                let mut bodies = log.clone();
-                bodies.push(JobEventKind::Finished { state, error: error.clone() });
+                let bodies = super::attempts::write_events(write, 0, 0, state, error.clone());
                 // `result` travels as JSON text, so a JSON `null` result stays a JSON null, not SQL NULL.
                 let row = json!({
                     "id": id.as_uuid(), "epoch": epoch, "state": state.as_str(),
