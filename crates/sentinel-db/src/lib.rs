@@ -127,7 +127,8 @@ pub struct Database {
     /// pool of its own whose sessions plan by primary-key lookups only: a queue table's statistics are
     /// always stale (it fills and drains in seconds), and with them the planner hash-joins a batch
     /// against a scan of every queued row. Setting that per session instead of per transaction is what
-    /// lets a batch be one statement and one round trip. On SQLite, the main pool.
+    /// lets a batch be one statement and one round trip. On SQLite, a pool of one connection through
+    /// which the job store makes all its writes, so they queue in the process (see `JobStore::writer`).
     attempts: DatabaseConnection,
 }
 
@@ -163,8 +164,14 @@ impl Database {
                 ])
             });
             sea_orm::Database::connect(opts).await?
-        } else {
+        } else if url.contains(":memory:") || url.contains("mode=memory") {
+            // Another pool would open another in-memory database.
             conn.clone()
+        } else {
+            // One writer at a time is all SQLite allows; the others would wait in its busy handler,
+            // which sleeps 1, 2, 5, 10… ms between tries and left a core idle in the embedded job path.
+            opts.max_connections(1);
+            sea_orm::Database::connect(opts).await?
         };
         Ok(Self { conn, attempts })
     }

@@ -1,6 +1,11 @@
 //! The `sentinel` command: `up` runs every service in one process (the embedded default), `migrate`
 //! applies database migrations, `bench` measures the bus, the job path and the scheduler.
 
+/// mimalloc: the job path allocates many small short-lived buffers, where glibc's malloc spent a
+/// sixth of the CPU (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_inventory;
 mod bench_jobs;

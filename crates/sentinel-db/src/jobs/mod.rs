@@ -3,6 +3,7 @@
 
 mod attempts;
 mod attempts_pg;
+mod insert_pg;
 mod queries;
 mod record;
 
@@ -32,7 +33,7 @@ const INSERT_CHUNK: usize = 500;
 #[derive(Clone, Debug)]
 pub struct JobStore {
     conn: DatabaseConnection,
-    /// Where the batched attempt writes go (see `Database::attempts`).
+    /// Where the batched attempt writes go (see `Database::attempts`); on SQLite, every write of the store.
     attempts: DatabaseConnection,
 }
 
@@ -75,10 +76,20 @@ impl JobStore {
         Self { conn, attempts }
     }
 
+    /// Where the store's writes go: on SQLite the one-connection writer pool (see `Database::attempts`),
+    /// so the job path's writers wait their turn in the process; on PostgreSQL the main pool.
+    fn writer(&self) -> &DatabaseConnection {
+        if sea_orm::ConnectionTrait::get_database_backend(&self.conn) == sea_orm::DbBackend::Sqlite {
+            &self.attempts
+        } else {
+            &self.conn
+        }
+    }
+
     /// Commits a new queued job and its `queued` event. The row is unpublished until
     /// [`JobStore::mark_published`]; the outbox relay publishes rows that stay unpublished.
     pub async fn insert(&self, new: NewJob) -> Result<(JobRecord, JobEvent), DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let out = Self::insert_in(&txn, new).await?;
         txn.commit().await?;
         Ok(out)
@@ -92,11 +103,12 @@ impl JobStore {
         inserted.pop().ok_or_else(|| DbError::Corrupt("insert returned nothing".to_owned()))
     }
 
-    /// Inserts several jobs (and their `queued` events) in one transaction, with one multi-row statement
-    /// per table: the group commit behind high enqueue rates. Fails as a whole (e.g. `Duplicate` when
+    /// Inserts several jobs (and their `queued` events) in one transaction — one statement on PostgreSQL
+    /// (`insert_pg`), one multi-row statement per table and 500 rows on SQLite: the group commit behind
+    /// high enqueue rates and the bulk enqueue. Fails as a whole (e.g. `Duplicate` when
     /// one deduplication key is taken); the caller may then retry the jobs one by one.
     pub async fn insert_many(&self, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let out = Self::insert_many_in(&txn, news).await?;
         txn.commit().await?;
         Ok(out)
@@ -110,8 +122,22 @@ impl JobStore {
         if news.is_empty() {
             return Ok(Vec::new());
         }
-        let now = Utc::now();
+        // Microseconds, as stored: the records answered carry the times the rows hold.
+        let now = Utc::now().trunc_subsecs(6);
         let rows = news.into_iter().map(|n| new_row(n, now)).collect::<Result<Vec<jobs::Model>, DbError>>()?;
+        if sea_orm::ConnectionTrait::get_database_backend(txn) == sea_orm::DbBackend::Postgres {
+            let queued = serde_json::to_value(JobEventKind::Queued).map_err(|e| DbError::Corrupt(e.to_string()))?;
+            let ids = insert_pg::insert(txn, &rows, now, queued).await?;
+            let records = rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
+            return Ok(records
+                .into_iter()
+                .map(|job| {
+                    let mut ev = event(&job, 1, now, JobEventKind::Queued);
+                    ev.id = ids.get(&job.id.as_uuid()).copied().unwrap_or_default();
+                    (job, ev)
+                })
+                .collect());
+        }
         // Chunks keep each statement under SQLite's 32,766 bound parameters (a job row binds about 25).
         for chunk in rows.chunks(INSERT_CHUNK) {
             // `reset_all` marks every field as set, so each column is inserted.
@@ -167,7 +193,7 @@ impl JobStore {
             .filter(jobs::Column::Published.eq(true))
             .filter(jobs::Column::RunAt.lt(cutoff))
             .filter(jobs::Column::UpdatedAt.lt(cutoff))
-            .exec(&self.conn)
+            .exec(self.writer())
             .await?;
         let running = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
@@ -176,7 +202,7 @@ impl JobStore {
             .col_expr(jobs::Column::Epoch, Expr::col(jobs::Column::Epoch).add(1))
             .filter(jobs::Column::State.eq(JobState::Running.as_str()))
             .filter(jobs::Column::UpdatedAt.lt(cutoff))
-            .exec(&self.conn)
+            .exec(self.writer())
             .await?;
         Ok(queued.rows_affected + running.rows_affected)
     }
@@ -189,7 +215,7 @@ impl JobStore {
             .col_expr(jobs::Column::Published, Expr::value(false))
             .filter(jobs::Column::State.eq(JobState::Queued.as_str()))
             .filter(jobs::Column::Published.eq(true))
-            .exec(&self.conn)
+            .exec(self.writer())
             .await?;
         Ok(res.rows_affected)
     }
@@ -202,7 +228,7 @@ impl JobStore {
         jobs::Entity::update_many()
             .col_expr(jobs::Column::Published, Expr::value(true))
             .filter(jobs::Column::Id.is_in(ids.iter().map(|i| i.as_uuid())))
-            .exec(&self.conn)
+            .exec(self.writer())
             .await?;
         Ok(())
     }
@@ -232,7 +258,7 @@ impl JobStore {
     /// lease epoch so any older attempt's writes are refused from now on.
     pub async fn start(&self, id: JobId, attempt: u32, redelivery: bool) -> Result<StartOutcome, DbError> {
         let now = Utc::now();
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let mut startable = Condition::any().add(jobs::Column::State.eq(JobState::Queued.as_str()));
         if redelivery {
             startable = startable.add(jobs::Column::State.eq(JobState::Running.as_str()));
@@ -274,7 +300,7 @@ impl JobStore {
     /// Appends a progress report or log line, fenced by lease epoch.
     pub async fn append(&self, id: JobId, epoch: i64, body: JobEventKind) -> Result<JobEvent, DbError> {
         let now = Utc::now();
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let mut update = jobs::Entity::update_many()
             .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now));
@@ -309,7 +335,7 @@ impl JobStore {
         }
         let now = Utc::now().trunc_subsecs(6);
         let n = bodies.len() as i64;
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(n))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
@@ -344,7 +370,7 @@ impl JobStore {
             Finish::Failed(e) => (JobState::Failed, None, Some(e)),
             Finish::Cancelled => (JobState::Cancelled, None, None),
         };
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(state.as_str()))
             .col_expr(jobs::Column::Result, Expr::value(result))
@@ -377,7 +403,7 @@ impl JobStore {
         run_at: DateTime<Utc>,
     ) -> Result<(JobRecord, JobEvent), DbError> {
         let now = Utc::now();
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
             .col_expr(jobs::Column::Attempt, Expr::col(jobs::Column::Attempt).add(1))
@@ -410,7 +436,7 @@ impl JobStore {
         error: &str,
     ) -> Result<Option<JobEvent>, DbError> {
         let now = Utc::now();
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(JobState::Failed.as_str()))
             .col_expr(jobs::Column::Error, Expr::value(error.to_owned()))
@@ -439,7 +465,7 @@ impl JobStore {
         error: Option<String>,
     ) -> Result<Option<JobEvent>, DbError> {
         let now = Utc::now();
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(state.as_str()))
             .col_expr(jobs::Column::Error, Expr::value(error.clone()))
@@ -472,7 +498,7 @@ impl JobStore {
             },
             JobState::Running => {
                 let now = Utc::now();
-                let txn = self.conn.begin().await?;
+                let txn = self.writer().begin().await?;
                 let res = jobs::Entity::update_many()
                     .col_expr(jobs::Column::CancelRequested, Expr::value(true))
                     .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
@@ -514,7 +540,7 @@ impl JobStore {
             .col_expr(jobs::Column::Published, Expr::value(false))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(DateTime::<Utc>::MIN_UTC))
             .filter(jobs::Column::State.is_in(JobState::STARTABLE.map(|s| s.as_str())))
-            .exec(&self.conn)
+            .exec(self.writer())
             .await?;
         Ok(res.rows_affected)
     }
@@ -548,7 +574,7 @@ impl JobStore {
         // SQLite numbers its parameters `?1`, PostgreSQL `$1`.
         let sql = if backend == DbBackend::Postgres { sql } else { sql.replace('$', "?") };
         let stmt = Statement::from_sql_and_values(backend, sql, values);
-        let rows = self.conn.query_all_raw(stmt).await?;
+        let rows = self.writer().query_all_raw(stmt).await?;
         Ok(match backend {
             DbBackend::Postgres => rows.first().map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0) as u64,
             _ => rows.len() as u64,
@@ -559,7 +585,7 @@ impl JobStore {
     /// The row is left unpublished; the caller publishes it (or the relay does).
     pub async fn requeue(&self, id: JobId) -> Result<Option<(JobRecord, JobEvent)>, DbError> {
         let now = Utc::now();
-        let txn = self.conn.begin().await?;
+        let txn = self.writer().begin().await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
             .col_expr(jobs::Column::Attempt, Expr::col(jobs::Column::Attempt).add(1))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sentinel_domain::{JobEvent, JobId, JobKind, JobState, Priority, Progress, QueueName, RetryPolicy};
 use uuid::Uuid;
 
@@ -175,7 +175,7 @@ pub(super) fn new_row(new: NewJob, now: DateTime<Utc>) -> Result<jobs::Model, Db
         event_seq: 1,
         cancel_requested: false,
         published: false,
-        run_at: new.run_at.unwrap_or(now),
+        run_at: new.run_at.map_or(now, |at| at.trunc_subsecs(6)),
         created_at: now,
         started_at: None,
         finished_at: None,

@@ -13,6 +13,7 @@ both_modes!(
     counts_cover_every_state,
     retention_of_system_sweeps_spares_user_jobs_and_failures,
     batched_attempt_writes_keep_fencing_and_order,
+    a_multi_job_insert_stores_every_field_and_its_event,
 );
 
 fn new_job() -> NewJob {
@@ -29,6 +30,52 @@ fn new_job() -> NewJob {
         org_id: None,
         dedup_key: None,
     }
+}
+
+async fn a_multi_job_insert_stores_every_field_and_its_event(mode: Mode) {
+    use sentinel_jobs::domain::Priority;
+    let env = Env::spine_only(mode, &[]).await;
+    let store = env.spine.store();
+    let org = uuid::Uuid::new_v4();
+    // A later run time with nanoseconds (stored to the microsecond), every optional field set on one
+    // job and left empty on the next.
+    let later = chrono::Utc::now() + chrono::Duration::nanoseconds(3_600_000_000_123);
+    let full = NewJob {
+        priority: Priority::High,
+        payload: json!({ "seconds": 7, "note": "ünïcode \"quoted\"" }),
+        retry: RetryPolicy { max_attempts: 4, backoff_base_ms: 250, backoff_max_ms: 9_000 },
+        run_at: Some(later),
+        trace_context: [("traceparent".to_owned(), "00-abc-def-01".to_owned())].into(),
+        org_id: Some(org),
+        dedup_key: Some("nightly".to_owned()),
+        ..new_job()
+    };
+    let bare = NewJob { requested_by: None, ..new_job() };
+    let answered = store.insert_many(vec![full.clone(), bare.clone()]).await.expect("insert");
+    assert_eq!(answered.len(), 2);
+    for ((job, event), new) in answered.iter().zip([&full, &bare]) {
+        assert_eq!(job.id, new.id, "answers in request order");
+        let stored = store.get(job.id).await.expect("get").expect("stored");
+        assert_eq!(&stored, job, "the answer is the stored row");
+        assert_eq!((stored.priority, &stored.payload, &stored.retry), (new.priority, &new.payload, &new.retry));
+        assert_eq!((&stored.trace_context, &stored.requested_by), (&new.trace_context, &new.requested_by));
+        assert_eq!((stored.org_id, &stored.dedup_key), (new.org_id, &new.dedup_key));
+        assert_eq!((stored.state, stored.attempt, stored.event_seq, stored.published), (JobState::Queued, 1, 1, false));
+        let events = store.events(job.id, 0, 10).await.expect("events");
+        assert_eq!(events, vec![event.clone()], "one queued event, answered with its id");
+        assert_eq!(event.body.name(), "queued");
+        assert!(event.id > 0);
+    }
+    assert_eq!(answered[0].0.run_at.timestamp_micros(), later.timestamp_micros());
+    assert!(answered[1].0.run_at <= chrono::Utc::now());
+
+    // A deduplication key held by an unfinished job refuses the whole batch: nothing is inserted.
+    let taken = NewJob { id: JobId::new(), org_id: Some(org), dedup_key: Some("nightly".to_owned()), ..new_job() };
+    let innocent = new_job();
+    let refused = store.insert_many(vec![innocent.clone(), taken]).await;
+    assert!(matches!(refused, Err(DbError::Duplicate)), "{refused:?}");
+    assert_eq!(store.get(innocent.id).await.expect("get"), None, "all or nothing");
+    env.stop().await;
 }
 
 async fn stale_attempt_writes_are_refused(mode: Mode) {
