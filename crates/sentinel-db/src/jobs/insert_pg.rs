@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -28,10 +28,11 @@ const INSERT: &str = "WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v(
      INSERT INTO job_events (job_id, seq, event_type, data, at) SELECT id, 1, 'queued', $3::json, $2 FROM j \
      RETURNING job_id, id";
 
-/// Inserts `rows` (new jobs, all created at `now`) and their `queued` events inside `txn`; answers
-/// each job's event id. A taken deduplication key fails the whole statement with `Duplicate`.
+/// Inserts `rows` (new jobs, all created at `now`) and their `queued` events on `conn` (a caller's
+/// transaction, or a connection: the statement is atomic on its own); answers each job's event id. A
+/// taken deduplication key fails the whole statement with `Duplicate`.
 pub(super) async fn insert(
-    txn: &DatabaseTransaction,
+    txn: &impl ConnectionTrait,
     rows: &[jobs::Model],
     now: DateTime<Utc>,
     queued: Value,

@@ -89,10 +89,8 @@ impl JobStore {
     /// Commits a new queued job and its `queued` event. The row is unpublished until
     /// [`JobStore::mark_published`]; the outbox relay publishes rows that stay unpublished.
     pub async fn insert(&self, new: NewJob) -> Result<(JobRecord, JobEvent), DbError> {
-        let txn = self.writer().begin().await?;
-        let out = Self::insert_in(&txn, new).await?;
-        txn.commit().await?;
-        Ok(out)
+        let mut inserted = self.insert_many(vec![new]).await?;
+        inserted.pop().ok_or_else(|| DbError::Corrupt("insert returned nothing".to_owned()))
     }
 
     /// Inserts a job inside the caller's transaction, so a job and the domain change that caused it
@@ -108,8 +106,12 @@ impl JobStore {
     /// high enqueue rates and the bulk enqueue. Fails as a whole (e.g. `Duplicate` when
     /// one deduplication key is taken); the caller may then retry the jobs one by one.
     pub async fn insert_many(&self, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
+        if sea_orm::ConnectionTrait::get_database_backend(&self.conn) == sea_orm::DbBackend::Postgres {
+            // One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
+            return Self::insert_many_on(self.writer(), news).await;
+        }
         let txn = self.writer().begin().await?;
-        let out = Self::insert_many_in(&txn, news).await?;
+        let out = Self::insert_many_on(&txn, news).await?;
         txn.commit().await?;
         Ok(out)
     }
@@ -117,6 +119,14 @@ impl JobStore {
     /// [`JobStore::insert_many`] inside the caller's transaction.
     pub async fn insert_many_in(
         txn: &DatabaseTransaction,
+        news: Vec<NewJob>,
+    ) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
+        Self::insert_many_on(txn, news).await
+    }
+
+    /// The insert on `conn`: a transaction, or on PostgreSQL also a bare connection (one statement).
+    async fn insert_many_on(
+        txn: &impl sea_orm::ConnectionTrait,
         news: Vec<NewJob>,
     ) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
         if news.is_empty() {
