@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query, ReturningClause, SimpleExpr, UpdateStatement};
-use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, DatabaseTransaction, DbBackend, EntityTrait, Statement, TransactionTrait};
 use sentinel_domain::{JobEvent, JobEventKind, JobId, JobState};
 
 use super::{Finish, JobRecord, JobStore, StartOutcome, attempts_pg, event, event_row, fenced};
@@ -164,21 +164,26 @@ impl JobStore {
         batch: &[(usize, AttemptWrite)],
         now: DateTime<Utc>,
     ) -> Result<(HashMap<JobId, JobRecord>, Vec<(usize, JobEvent)>), DbError> {
-        let txn = self.attempts.begin().await?;
         let of_kind =
             |pick: fn(&AttemptWrite) -> bool| batch.iter().map(|(_, w)| w).filter(|w| pick(w)).collect::<Vec<_>>();
         let starts = of_kind(|w| matches!(w, AttemptWrite::Start { .. }));
         let appends = of_kind(|w| matches!(w, AttemptWrite::Append { .. }));
         let finishes = of_kind(|w| matches!(w, AttemptWrite::Finish { .. }));
+        // The updates are built before the transaction begins: SQLite has one writer, and building
+        // a large statement while holding it kept every other write waiting.
+        let backend = self.attempts.get_database_backend();
+        let updates: Vec<Statement> = (starts.chunks(UPDATE_CHUNK).map(|c| start_statement(c, now)))
+            .chain(appends.chunks(UPDATE_CHUNK).map(append_statement))
+            .chain(finishes.chunks(UPDATE_CHUNK).map(|c| finish_statement(c, now)))
+            .map(|mut stmt| {
+                stmt.returning(ReturningClause::All);
+                backend.build(&stmt)
+            })
+            .collect();
+        let txn = self.attempts.begin().await?;
         let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
-        for chunk in starts.chunks(UPDATE_CHUNK) {
-            rows.extend(update_returning(&txn, start_statement(chunk, now)).await?);
-        }
-        for chunk in appends.chunks(UPDATE_CHUNK) {
-            rows.extend(update_returning(&txn, append_statement(chunk)).await?);
-        }
-        for chunk in finishes.chunks(UPDATE_CHUNK) {
-            rows.extend(update_returning(&txn, finish_statement(chunk, now)).await?);
+        for update in updates {
+            rows.extend(update_returning(&txn, update).await?);
         }
         let mut events = round_events(batch, &rows, now);
         for chunk in events.chunks_mut(super::INSERT_CHUNK) {
@@ -257,12 +262,7 @@ fn rounds(writes: &[AttemptWrite]) -> Vec<Vec<usize>> {
 }
 
 /// Runs an UPDATE … RETURNING * and reads the rows back as records, by id.
-async fn update_returning(
-    txn: &DatabaseTransaction,
-    mut stmt: UpdateStatement,
-) -> Result<Vec<(JobId, JobRecord)>, DbError> {
-    stmt.returning(ReturningClause::All);
-    let built = txn.get_database_backend().build(&stmt);
+async fn update_returning(txn: &DatabaseTransaction, built: Statement) -> Result<Vec<(JobId, JobRecord)>, DbError> {
     let models = jobs::Entity::find().from_raw_sql(built).all(txn).await?;
     models.into_iter().map(|m| JobRecord::try_from(m).map(|j| (j.id, j))).collect()
 }
