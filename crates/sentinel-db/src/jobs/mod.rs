@@ -3,6 +3,7 @@
 
 mod attempts;
 mod attempts_pg;
+mod insert;
 mod insert_pg;
 mod queries;
 mod record;
@@ -106,14 +107,7 @@ impl JobStore {
     /// high enqueue rates and the bulk enqueue. Fails as a whole (e.g. `Duplicate` when
     /// one deduplication key is taken); the caller may then retry the jobs one by one.
     pub async fn insert_many(&self, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
-        if sea_orm::ConnectionTrait::get_database_backend(&self.conn) == sea_orm::DbBackend::Postgres {
-            // One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
-            return Self::insert_many_on(self.writer(), news).await;
-        }
-        let txn = self.writer().begin().await?;
-        let out = Self::insert_many_on(&txn, news).await?;
-        txn.commit().await?;
-        Ok(out)
+        insert::insert_many(insert::Target::Pool(self.writer()), news).await
     }
 
     /// [`JobStore::insert_many`] inside the caller's transaction.
@@ -121,53 +115,7 @@ impl JobStore {
         txn: &DatabaseTransaction,
         news: Vec<NewJob>,
     ) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
-        Self::insert_many_on(txn, news).await
-    }
-
-    /// The insert on `conn`: a transaction, or on PostgreSQL also a bare connection (one statement).
-    async fn insert_many_on(
-        txn: &impl sea_orm::ConnectionTrait,
-        news: Vec<NewJob>,
-    ) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
-        if news.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Microseconds, as stored: the records answered carry the times the rows hold.
-        let now = Utc::now().trunc_subsecs(6);
-        let rows = news.into_iter().map(|n| new_row(n, now)).collect::<Result<Vec<jobs::Model>, DbError>>()?;
-        if sea_orm::ConnectionTrait::get_database_backend(txn) == sea_orm::DbBackend::Postgres {
-            let queued = serde_json::to_value(JobEventKind::Queued).map_err(|e| DbError::Corrupt(e.to_string()))?;
-            let ids = insert_pg::insert(txn, &rows, now, queued).await?;
-            let records = rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
-            return Ok(records
-                .into_iter()
-                .map(|job| {
-                    let mut ev = event(&job, 1, now, JobEventKind::Queued);
-                    ev.id = ids.get(&job.id.as_uuid()).copied().unwrap_or_default();
-                    (job, ev)
-                })
-                .collect());
-        }
-        // Chunks keep each statement under SQLite's 32,766 bound parameters (a job row binds about 25).
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            // `reset_all` marks every field as set, so each column is inserted.
-            jobs::Entity::insert_many(chunk.iter().cloned().map(|m| jobs::ActiveModel::from(m).reset_all()))
-                .exec(txn)
-                .await
-                .map_err(unique)?;
-        }
-        let records = rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
-        let mut events: Vec<JobEvent> = records.iter().map(|j| event(j, 1, now, JobEventKind::Queued)).collect();
-        let mut stored = Vec::with_capacity(events.len());
-        for chunk in events.chunks(INSERT_CHUNK) {
-            let rows = chunk.iter().map(event_row).collect::<Result<Vec<_>, DbError>>()?;
-            stored.extend(job_events::Entity::insert_many(rows).exec_with_returning(txn).await?);
-        }
-        let ids: std::collections::HashMap<Uuid, i64> = stored.into_iter().map(|m| (m.job_id, m.id)).collect();
-        for ev in &mut events {
-            ev.id = ids.get(&ev.job_id.as_uuid()).copied().unwrap_or_default();
-        }
-        Ok(records.into_iter().zip(events).collect())
+        insert::insert_many(insert::Target::Transaction(txn), news).await
     }
 
     /// Records that the attempt holding `epoch` is alive (the lease keeper calls this). `false` means the

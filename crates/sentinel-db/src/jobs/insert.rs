@@ -1,0 +1,112 @@
+//! Inserting new jobs with their `queued` events, many at once: on PostgreSQL one JSON-fed statement
+//! (`insert_pg`), elsewhere (SQLite) multi-row INSERTs built before the writer is taken.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::InsertStatement;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QueryTrait,
+    Statement, TransactionTrait,
+};
+use sentinel_domain::{JobEvent, JobEventKind};
+use uuid::Uuid;
+
+use super::{INSERT_CHUNK, JobRecord, NewJob, event, event_row, insert_pg, new_row};
+use crate::entity::{job_events, jobs};
+use crate::{DbError, unique};
+
+/// Where an insert runs: a caller's transaction, or the store's writer (which then makes its own).
+pub(super) enum Target<'a> {
+    Transaction(&'a DatabaseTransaction),
+    Pool(&'a DatabaseConnection),
+}
+
+/// Inserts `news` on `target`; answers each job with its `queued` event, in order.
+pub(super) async fn insert_many(target: Target<'_>, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
+    if news.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Microseconds, as stored: the records answered carry the times the rows hold.
+    let now = Utc::now().trunc_subsecs(6);
+    let rows = news.into_iter().map(|n| new_row(n, now)).collect::<Result<Vec<jobs::Model>, DbError>>()?;
+    let records = rows.iter().cloned().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
+    let backend = match &target {
+        Target::Transaction(txn) => txn.get_database_backend(),
+        Target::Pool(pool) => pool.get_database_backend(),
+    };
+    let ids = if backend == DbBackend::Postgres {
+        let queued = serde_json::to_value(JobEventKind::Queued).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        match target {
+            Target::Transaction(txn) => insert_pg::insert(txn, &rows, now, queued).await?,
+            // One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
+            Target::Pool(pool) => insert_pg::insert(pool, &rows, now, queued).await?,
+        }
+    } else {
+        // Built before the writer is taken: SQLite has one, and every other write waits meanwhile.
+        let statements = portable_statements(backend, &rows, &records, now)?;
+        match target {
+            Target::Transaction(txn) => run_portable(txn, statements).await?,
+            Target::Pool(pool) => {
+                let txn = pool.begin().await?;
+                let ids = run_portable(&txn, statements).await?;
+                txn.commit().await?;
+                ids
+            }
+        }
+    };
+    Ok(records
+        .into_iter()
+        .map(|job| {
+            let mut ev = event(&job, 1, now, JobEventKind::Queued);
+            ev.id = ids.get(&job.id.as_uuid()).copied().unwrap_or_default();
+            (job, ev)
+        })
+        .collect())
+}
+
+/// The portable form's statements: the rows' INSERTs, then their events' (each `RETURNING *`).
+/// Chunks keep each statement under SQLite's 32,766 bound parameters (a job row binds about 25).
+fn portable_statements(
+    backend: DbBackend,
+    rows: &[jobs::Model],
+    records: &[JobRecord],
+    now: DateTime<Utc>,
+) -> Result<(Vec<Statement>, Vec<Statement>), DbError> {
+    let job_inserts = rows
+        .chunks(INSERT_CHUNK)
+        .map(|chunk| {
+            // `reset_all` marks every field as set, so each column is inserted.
+            jobs::Entity::insert_many(chunk.iter().cloned().map(|m| jobs::ActiveModel::from(m).reset_all()))
+                .build(backend)
+        })
+        .collect();
+    let mut event_inserts = Vec::new();
+    for chunk in records.chunks(INSERT_CHUNK) {
+        let models = chunk
+            .iter()
+            .map(|job| event_row(&event(job, 1, now, JobEventKind::Queued)))
+            .collect::<Result<Vec<_>, DbError>>()?;
+        let mut insert: InsertStatement = job_events::Entity::insert_many(models).into_query();
+        insert.returning_all();
+        event_inserts.push(backend.build(&insert));
+    }
+    Ok((job_inserts, event_inserts))
+}
+
+/// Runs the portable statements in `txn`; answers each job's event id.
+async fn run_portable(
+    txn: &DatabaseTransaction,
+    (job_inserts, event_inserts): (Vec<Statement>, Vec<Statement>),
+) -> Result<HashMap<Uuid, i64>, DbError> {
+    for insert in job_inserts {
+        txn.execute_raw(insert).await.map_err(unique)?;
+    }
+    let mut ids = HashMap::new();
+    for insert in event_inserts {
+        for stored in job_events::Entity::find().from_raw_sql(insert).all(txn).await? {
+            ids.insert(stored.job_id, stored.id);
+        }
+    }
+    Ok(ids)
+}
