@@ -30,22 +30,25 @@ pub(super) async fn insert_many(target: Target<'_>, news: Vec<NewJob>) -> Result
     // Microseconds, as stored: the records answered carry the times the rows hold.
     let now = Utc::now().trunc_subsecs(6);
     let rows = news.into_iter().map(|n| new_row(n, now)).collect::<Result<Vec<jobs::Model>, DbError>>()?;
-    let records = rows.iter().cloned().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>()?;
+    let into_records =
+        |rows: Vec<jobs::Model>| rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>();
     let backend = match &target {
         Target::Transaction(txn) => txn.get_database_backend(),
         Target::Pool(pool) => pool.get_database_backend(),
     };
-    let ids = if backend == DbBackend::Postgres {
-        let queued = serde_json::to_value(JobEventKind::Queued).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        match target {
-            Target::Transaction(txn) => insert_pg::insert(txn, &rows, now, queued).await?,
+    let (records, ids) = if backend == DbBackend::Postgres {
+        let ids = match target {
+            Target::Transaction(txn) => insert_pg::insert(txn, &rows, now).await?,
             // One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
-            Target::Pool(pool) => insert_pg::insert(pool, &rows, now, queued).await?,
-        }
+            Target::Pool(pool) => insert_pg::insert(pool, &rows, now).await?,
+        };
+        (into_records(rows)?, ids)
     } else {
         // Built before the writer is taken: SQLite has one, and every other write waits meanwhile.
-        let statements = portable_statements(backend, &rows, &records, now)?;
-        match target {
+        let job_inserts = job_statements(backend, &rows);
+        let records = into_records(rows)?;
+        let statements = (job_inserts, event_statements(backend, &records, now)?);
+        let ids = match target {
             Target::Transaction(txn) => run_portable(txn, statements).await?,
             Target::Pool(pool) => {
                 let txn = pool.begin().await?;
@@ -53,7 +56,8 @@ pub(super) async fn insert_many(target: Target<'_>, news: Vec<NewJob>) -> Result
                 txn.commit().await?;
                 ids
             }
-        }
+        };
+        (records, ids)
     };
     Ok(records
         .into_iter()
@@ -65,33 +69,32 @@ pub(super) async fn insert_many(target: Target<'_>, news: Vec<NewJob>) -> Result
         .collect())
 }
 
-/// The portable form's statements: the rows' INSERTs, then their events' (each `RETURNING *`).
-/// Chunks keep each statement under SQLite's 32,766 bound parameters (a job row binds about 25).
-fn portable_statements(
-    backend: DbBackend,
-    rows: &[jobs::Model],
-    records: &[JobRecord],
-    now: DateTime<Utc>,
-) -> Result<(Vec<Statement>, Vec<Statement>), DbError> {
-    let job_inserts = rows
-        .chunks(INSERT_CHUNK)
+/// The portable form's INSERTs of the rows. Chunks keep each statement under SQLite's 32,766 bound
+/// parameters (a job row binds about 25).
+fn job_statements(backend: DbBackend, rows: &[jobs::Model]) -> Vec<Statement> {
+    rows.chunks(INSERT_CHUNK)
         .map(|chunk| {
             // `reset_all` marks every field as set, so each column is inserted.
             jobs::Entity::insert_many(chunk.iter().cloned().map(|m| jobs::ActiveModel::from(m).reset_all()))
                 .build(backend)
         })
-        .collect();
-    let mut event_inserts = Vec::new();
-    for chunk in records.chunks(INSERT_CHUNK) {
-        let models = chunk
-            .iter()
-            .map(|job| event_row(&event(job, 1, now, JobEventKind::Queued)))
-            .collect::<Result<Vec<_>, DbError>>()?;
-        let mut insert: InsertStatement = job_events::Entity::insert_many(models).into_query();
-        insert.returning_all();
-        event_inserts.push(backend.build(&insert));
-    }
-    Ok((job_inserts, event_inserts))
+        .collect()
+}
+
+/// The portable form's INSERTs of the jobs' `queued` events, each `RETURNING *` (for their ids).
+fn event_statements(backend: DbBackend, records: &[JobRecord], now: DateTime<Utc>) -> Result<Vec<Statement>, DbError> {
+    records
+        .chunks(INSERT_CHUNK)
+        .map(|chunk| {
+            let models = chunk
+                .iter()
+                .map(|job| event_row(&event(job, 1, now, JobEventKind::Queued)))
+                .collect::<Result<Vec<_>, DbError>>()?;
+            let mut insert: InsertStatement = job_events::Entity::insert_many(models).into_query();
+            insert.returning_all();
+            Ok(backend.build(&insert))
+        })
+        .collect()
 }
 
 /// Runs the portable statements in `txn`; answers each job's event id.

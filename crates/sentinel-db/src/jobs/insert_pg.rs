@@ -8,15 +8,16 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sentinel_domain::JobEventKind;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::entity::jobs;
 use crate::{DbError, unique};
 
-/// `$1` the rows, `$2` now, `$3` the `queued` event's data (the JSON as text: parsed once, as `json`). Columns not listed keep their defaults
-/// (none is set on a new job). The events come from the inserted rows, so they exist exactly when
-/// their job does.
+/// `$1` the rows, `$2` now, `$3` the `queued` event's data (JSON sent as text, parsed once as `json`).
+/// Columns not listed keep their defaults (none is set on a new job). The events come from the
+/// inserted rows, so they exist exactly when their job does.
 const INSERT: &str = "WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v(id uuid, kind text, queue text, \
      priority text, payload json, max_attempts integer, backoff_base_ms bigint, backoff_max_ms bigint, \
      trace_context json, requested_by text, run_at timestamptz, org_id uuid, dedup_key text)), \
@@ -32,11 +33,11 @@ const INSERT: &str = "WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v(
 /// transaction, or a connection: the statement is atomic on its own); answers each job's event id. A
 /// taken deduplication key fails the whole statement with `Duplicate`.
 pub(super) async fn insert(
-    txn: &impl ConnectionTrait,
+    conn: &impl ConnectionTrait,
     rows: &[jobs::Model],
     now: DateTime<Utc>,
-    queued: Value,
 ) -> Result<HashMap<Uuid, i64>, DbError> {
+    let queued = serde_json::to_string(&JobEventKind::Queued).map_err(|e| DbError::Corrupt(e.to_string()))?;
     let input: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -51,9 +52,9 @@ pub(super) async fn insert(
     let stmt = Statement::from_sql_and_values(
         DbBackend::Postgres,
         INSERT,
-        [Value::Array(input).to_string().into(), now.into(), queued.to_string().into()],
+        [Value::Array(input).to_string().into(), now.into(), queued.into()],
     );
-    let answered = txn.query_all_raw(stmt).await.map_err(unique)?;
+    let answered = conn.query_all_raw(stmt).await.map_err(unique)?;
     let mut ids = HashMap::with_capacity(answered.len());
     for row in answered {
         ids.insert(row.try_get::<Uuid>("", "job_id")?, row.try_get::<i64>("", "id")?);
