@@ -178,6 +178,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Depth figures for each lane of a queue.
     async fn stats(&self, queue: &QueueName) -> Result<Vec<StreamStats>, BusError>;
 
+    /// Whether the bus lives inside this process: a publish cannot fail, and the bus's data dies with
+    /// the process (whose next start requeues unfinished jobs from the database).
+    fn in_process(&self) -> bool {
+        false
+    }
+
     /// Names the bus's current body of data. It changes only when the backend lost everything it held
     /// (a Redis restarted without persistence, a flushed database), which tells the outbox relay to
     /// republish every queued job at once rather than wait for its stuck-job scan.

@@ -220,6 +220,10 @@ impl Bus for MemoryBus {
         }))
     }
 
+    fn in_process(&self) -> bool {
+        true
+    }
+
     async fn incarnation(&self) -> Result<String, BusError> {
         // The in-process bus lives and dies with its process (and its jobs are requeued at start).
         Ok("memory".to_owned())

@@ -107,8 +107,14 @@ impl ScratchDatabase {
         let server = sea_orm::Database::connect(server_url).await?;
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         server.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await?;
-        let base = server_url.rsplit_once('/').map_or(server_url, |(base, _)| base);
-        Ok(Self { url: format!("{base}/{name}"), server, name })
+        // The server's options (`?sslmode=…`) apply to the new database too.
+        let (path, options) = server_url.split_once('?').map_or((server_url, None), |(p, o)| (p, Some(o)));
+        let base = path.rsplit_once('/').map_or(path, |(base, _)| base);
+        let url = match options {
+            Some(options) => format!("{base}/{name}?{options}"),
+            None => format!("{base}/{name}"),
+        };
+        Ok(Self { url, server, name })
     }
 
     /// Drops the database, disconnecting whoever is still connected.
@@ -117,6 +123,36 @@ impl ScratchDatabase {
         self.server.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).await?;
         Ok(())
     }
+}
+
+/// Whether a database URL (or the `PGSSLMODE` environment variable) says how to use TLS.
+fn chooses_tls(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("sslmode=")))
+        || std::env::var_os("PGSSLMODE").is_some()
+}
+
+/// No TLS to a PostgreSQL on this machine unless the URL asks for it. The traffic never leaves the
+/// host, so TLS protects nothing there, and it costs both ends CPU on every statement: about a tenth
+/// of the job path's rate (docs/benchmarks.md). Any other host keeps the default (`prefer`).
+fn without_loopback_tls(
+    options: sea_orm::sqlx::postgres::PgConnectOptions,
+    tls_chosen: bool,
+) -> sea_orm::sqlx::postgres::PgConnectOptions {
+    if !tls_chosen && is_loopback_host(options.get_host()) {
+        options.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)
+    } else {
+        options
+    }
+}
+
+/// `localhost`, an address of 127.0.0.0/8 or `::1` (a Unix socket directory never uses TLS anyway).
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A pool of connections to the Sentinel database.
@@ -153,10 +189,12 @@ impl Database {
                 .foreign_keys(true)
                 .create_if_missing(true)
         });
+        let tls_chosen = chooses_tls(url);
+        opts.map_sqlx_postgres_opts(move |o| without_loopback_tls(o, tls_chosen));
         let conn = sea_orm::Database::connect(opts.clone()).await?;
         let attempts = if conn.get_database_backend() == DbBackend::Postgres {
-            opts.max_connections(ATTEMPT_CONNECTIONS).map_sqlx_postgres_opts(|o| {
-                o.options([
+            opts.max_connections(ATTEMPT_CONNECTIONS).map_sqlx_postgres_opts(move |o| {
+                without_loopback_tls(o, tls_chosen).options([
                     ("enable_hashjoin", "off"),
                     ("enable_mergejoin", "off"),
                     ("enable_bitmapscan", "off"),
@@ -253,5 +291,44 @@ impl Database {
 
     pub fn schedules(&self) -> ScheduleStore {
         ScheduleStore::new(self.conn.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+    fn ssl_mode_for(url: &str) -> PgSslMode {
+        let options: PgConnectOptions = url.parse().expect("a PostgreSQL URL");
+        without_loopback_tls(options, chooses_tls(url)).get_ssl_mode()
+    }
+
+    #[test]
+    fn a_loopback_database_gets_no_tls_unless_the_url_asks_for_it() {
+        if std::env::var_os("PGSSLMODE").is_some() {
+            return; // the environment chooses for every URL; nothing of ours to check
+        }
+        for url in ["postgres://u@127.0.0.1:5432/db", "postgres://u@localhost/db", "postgres://u@[::1]:5432/db"] {
+            assert!(matches!(ssl_mode_for(url), PgSslMode::Disable), "{url}");
+        }
+        assert!(matches!(ssl_mode_for("postgres://u@127.0.0.1/db?sslmode=require"), PgSslMode::Require));
+        assert!(matches!(
+            ssl_mode_for("postgres://u@localhost/db?application_name=x&sslmode=verify-full"),
+            PgSslMode::VerifyFull
+        ));
+        // Another host keeps the default, which tries TLS first.
+        assert!(matches!(ssl_mode_for("postgres://u@db.example.org/db"), PgSslMode::Prefer));
+        assert!(matches!(ssl_mode_for("postgres://u@10.0.0.5/db"), PgSslMode::Prefer));
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "::1", "[::1]"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["10.0.0.1", "db.local", "localhost.example.org", "/var/run/postgresql", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

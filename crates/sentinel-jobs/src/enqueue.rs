@@ -115,7 +115,8 @@ impl Spine {
         tokio::spawn(
             async move {
                 match spine.publish(&job).await {
-                    Ok(()) => spine.mark_published_later(job.id),
+                    Ok(()) if !job.published => spine.mark_published_later(job.id),
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, job_id = %job.id, "publish failed; the outbox relay will retry")
                     }
@@ -197,7 +198,11 @@ impl Spine {
                 dedup_key: req.dedup_key,
             });
         }
-        let inserted = self.store().insert_many(news).await?;
+        let inserted = if self.bus().in_process() {
+            self.store().insert_many_published(news).await?
+        } else {
+            self.store().insert_many(news).await?
+        };
         let (jobs, events): (Vec<JobRecord>, Vec<JobEvent>) = inserted.into_iter().unzip();
         self.publish_many(&jobs, &events).await;
         let mut created = vec![false; jobs.len()];
@@ -246,6 +251,11 @@ impl Spine {
             }
         }
         self.broadcast_many(events).await;
+        // Rows inserted as published (the in-process bus: see `JobStore::insert_many_published`) need
+        // no mark; marking one again would be harmless.
+        if published.is_empty() || jobs.iter().all(|j| j.published) {
+            return;
+        }
         // The marks are bookkeeping (a lost one means a harmless republish), so the caller does not
         // wait for them: each is an update of every row it names.
         let store = self.store().clone();

@@ -35,7 +35,7 @@ pub async fn run_binary<F, Fut>(
 ) -> anyhow::Result<()>
 where
     F: FnOnce(Spine, Shutdown) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     let settings = Settings::load_for(&[("http.listen", default_listen)], &[])?;
     let _telemetry = sentinel_telemetry::init(service, &settings.telemetry)?;
@@ -61,7 +61,12 @@ where
     } else {
         None
     };
-    let result = body(spine, shutdown.clone()).await;
+    // On a runtime thread, not `main`'s: `main` is not one of the runtime's workers, so every wake-up
+    // of a loop running there (a worker's dispatch loop, once per job) would be a hop to a parked thread.
+    let result = match tokio::spawn(body(spine, shutdown.clone())).await {
+        Ok(result) => result,
+        Err(e) => Err(anyhow::anyhow!("{service} stopped abnormally: {e}")),
+    };
     shutdown.cancel();
     if let Some(task) = ops_task {
         let _ = task.await;

@@ -174,12 +174,19 @@ impl Spine {
     /// job gets the error.
     pub async fn insert_job(&self, new: NewJob) -> Result<(JobRecord, JobEvent), DbError> {
         let store = self.inner.store.clone();
+        // On the in-process bus the publish that follows cannot fail: the rows go in marked published.
+        let published = self.inner.bus.in_process();
         let committer = self.inner.inserts.get_or_init(|| {
             GroupCommit::start(256, 2, move |batch: Vec<NewJob>| {
                 let store = store.clone();
                 async move {
                     let n = batch.len();
-                    match store.insert_many(batch.clone()).await {
+                    let inserted = if published {
+                        store.insert_many_published(batch.clone()).await
+                    } else {
+                        store.insert_many(batch.clone()).await
+                    };
+                    match inserted {
                         Ok(rows) if rows.len() == n => rows.into_iter().map(Ok).collect(),
                         Err(e) if e.is_unavailable() => {
                             (0..n).map(|_| Err(DbError::Unavailable(e.to_string()))).collect()

@@ -22,14 +22,22 @@ pub(super) enum Target<'a> {
     Pool(&'a DatabaseConnection),
 }
 
-/// Inserts `news` on `target`; answers each job with its `queued` event, in order.
-pub(super) async fn insert_many(target: Target<'_>, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
+/// Inserts `news` on `target`, marked `published` or not; answers each job with its `queued` event,
+/// in order.
+pub(super) async fn insert_many(
+    target: Target<'_>,
+    news: Vec<NewJob>,
+    published: bool,
+) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
     if news.is_empty() {
         return Ok(Vec::new());
     }
     // Microseconds, as stored: the records answered carry the times the rows hold.
     let now = Utc::now().trunc_subsecs(6);
-    let rows = news.into_iter().map(|n| new_row(n, now)).collect::<Result<Vec<jobs::Model>, DbError>>()?;
+    let rows = news
+        .into_iter()
+        .map(|n| new_row(n, now).map(|row| jobs::Model { published, ..row }))
+        .collect::<Result<Vec<jobs::Model>, DbError>>()?;
     let into_records =
         |rows: Vec<jobs::Model>| rows.into_iter().map(JobRecord::try_from).collect::<Result<Vec<_>, _>>();
     let backend = match &target {
@@ -38,9 +46,9 @@ pub(super) async fn insert_many(target: Target<'_>, news: Vec<NewJob>) -> Result
     };
     let (records, ids) = if backend == DbBackend::Postgres {
         let ids = match target {
-            Target::Transaction(txn) => insert_pg::insert(txn, &rows, now).await?,
+            Target::Transaction(txn) => insert_pg::insert(txn, &rows, now, published).await?,
             // One statement is atomic on its own: no BEGIN and COMMIT round trips around it.
-            Target::Pool(pool) => insert_pg::insert(pool, &rows, now).await?,
+            Target::Pool(pool) => insert_pg::insert(pool, &rows, now, published).await?,
         };
         (into_records(rows)?, ids)
     } else {

@@ -107,7 +107,16 @@ impl JobStore {
     /// high enqueue rates and the bulk enqueue. Fails as a whole (e.g. `Duplicate` when
     /// one deduplication key is taken); the caller may then retry the jobs one by one.
     pub async fn insert_many(&self, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
-        insert::insert_many(insert::Target::Pool(self.writer()), news).await
+        insert::insert_many(insert::Target::Pool(self.writer()), news, false).await
+    }
+
+    /// [`JobStore::insert_many`] with the rows marked published already, for a caller that publishes
+    /// them right after the commit on a bus that cannot refuse (the in-process bus): the outbox relay
+    /// never needs them, and the mark would be one more write per job on the job path's one writer.
+    /// A process that dies before publishing loses the in-process bus as a whole, and its next start
+    /// requeues every unfinished job (`requeue_unfinished`).
+    pub async fn insert_many_published(&self, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
+        insert::insert_many(insert::Target::Pool(self.writer()), news, true).await
     }
 
     /// [`JobStore::insert_many`] inside the caller's transaction.
@@ -115,7 +124,7 @@ impl JobStore {
         txn: &DatabaseTransaction,
         news: Vec<NewJob>,
     ) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
-        insert::insert_many(insert::Target::Transaction(txn), news).await
+        insert::insert_many(insert::Target::Transaction(txn), news, false).await
     }
 
     /// Records that the attempt holding `epoch` is alive (the lease keeper calls this). `false` means the

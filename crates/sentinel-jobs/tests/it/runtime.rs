@@ -26,7 +26,11 @@ async fn demo_job_reports_progress_and_result(mode: Mode) {
     let env = Env::start(mode, &[]).await;
     let job = env.enqueue(builtin::DEMO_SLEEP, json!({ "seconds": 2 })).await;
     assert_eq!(job.state, JobState::Queued);
+    // On the in-process bus the row goes in marked published (that publish cannot fail); on Redis
+    // it is marked after the message is on the bus.
+    assert_eq!(job.published, matches!(mode, Mode::Embedded), "published at insert");
     let done = env.wait_for(job.id, JobState::Succeeded, Duration::from_secs(15)).await;
+    assert!(done.published);
     assert_eq!(done.result, Some(json!({ "slept_seconds": 2 })));
     let progress = done.progress.expect("progress");
     assert_eq!((progress.step, progress.total), (2, 2));

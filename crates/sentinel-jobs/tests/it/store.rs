@@ -75,6 +75,18 @@ async fn a_multi_job_insert_stores_every_field_and_its_event(mode: Mode) {
     let refused = store.insert_many(vec![innocent.clone(), taken]).await;
     assert!(matches!(refused, Err(DbError::Duplicate)), "{refused:?}");
     assert_eq!(store.get(innocent.id).await.expect("get"), None, "all or nothing");
+
+    // Rows inserted as published (the in-process bus publishes right after the commit) are stored so,
+    // and the outbox relay does not see them.
+    let premarked = store.insert_many_published(vec![new_job(), new_job()]).await.expect("insert published");
+    for (job, _) in &premarked {
+        assert!(job.published, "answered as published");
+        let stored = store.get(job.id).await.expect("get").expect("stored");
+        assert!(stored.published, "stored as published");
+    }
+    let unpublished = store.unpublished(chrono::Utc::now() + chrono::Duration::seconds(1), 100).await.expect("outbox");
+    assert!(unpublished.iter().all(|j| premarked.iter().all(|(p, _)| p.id != j.id)), "not in the outbox");
+    assert!(unpublished.iter().any(|j| j.id == bare.id), "an ordinary insert is in the outbox");
     env.stop().await;
 }
 
