@@ -30,9 +30,9 @@ const INSERT: &str = "WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v(
      INSERT INTO job_events (job_id, seq, event_type, data, at) SELECT id, 1, 'queued', $3::json, $2 FROM j \
      RETURNING job_id, id";
 
-/// Inserts `rows` (new jobs, all created at `now`, `published` or not) and their `queued` events on `conn` (a caller's
-/// transaction, or a connection: the statement is atomic on its own); answers each job's event id. A
-/// taken deduplication key fails the whole statement with `Duplicate`.
+/// Inserts `rows` (new jobs, all created at `now`, `published` or not) and their `queued` events on
+/// `conn` (a caller's transaction, or a connection: the statement is atomic on its own); answers each
+/// job's event id. A taken deduplication key fails the whole statement with `Duplicate`.
 pub(super) async fn insert(
     conn: &impl ConnectionTrait,
     rows: &[jobs::Model],
