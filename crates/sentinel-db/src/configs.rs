@@ -114,7 +114,7 @@ impl ConfigStore {
             created_at: now,
             updated_at: now,
         };
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         configs::ActiveModel {
             id: Set(rec.id),
             org_id: Set(org),
@@ -150,7 +150,7 @@ impl ConfigStore {
             updated_at: now,
             ..old.clone()
         };
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = configs::Entity::update_many()
             .col_expr(configs::Column::Name, Expr::value(rec.name.clone()))
             .col_expr(configs::Column::Description, Expr::value(rec.description.clone()))
@@ -223,7 +223,7 @@ impl ConfigStore {
 
     /// Deletes a config, its versions and its secrets. `false` when there was none.
     pub async fn delete(&self, org: Uuid, id: Uuid) -> Result<bool, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = configs::Entity::delete_many()
             .filter(configs::Column::Id.eq(id))
             .filter(configs::Column::OrgId.eq(org))

@@ -72,7 +72,7 @@ impl CredentialStore {
     pub async fn create(&self, org: Uuid, new: NewSshCredential, actor: &str) -> Result<SshCredential, DbError> {
         let now = Utc::now().trunc_subsecs(6);
         let id = Uuid::now_v7();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let (secret_id, key_id, sealed) = &new.sealed;
         SecretStore::insert_in(&txn, *secret_id, Some(org), &format!("ssh_credential:{id}"), key_id, sealed).await?;
         if new.is_default {
@@ -147,7 +147,7 @@ impl CredentialStore {
         name: Option<String>,
         make_default: Option<bool>,
     ) -> Result<SshCredential, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         if make_default == Some(true) {
             Self::clear_default(&txn, old.org_id).await?;
         }
@@ -195,7 +195,7 @@ impl CredentialStore {
                 cred.name
             )));
         }
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         ssh_credentials::Entity::delete_by_id(cred.id).exec(&txn).await.map_err(|e| match e.sql_err() {
             // A server started using it meanwhile (the foreign key refuses).
             Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {

@@ -125,6 +125,17 @@ impl ScratchDatabase {
     }
 }
 
+/// How the stores begin their transactions (all of which write). On SQLite, `BEGIN IMMEDIATE`: the
+/// write lock is taken at the start, waiting in the busy handler if another connection holds it. A
+/// deferred transaction that reads first would instead fail at its first write with "database is
+/// locked" (`SQLITE_BUSY_SNAPSHOT`, which no busy handler retries) whenever another connection committed
+/// since its read — the job store's writer commits many times a second. PostgreSQL ignores the mode.
+pub(crate) const WRITE_TRANSACTION: sea_orm::TransactionOptions = sea_orm::TransactionOptions {
+    isolation_level: None,
+    access_mode: None,
+    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+};
+
 /// Whether a database URL (or the `PGSSLMODE` environment variable) says how to use TLS.
 fn chooses_tls(url: &str) -> bool {
     url.split_once('?').is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("sslmode=")))

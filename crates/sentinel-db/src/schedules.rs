@@ -408,7 +408,7 @@ impl ScheduleStore {
             return Ok(Vec::new());
         }
         let backend = self.conn.get_database_backend();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut won = std::collections::HashSet::with_capacity(claims.len());
         for chunk in claims.chunks(CLAIM_CHUNK) {
             let stmt = claim_statement(backend, chunk);

@@ -244,7 +244,7 @@ impl BackupStore {
         if !JournalStatus::Running.can_become(end.status) {
             return Err(DbError::Conflict(format!("a running journal entry cannot become {}", end.status)));
         }
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let message = end.message.clone();
         let res = backup_journal::Entity::update_many()
             .col_expr(backup_journal::Column::Status, Expr::value(end.status.as_str()))

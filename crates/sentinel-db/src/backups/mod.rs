@@ -160,7 +160,7 @@ impl BackupStore {
     ) -> Result<TargetRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
         let id = Uuid::now_v7();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let secret = apply_secret(&txn, org, &secret_owner("target", id), None, password).await?;
         let model = backup_targets::ActiveModel {
             id: Set(id),
@@ -192,7 +192,7 @@ impl BackupStore {
         draft: TargetDraft,
         password: SecretChange,
     ) -> Result<TargetRecord, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let secret =
             apply_secret(&txn, old.org_id, &secret_owner("target", old.id), old.password_secret_id, password).await?;
         backup_targets::Entity::update_many()
@@ -238,7 +238,7 @@ impl BackupStore {
                 target.name
             )));
         }
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         backup_targets::Entity::delete_by_id(target.id).exec(&txn).await.map_err(|e| match e.sql_err() {
             Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => {
                 DbError::Conflict(format!("backup target {:?} is used by a plan", target.name))
@@ -261,7 +261,7 @@ impl BackupStore {
     ) -> Result<DestinationRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
         let id = Uuid::now_v7();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let secret = apply_secret(&txn, org, &secret_owner("destination", id), None, credentials).await?;
         let model = backup_destinations::ActiveModel {
             id: Set(id),
@@ -288,7 +288,7 @@ impl BackupStore {
         config: &DestinationConfig,
         credentials: SecretChange,
     ) -> Result<DestinationRecord, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let owner = secret_owner("destination", old.id);
         let secret = apply_secret(&txn, old.org_id, &owner, old.credentials_secret_id, credentials).await?;
         backup_destinations::Entity::update_many()
@@ -341,7 +341,7 @@ impl BackupStore {
                 users.join(", ")
             )));
         }
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         backup_destinations::Entity::delete_by_id(dest.id).exec(&txn).await?;
         SecretStore::delete_owned_in(&txn, &secret_owner("destination", dest.id)).await?;
         txn.commit().await?;

@@ -93,7 +93,7 @@ impl BackupStore {
         actor: &str,
     ) -> Result<PlanRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         for (secret_id, key_id, sealed) in &secrets {
             SecretStore::insert_in(&txn, *secret_id, Some(org), &secret_owner("plan", id), key_id, sealed).await?;
         }
@@ -131,7 +131,7 @@ impl BackupStore {
         draft: PlanDraft,
         secrets: Vec<SealedSecret>,
     ) -> Result<PlanRecord, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         for (secret_id, key_id, sealed) in &secrets {
             let owner = secret_owner("plan", old.id);
             SecretStore::insert_in(&txn, *secret_id, Some(old.org_id), &owner, key_id, sealed).await?;
@@ -212,7 +212,7 @@ impl BackupStore {
     /// Deletes a plan and its schedule in one transaction (its journal stays). Its keys go too
     /// unless `keep_keys`: backups that are kept must stay restorable.
     pub async fn delete_plan(&self, plan: &PlanRecord, keep_keys: bool) -> Result<(), DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         backup_plans::Entity::delete_by_id(plan.id).exec(&txn).await?;
         if !keep_keys {
             SecretStore::delete_owned_in(&txn, &secret_owner("plan", plan.id)).await?;

@@ -102,7 +102,7 @@ impl InventoryStore {
         actor: &str,
         dry_run: bool,
     ) -> Result<ImportOutcome, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut existing: HashMap<String, ServerRecord> = HashMap::with_capacity(rows.len());
         if rows.len() < WHOLE_ORG_FROM {
             for chunk in rows.chunks(CHUNK) {

@@ -58,7 +58,7 @@ impl InventoryStore {
     /// nothing is answered by [`InventoryStore::reserve`] on its own (which expires stale reservations
     /// first). Fails as a whole; the caller may then retry the requests one by one.
     pub async fn reserve_many(&self, reqs: &[(Uuid, ReserveRequest)]) -> Result<Vec<Option<Reserved>>, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut out = Vec::with_capacity(reqs.len());
         let mut entries = Vec::with_capacity(reqs.len());
         for (org, req) in reqs {
@@ -85,7 +85,7 @@ impl InventoryStore {
     async fn try_reserve(&self, org: Uuid, req: &ReserveRequest) -> Result<Option<Reserved>, DbError> {
         // On SQLite the transaction's first statement is the write, so it takes the write lock before
         // it reads: the pick and the update cannot interleave with another writer's.
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let Some((done, entry)) = pick_in(&txn, org, req).await? else {
             txn.rollback().await?;
             return Ok(None);
@@ -164,7 +164,7 @@ impl InventoryStore {
             return Err(DbError::Conflict(format!("server {} is held by another reservation", old.id)));
         }
         let new = ended(old);
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let saved = save_in(&txn, old, new, actor, "release", None, None).await?;
         txn.commit().await?;
         Ok(saved)
@@ -183,7 +183,7 @@ impl InventoryStore {
         let mut ended_count = 0;
         for model in due {
             let old = ServerRecord::try_from(model)?;
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             match save_in(
                 &txn,
                 &old,

@@ -142,7 +142,7 @@ impl InventoryStore {
     /// already has a server with this `provider_ref`.
     pub async fn create_server(&self, org: Uuid, draft: ServerDraft, actor: &str) -> Result<ServerRecord, DbError> {
         let rec = draft.into_record(org, Utc::now().trunc_subsecs(6));
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         servers::ActiveModel::from(to_model(&rec)).reset_all().insert(&txn).await.map_err(unique)?;
         history::insert_all(&txn, vec![history::entry(None, &rec, actor, "create", None, None)]).await?;
         txn.commit().await?;
@@ -159,7 +159,7 @@ impl InventoryStore {
         action: &str,
         job_id: Option<JobId>,
     ) -> Result<ServerRecord, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let saved = save_in(&txn, old, new, actor, action, job_id, None).await?;
         txn.commit().await?;
         Ok(saved)

@@ -180,7 +180,7 @@ impl JobStore {
                 backend.build(&stmt)
             })
             .collect();
-        let txn = self.attempts.begin().await?;
+        let txn = self.attempts.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut rows: HashMap<JobId, JobRecord> = HashMap::new();
         for update in updates {
             rows.extend(update_returning(&txn, update).await?);

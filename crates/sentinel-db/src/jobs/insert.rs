@@ -59,7 +59,7 @@ pub(super) async fn insert_many(
         let ids = match target {
             Target::Transaction(txn) => run_portable(txn, statements).await?,
             Target::Pool(pool) => {
-                let txn = pool.begin().await?;
+                let txn = pool.begin_with_options(crate::WRITE_TRANSACTION).await?;
                 let ids = run_portable(&txn, statements).await?;
                 txn.commit().await?;
                 ids

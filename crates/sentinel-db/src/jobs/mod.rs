@@ -225,7 +225,7 @@ impl JobStore {
     /// lease epoch so any older attempt's writes are refused from now on.
     pub async fn start(&self, id: JobId, attempt: u32, redelivery: bool) -> Result<StartOutcome, DbError> {
         let now = Utc::now();
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut startable = Condition::any().add(jobs::Column::State.eq(JobState::Queued.as_str()));
         if redelivery {
             startable = startable.add(jobs::Column::State.eq(JobState::Running.as_str()));
@@ -267,7 +267,7 @@ impl JobStore {
     /// Appends a progress report or log line, fenced by lease epoch.
     pub async fn append(&self, id: JobId, epoch: i64, body: JobEventKind) -> Result<JobEvent, DbError> {
         let now = Utc::now();
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut update = jobs::Entity::update_many()
             .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now));
@@ -302,7 +302,7 @@ impl JobStore {
         }
         let now = Utc::now().trunc_subsecs(6);
         let n = bodies.len() as i64;
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(n))
             .col_expr(jobs::Column::UpdatedAt, Expr::value(now))
@@ -337,7 +337,7 @@ impl JobStore {
             Finish::Failed(e) => (JobState::Failed, None, Some(e)),
             Finish::Cancelled => (JobState::Cancelled, None, None),
         };
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(state.as_str()))
             .col_expr(jobs::Column::Result, Expr::value(result))
@@ -370,7 +370,7 @@ impl JobStore {
         run_at: DateTime<Utc>,
     ) -> Result<(JobRecord, JobEvent), DbError> {
         let now = Utc::now();
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
             .col_expr(jobs::Column::Attempt, Expr::col(jobs::Column::Attempt).add(1))
@@ -403,7 +403,7 @@ impl JobStore {
         error: &str,
     ) -> Result<Option<JobEvent>, DbError> {
         let now = Utc::now();
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(JobState::Failed.as_str()))
             .col_expr(jobs::Column::Error, Expr::value(error.to_owned()))
@@ -432,7 +432,7 @@ impl JobStore {
         error: Option<String>,
     ) -> Result<Option<JobEvent>, DbError> {
         let now = Utc::now();
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(state.as_str()))
             .col_expr(jobs::Column::Error, Expr::value(error.clone()))
@@ -465,7 +465,7 @@ impl JobStore {
             },
             JobState::Running => {
                 let now = Utc::now();
-                let txn = self.writer().begin().await?;
+                let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
                 let res = jobs::Entity::update_many()
                     .col_expr(jobs::Column::CancelRequested, Expr::value(true))
                     .col_expr(jobs::Column::EventSeq, Expr::col(jobs::Column::EventSeq).add(1))
@@ -552,7 +552,7 @@ impl JobStore {
     /// The row is left unpublished; the caller publishes it (or the relay does).
     pub async fn requeue(&self, id: JobId) -> Result<Option<(JobRecord, JobEvent)>, DbError> {
         let now = Utc::now();
-        let txn = self.writer().begin().await?;
+        let txn = self.writer().begin_with_options(crate::WRITE_TRANSACTION).await?;
         let res = jobs::Entity::update_many()
             .col_expr(jobs::Column::State, Expr::value(JobState::Queued.as_str()))
             .col_expr(jobs::Column::Attempt, Expr::col(jobs::Column::Attempt).add(1))

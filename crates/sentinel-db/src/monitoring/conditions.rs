@@ -182,7 +182,7 @@ impl MonitoringStore {
         if breached == firing.is_some() {
             return Ok(false);
         }
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let Some(p) = lock_plan(&txn, plan).await? else { return Ok(false) };
         let server_id = server_of_backup_target(&txn, p.target_id).await?;
         let hours = newest_good_age_secs / 3600.0;

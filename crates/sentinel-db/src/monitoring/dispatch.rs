@@ -132,7 +132,7 @@ impl MonitoringStore {
     ) -> Result<Vec<ClaimedCheck>, DbError> {
         use monitor_targets::Column as C;
         let now = Utc::now().trunc_subsecs(6);
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let backend = txn.get_database_backend();
         let mut pick = Query::select();
         pick.columns([C::Id, C::OrgId, C::Spec, C::NextDueAt])
@@ -213,7 +213,7 @@ impl MonitoringStore {
                 ..r.clone()
             })
             .collect();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut recorded = Recorded::default();
         // One result per target per round, so each round's update sees every earlier one.
         let mut rest: Vec<&CheckResult> = results.iter().collect();

@@ -298,7 +298,7 @@ impl MonitoringStore {
             || spec.cron != old.spec.cron
             || spec.timezone != old.spec.timezone
             || (spec.is_active && !old.spec.is_active);
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         if !lock_check(&txn, old.id).await? {
             return Err(DbError::NotFound(format!("heartbeat {}", old.id)));
         }
@@ -335,7 +335,7 @@ impl MonitoringStore {
 
     /// Deletes a check and its pings; its firing alert resolves (by `actor`).
     pub async fn delete_heartbeat(&self, rec: &HeartbeatRecord, actor: &str) -> Result<(), DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         if !lock_check(&txn, rec.id).await? {
             return Ok(());
         }
@@ -403,7 +403,7 @@ impl MonitoringStore {
         use monitor_heartbeats::Column as H;
         let now = now.trunc_subsecs(6);
         for _ in 0..PING_ATTEMPTS {
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             // Take the row's write lock first (a no-op update): pings of one check queue here
             // instead of racing, and the read below sees the previous ping's commit.
             let locked = monitor_heartbeats::Entity::update_many()
@@ -491,7 +491,7 @@ impl MonitoringStore {
             .await?;
         let mut report = SweepReport::default();
         for id in due {
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             if !lock_check(&txn, id).await? {
                 continue;
             }

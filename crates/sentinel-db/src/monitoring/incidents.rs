@@ -373,7 +373,7 @@ impl MonitoringStore {
             )));
         }
         let now = Utc::now().trunc_subsecs(6);
-        let txn: DatabaseTransaction = self.conn.begin().await?;
+        let txn: DatabaseTransaction = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut update = monitor_incidents::Entity::update_many()
             .col_expr(C::State, Expr::value(next.as_str()))
             .col_expr(C::UpdatedAt, Expr::value(now));

@@ -105,7 +105,7 @@ impl MonitoringStore {
     pub async fn ingest(&self, org: Uuid, ingest_id: Option<&str>, batch: &Batch) -> Result<IngestOutcome, DbError> {
         let now = Utc::now().trunc_subsecs(6);
         let at = batch.sent_at.trunc_subsecs(6);
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         if let Some(key) = ingest_id {
             let claimed = monitor_ingests::Entity::insert(monitor_ingests::ActiveModel {
                 org_id: Set(org),
@@ -357,7 +357,7 @@ impl MonitoringStore {
         actor: &str,
     ) -> Result<(), DbError> {
         use monitor_metrics::Column as C;
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let mut update = monitor_metrics::Entity::update_many();
         if let Some(a) = alerting {
             update = update.col_expr(C::AlertingEnabled, Expr::value(a));

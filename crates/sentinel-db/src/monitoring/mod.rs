@@ -164,7 +164,7 @@ impl MonitoringStore {
     ) -> Result<TargetRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
         let id = Uuid::now_v7();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         apply_secret(&txn, org, &target_secret_owner(id), None, headers).await?;
         let model = monitor_targets::ActiveModel {
             id: Set(id),
@@ -213,7 +213,7 @@ impl MonitoringStore {
         headers: SecretChange,
     ) -> Result<TargetRecord, DbError> {
         let now = Utc::now().trunc_subsecs(6);
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let old_secret = old.spec.sealed_headers.as_ref().map(|h| h.secret_id);
         apply_secret(&txn, old.org_id, &target_secret_owner(old.id), old_secret, headers).await?;
         if old.spec.is_active && !spec.is_active {
@@ -293,7 +293,7 @@ impl MonitoringStore {
 
     /// Deletes a target with its results and rollups; its firing alerts resolve (by `actor`).
     pub async fn delete_target(&self, target: &TargetRecord, actor: &str) -> Result<(), DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         incidents::resolve_source_alerts(&txn, target.id, actor, "target deleted", Utc::now().trunc_subsecs(6)).await?;
         SecretStore::delete_owned_in(&txn, &target_secret_owner(target.id)).await?;
         monitor_targets::Entity::delete_by_id(target.id).exec(&txn).await?;

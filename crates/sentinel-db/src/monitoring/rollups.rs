@@ -225,7 +225,7 @@ impl MonitoringStore {
             for (target, status, ms) in rows {
                 tallies.entry(target).or_default().add(status == "up", ms);
             }
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             upsert_rollups(&txn, tallies.into_iter().map(|(t, tally)| tally.row(t, HOURLY, hour, true)).collect())
                 .await?;
             self.set_sweep_mark(&txn, HOURLY, end).await?;
@@ -256,7 +256,7 @@ impl MonitoringStore {
             for row in &hours {
                 tallies.entry(row.target_id).or_default().merge_row(row);
             }
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             upsert_rollups(&txn, tallies.into_iter().map(|(t, tally)| tally.row(t, DAILY, day, false)).collect())
                 .await?;
             self.set_sweep_mark(&txn, DAILY, end).await?;

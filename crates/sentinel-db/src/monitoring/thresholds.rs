@@ -244,7 +244,7 @@ impl MonitoringStore {
         let mut report = SweepReport::default();
         for org in orgs {
             let limit = quiet_limit(&settings_in(&self.conn, org).await?);
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             let stale = Condition::all()
                 .add(M::OrgId.eq(org))
                 .add(M::LastAt.lt(now - limit))
@@ -283,7 +283,7 @@ impl MonitoringStore {
         for org in orgs {
             let s = settings_in(&self.conn, org).await?;
             let cutoff = now - quiet_limit(&s);
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             // Write first (a no-op on the machines about to change), as in `sweep_metrics`.
             let changing = Condition::any()
                 .add(Condition::all().add(C::LastSeenAt.lt(cutoff)).add(C::SilentAlertId.is_null()))
@@ -360,7 +360,7 @@ impl MonitoringStore {
             .map(serde_json::to_value)
             .transpose()
             .map_err(|e| DbError::Corrupt(format!("cannot encode a threshold: {e}")))?;
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         monitor_metrics::Entity::update_many()
             .col_expr(monitor_metrics::Column::Threshold, Expr::value(json))
             .filter(monitor_metrics::Column::Id.eq(metric))

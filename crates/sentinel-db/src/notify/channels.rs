@@ -45,7 +45,7 @@ impl NotifyStore {
     ) -> Result<ChannelRecord, DbError> {
         let now = now.trunc_subsecs(6);
         let id = Uuid::now_v7();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let secret_id = apply_secret(&txn, org, &channel_secret_owner(id), None, secret).await?;
         let model = notify_channels::ActiveModel {
             id: Set(id),
@@ -73,7 +73,7 @@ impl NotifyStore {
         spec: ChannelSpec,
         secret: SecretChange,
     ) -> Result<ChannelRecord, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let secret_id = apply_secret(&txn, old.org_id, &channel_secret_owner(old.id), old.secret_id, secret).await?;
         let model = notify_channels::ActiveModel {
             id: Set(old.id),
@@ -93,7 +93,7 @@ impl NotifyStore {
 
     /// Deletes a channel, its credential, and gives up its undelivered notifications.
     pub async fn delete_channel(&self, org: Uuid, id: Uuid) -> Result<bool, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let gone = notify_channels::Entity::delete_many()
             .filter(notify_channels::Column::OrgId.eq(org))
             .filter(notify_channels::Column::Id.eq(id))

@@ -76,7 +76,7 @@ impl NotifyStore {
         let mut report = EvaluationReport::default();
         let mut first_error = None;
         for org in orgs {
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             match evaluate_org(&txn, org, now).await {
                 Ok(queued) => {
                     txn.commit().await?;

@@ -77,7 +77,7 @@ impl ProvisioningStore {
     /// unfinished run shares a server, the run waits (its queue position is stored on it). `Fenced`
     /// when the attempt is stale; `Conflict` when a server can never be leased (retired, deleted).
     pub async fn take_leases(&self, run: &RunRecord, epoch: i64, holder: &str) -> Result<LeaseAttempt, DbError> {
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         fence(&txn, run.job_id, epoch).await?;
         let ahead = self.runs_ahead(&txn, run).await?;
         if ahead > 0 {

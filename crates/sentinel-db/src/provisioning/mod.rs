@@ -179,7 +179,7 @@ impl ProvisioningStore {
         let now = Utc::now().trunc_subsecs(6);
         let job_id = job.id;
         let names: Vec<String> = run.extra_vars.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
-        let txn = self.conn.begin().await?;
+        let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
         let (job, event) = JobStore::insert_in(&txn, job).await?;
         provision_runs::ActiveModel {
             id: Set(run.id),

@@ -69,7 +69,7 @@ impl ProvisioningStore {
     pub async fn finish(&self, run: &RunRecord, epoch: i64, outcome: &RunOutcome) -> Result<RunRecord, DbError> {
         // A concurrent edit of one of the servers makes the fenced server update miss: read again.
         for _ in 0..5 {
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             fence(&txn, run.job_id, epoch).await?;
             match write_outcome(&txn, run, outcome, Some(run.job_id)).await {
                 Ok(()) => {
@@ -150,7 +150,7 @@ impl ProvisioningStore {
                     })
                     .collect(),
             };
-            let txn = self.conn.begin().await?;
+            let txn = self.conn.begin_with_options(crate::WRITE_TRANSACTION).await?;
             match write_outcome(&txn, &run, &outcome, Some(JobId::from_uuid(job))).await {
                 Ok(()) => {
                     txn.commit().await?;
