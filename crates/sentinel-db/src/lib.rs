@@ -130,7 +130,7 @@ impl ScratchDatabase {
 /// deferred transaction that reads first would instead fail at its first write with "database is
 /// locked" (`SQLITE_BUSY_SNAPSHOT`, which no busy handler retries) whenever another connection committed
 /// since its read — the job store's writer commits many times a second. PostgreSQL ignores the mode.
-pub(crate) const WRITE_TRANSACTION: sea_orm::TransactionOptions = sea_orm::TransactionOptions {
+pub const WRITE_TRANSACTION: sea_orm::TransactionOptions = sea_orm::TransactionOptions {
     isolation_level: None,
     access_mode: None,
     sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),

@@ -14,6 +14,7 @@ both_modes!(
     retention_of_system_sweeps_spares_user_jobs_and_failures,
     batched_attempt_writes_keep_fencing_and_order,
     a_multi_job_insert_stores_every_field_and_its_event,
+    a_transaction_that_reads_first_survives_a_concurrent_job_write,
 );
 
 fn new_job() -> NewJob {
@@ -291,5 +292,29 @@ async fn batched_attempt_writes_keep_fencing_and_order(mode: Mode) {
     assert_eq!(names, ["queued", "started", "progress", "log", "progress", "finished"]);
     let tail: Vec<(i64, i64)> = stored[3..].iter().map(|e| (e.id, e.seq)).collect();
     assert_eq!(tail, events.iter().map(|e| (e.id, e.seq)).collect::<Vec<_>>(), "answered as stored");
+    env.stop().await;
+}
+
+/// A store transaction that reads before it writes still commits when the job store's writer commits
+/// in between. On SQLite it holds the write lock from its `BEGIN IMMEDIATE` (the job write waits); a
+/// deferred one failed at its first write with "database is locked" (`SQLITE_BUSY_SNAPSHOT`), which
+/// failed a monitoring check under `sentinel up`.
+async fn a_transaction_that_reads_first_survives_a_concurrent_job_write(mode: Mode) {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let env = Env::spine_only(mode, &[]).await;
+    let conn = env.spine.db().connection();
+    let txn = conn.begin_with_options(sentinel_jobs::db::WRITE_TRANSACTION).await.expect("begin");
+    let count = Statement::from_string(txn.get_database_backend(), "SELECT count(*) AS n FROM jobs");
+    txn.query_one_raw(count).await.expect("read first");
+    let store = env.spine.store().clone();
+    let concurrent = tokio::spawn(async move { store.insert(new_job()).await });
+    // Long enough for the concurrent insert to commit, had nothing held it back.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (mine, _) = sentinel_jobs::db::JobStore::insert_in(&txn, new_job()).await.expect("then write");
+    txn.commit().await.expect("commit");
+    let (theirs, _) = concurrent.await.expect("join").expect("the concurrent insert");
+    for id in [mine.id, theirs.id] {
+        assert!(env.spine.store().get(id).await.expect("get").is_some(), "{id} stored");
+    }
     env.stop().await;
 }
