@@ -198,11 +198,7 @@ impl Spine {
                 dedup_key: req.dedup_key,
             });
         }
-        let inserted = if self.bus().in_process() {
-            self.store().insert_many_published(news).await?
-        } else {
-            self.store().insert_many(news).await?
-        };
+        let inserted = self.store().insert_many_as(news, self.bus().in_process()).await?;
         let (jobs, events): (Vec<JobRecord>, Vec<JobEvent>) = inserted.into_iter().unzip();
         self.publish_many(&jobs, &events).await;
         let mut created = vec![false; jobs.len()];
@@ -251,7 +247,7 @@ impl Spine {
             }
         }
         self.broadcast_many(events).await;
-        // Rows inserted as published (the in-process bus: see `JobStore::insert_many_published`) need
+        // Rows inserted as published (the in-process bus: see `JobStore::insert_many_as`) need
         // no mark; marking one again would be harmless.
         if published.is_empty() || jobs.iter().all(|j| j.published) {
             return;

@@ -181,12 +181,7 @@ impl Spine {
                 let store = store.clone();
                 async move {
                     let n = batch.len();
-                    let inserted = if published {
-                        store.insert_many_published(batch.clone()).await
-                    } else {
-                        store.insert_many(batch.clone()).await
-                    };
-                    match inserted {
+                    match store.insert_many_as(batch.clone(), published).await {
                         Ok(rows) if rows.len() == n => rows.into_iter().map(Ok).collect(),
                         Err(e) if e.is_unavailable() => {
                             (0..n).map(|_| Err(DbError::Unavailable(e.to_string()))).collect()

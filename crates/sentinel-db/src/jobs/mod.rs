@@ -110,13 +110,17 @@ impl JobStore {
         insert::insert_many(insert::Target::Pool(self.writer()), news, false).await
     }
 
-    /// [`JobStore::insert_many`] with the rows marked published already, for a caller that publishes
-    /// them right after the commit on a bus that cannot refuse (the in-process bus): the outbox relay
-    /// never needs them, and the mark would be one more write per job on the job path's one writer.
-    /// A process that dies before publishing loses the in-process bus as a whole, and its next start
-    /// requeues every unfinished job (`requeue_unfinished`).
-    pub async fn insert_many_published(&self, news: Vec<NewJob>) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
-        insert::insert_many(insert::Target::Pool(self.writer()), news, true).await
+    /// [`JobStore::insert_many`] with the rows marked `published` already when it is true: for a caller
+    /// that publishes them right after the commit on a bus that cannot refuse (the in-process bus), so
+    /// the outbox relay never needs them, and the mark would be one more write per job on the job
+    /// path's one writer. A process that dies before publishing loses the in-process bus as a whole,
+    /// and its next start requeues every unfinished job (`requeue_unfinished`).
+    pub async fn insert_many_as(
+        &self,
+        news: Vec<NewJob>,
+        published: bool,
+    ) -> Result<Vec<(JobRecord, JobEvent)>, DbError> {
+        insert::insert_many(insert::Target::Pool(self.writer()), news, published).await
     }
 
     /// [`JobStore::insert_many`] inside the caller's transaction.

@@ -79,7 +79,7 @@ async fn a_multi_job_insert_stores_every_field_and_its_event(mode: Mode) {
 
     // Rows inserted as published (the in-process bus publishes right after the commit) are stored so,
     // and the outbox relay does not see them.
-    let premarked = store.insert_many_published(vec![new_job(), new_job()]).await.expect("insert published");
+    let premarked = store.insert_many_as(vec![new_job(), new_job()], true).await.expect("insert published");
     for (job, _) in &premarked {
         assert!(job.published, "answered as published");
         let stored = store.get(job.id).await.expect("get").expect("stored");
